@@ -1,0 +1,58 @@
+# Stratus: the front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+# sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv provides it on our machines.
+LAMBDA_PYENV ?= 3.11.7:3.12.1
+# Dummy credentials and a fixed region: nothing here may reach a real AWS endpoint.
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export SAM_CLI_TELEMETRY := 0
+
+PACKAGES := functions stratus
+
+.PHONY: help venv lint test build openapi bench clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtual environments
+
+lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/ruff format --check $(PACKAGES) tests bench
+	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+build: venv ## sam build (no container) of every function
+	PYENV_VERSION=$(LAMBDA_PYENV) $(SAM_VENV)/bin/sam build --template template.yaml --parallel --cached
+
+test: lint build ## Lint, build, then the default test suite (no real model, no GPU)
+	$(BIN)/pytest -m "not slow and not gpu"
+
+openapi: venv ## Regenerate docs/openapi.json from the routes
+	$(BIN)/python -m stratus.openapi > docs/openapi.json
+
+bench: venv ## Benchmarks: cold imports and AWS calls per admitted request (results in bench/RESULTS.md)
+	$(BIN)/python bench/cold_import.py
+	$(BIN)/python bench/admission_calls.py
+
+clean: ## Remove build outputs (keeps the virtual environments)
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

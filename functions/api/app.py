@@ -1,0 +1,69 @@
+"""The HTTPS API: OpenAI-shaped routes and errors, behind the key authorizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from api import admin_routes, tenant_routes
+from api.openapi import OPENAPI_TITLE, openapi_document
+from stratus_core.errors import StratusError
+from stratus_core.http.errors import HttpError, http_error, route_not_found, validation_error
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver(enable_validation=True)
+app.include_router(tenant_routes.router)
+app.include_router(admin_routes.router)
+
+
+def _respond(result: HttpError) -> Response[Any]:
+    return Response(
+        status_code=result.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=result.body.model_dump_json(),
+        headers=result.headers or None,
+    )
+
+
+@app.exception_handler(StratusError)
+def handle_domain_error(error: StratusError) -> Response[Any]:
+    return _respond(http_error(error))
+
+
+@app.exception_handler(RequestValidationError)
+def handle_validation_error(error: RequestValidationError) -> Response[Any]:
+    return _respond(validation_error(error.errors()))
+
+
+@app.not_found
+def handle_not_found(_: Exception) -> Response[Any]:
+    event = app.current_event
+    return _respond(route_not_found(event.http_method, event.path))
+
+
+@app.exception_handler(Exception)
+def handle_unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unhandled error")
+    return _respond(http_error(StratusError()))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[Any]:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document(app))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+__all__ = ["OPENAPI_TITLE", "app", "lambda_handler"]

@@ -1,0 +1,15 @@
+"""The calling principal of the current request, with a scope check."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from stratus_core.http.auth import principal_from_authorizer, require_scope
+from stratus_core.keys import Principal, Scope
+
+
+def caller(router: Router, scope: Scope | None) -> Principal:
+    """The principal the authorizer put on this request; `scope=None` accepts any valid key."""
+    authorizer = router.current_event.request_context.authorizer  # type: ignore[attr-defined]
+    principal = principal_from_authorizer(authorizer.get_lambda if authorizer else None)
+    return principal if scope is None else require_scope(principal, scope)

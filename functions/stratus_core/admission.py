@@ -1,0 +1,237 @@
+"""Admission: reserve a request's worst-case tokens before it runs, settle or release it after.
+
+Every limit is enforced by DynamoDB conditions inside one transaction, never by reading a
+counter and writing it back: 50 concurrent requests against a limit of 10 admit exactly 10.
+
+The reserved amount is an upper bound found without a tokenizer. Byte-level BPE tokenizers
+(the Llama/SmolLM family, GPT-2) never make more tokens than UTF-8 bytes, so the bound is the
+prompt's bytes, plus the chat template's special tokens and default system prompt, plus
+`max_tokens`. Settlement then replaces the bound with the model server's own counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, Field, model_validator
+
+from stratus_core.clock import day_key, minute_key, month_key, seconds_to_next_minute, seconds_to_next_month, utcnow
+from stratus_core.errors import (
+    Limit,
+    LimitExceeded,
+    NotFound,
+    RequestExceedsLimit,
+    TenantSuspended,
+    Unavailable,
+)
+from stratus_core.pricing import Cost, PriceCatalog
+from stratus_core.tenants import Tenant, TenantStore
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_OVERHEAD_TOKENS = 128
+"""Chat-template special tokens and the default system prompt a template may add (SmolLM2's is 36 tokens)."""
+PER_MESSAGE_OVERHEAD_TOKENS = 8
+"""Role name and the start/end markers around each message."""
+
+
+def worst_case_prompt_tokens(texts: Iterable[str]) -> int:
+    """An upper bound on the prompt's tokens: one per UTF-8 byte plus the template's overhead."""
+    return TEMPLATE_OVERHEAD_TOKENS + sum(len(text.encode("utf-8")) + PER_MESSAGE_OVERHEAD_TOKENS for text in texts)
+
+
+class ReservationState(StrEnum):
+    RESERVED = "reserved"
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
+class TokenUsage(BaseModel):
+    """The model server's own counts for one request."""
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _total_is_the_sum(self) -> TokenUsage:
+        if self.total_tokens != self.prompt_tokens + self.completion_tokens:
+            raise ValueError("total_tokens must equal prompt_tokens + completion_tokens")
+        return self
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> TokenUsage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class Reservation(BaseModel):
+    """One admitted request's claim on its tenant's limits; also its usage record once settled."""
+
+    job_id: str
+    tenant_id: str
+    model: str
+    tokens: int = Field(description="Worst-case tokens reserved at admission.")
+    minute: str
+    day: str
+    month: str
+    created_at: datetime
+    state: ReservationState = ReservationState.RESERVED
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: Decimal | None = None
+    finished_at: datetime | None = None
+    release_reason: str | None = None
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    ALREADY_DONE = "already_done"
+
+
+# What the store reports; the service turns these into the errors callers see.
+class LimitHit(Exception):
+    def __init__(self, limit: Limit) -> None:
+        super().__init__(limit.value)
+        self.limit = limit
+
+
+class TenantInactive(Exception):
+    pass
+
+
+class RetryableConflict(Exception):
+    """Another writer got there first (limits edited, transaction conflict): read again and retry."""
+
+
+class AdmissionStore(Protocol):
+    def reserve(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
+        """Atomically count the request against every limit and record it; if a reservation with
+        this job id exists, return it unchanged. Raises `LimitHit`, `TenantInactive` or
+        `RetryableConflict`."""
+        ...
+
+    def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
+
+    def settle(self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime) -> Outcome: ...
+
+    def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome: ...
+
+
+class AdmissionService:
+    def __init__(
+        self,
+        tenants: TenantStore,
+        store: AdmissionStore,
+        catalog: PriceCatalog,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        attempts: int = 8,
+        retention_days: int = 400,
+    ) -> None:
+        self._tenants = tenants
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+        self._attempts = attempts
+        self._retention_seconds = retention_days * 86_400
+
+    def reserve(
+        self, tenant_id: str, job_id: str, model: str, prompt_tokens_bound: int, max_tokens: int
+    ) -> Reservation:
+        """Admit one request or raise the error that says which limit refused it."""
+        tokens = prompt_tokens_bound + max_tokens
+        for attempt in range(self._attempts):
+            tenant = self._tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFound("tenant", tenant_id)
+            if not tenant.is_active:
+                raise TenantSuspended(tenant_id)
+            self._check_model(tenant, model)
+            self._check_fits_at_all(tenant, tokens)
+            now = self._clock()
+            reservation = Reservation(
+                job_id=job_id,
+                tenant_id=tenant_id,
+                model=model,
+                tokens=tokens,
+                minute=minute_key(now),
+                day=day_key(now),
+                month=month_key(now),
+                created_at=now,
+            )
+            try:
+                return self._store.reserve(tenant, reservation, int(now.timestamp()) + self._retention_seconds)
+            except LimitHit as hit:
+                raise self._refusal(hit.limit, tenant, tokens, now) from None
+            except TenantInactive:
+                raise TenantSuspended(tenant_id) from None
+            except RetryableConflict:
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
+        raise Unavailable("too much concurrent admission traffic for this tenant; retry shortly")
+
+    def settle(self, tenant_id: str, job_id: str, usage: TokenUsage) -> Outcome:
+        """Replace the reservation with the model server's counts and record billable usage, once."""
+        reservation = self._existing(tenant_id, job_id)
+        if reservation.state is not ReservationState.RESERVED:
+            return Outcome.ALREADY_DONE
+        if usage.total_tokens > reservation.tokens:
+            logger.warning(
+                "usage above the reserved bound",
+                extra={"job_id": job_id, "reserved": reservation.tokens, "used": usage.total_tokens},
+            )
+        cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens)
+        return self._store.settle(reservation, usage, cost, self._clock())
+
+    def release(self, tenant_id: str, job_id: str, reason: str) -> Outcome:
+        """Give back a reservation whose request produced nothing billable, once."""
+        reservation = self._existing(tenant_id, job_id)
+        if reservation.state is not ReservationState.RESERVED:
+            return Outcome.ALREADY_DONE
+        return self._store.release(reservation, reason, self._clock())
+
+    def get(self, tenant_id: str, job_id: str) -> Reservation:
+        return self._existing(tenant_id, job_id)
+
+    def _existing(self, tenant_id: str, job_id: str) -> Reservation:
+        reservation = self._store.get(tenant_id, job_id)
+        if reservation is None:
+            raise NotFound("reservation", job_id)
+        return reservation
+
+    def _check_model(self, tenant: Tenant, model: str) -> None:
+        self._catalog.price(model)
+        if tenant.allowed_models is not None and model not in tenant.allowed_models:
+            raise NotFound("model", model)
+
+    @staticmethod
+    def _check_fits_at_all(tenant: Tenant, tokens: int) -> None:
+        limits = tenant.limits
+        if tokens > limits.tokens_per_minute:
+            raise RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, tokens, limits.tokens_per_minute)
+        if tokens > limits.tokens_per_month:
+            raise RequestExceedsLimit(Limit.TOKENS_PER_MONTH, tokens, limits.tokens_per_month)
+
+    @staticmethod
+    def _refusal(limit: Limit, tenant: Tenant, tokens: int, now: datetime) -> LimitExceeded:
+        limits = tenant.limits
+        if limit is Limit.TOKENS_PER_MONTH:
+            detail = f"{tokens} more tokens would pass this month's {limits.tokens_per_month}"
+            return LimitExceeded(limit, seconds_to_next_month(now), detail)
+        if limit is Limit.MAX_IN_FLIGHT:
+            return LimitExceeded(limit, 1, f"{limits.max_in_flight} requests already in flight")
+        if limit is Limit.TOKENS_PER_MINUTE:
+            detail = f"{tokens} more tokens would pass this minute's {limits.tokens_per_minute}"
+        else:
+            detail = f"{limits.requests_per_minute} requests already made this minute"
+        return LimitExceeded(limit, seconds_to_next_minute(now), detail)

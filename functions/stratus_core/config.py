@@ -1,0 +1,47 @@
+"""The one place that turns the function's environment into settings.
+
+The SAM template sets these variables (`Globals.Function.Environment`); the tests and the local
+cloud set them from the same template, so a renamed resource breaks them together.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenants_table: str
+    api_keys_table: str
+    usage_table: str
+    data_bucket: str
+    price_catalog_json: str | None
+    reservation_retention_days: int
+    transaction_attempts: int
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set")
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings(
+        tenants_table=_required("TENANTS_TABLE"),
+        api_keys_table=_required("API_KEYS_TABLE"),
+        usage_table=_required("USAGE_TABLE"),
+        data_bucket=os.environ.get("DATA_BUCKET", ""),
+        price_catalog_json=os.environ.get("PRICE_CATALOG") or None,
+        reservation_retention_days=int(os.environ.get("RESERVATION_RETENTION_DAYS", "400")),
+        transaction_attempts=int(os.environ.get("ADMISSION_TRANSACTION_ATTEMPTS", "8")),
+    )
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local cloud change the environment)."""
+    get_settings.cache_clear()

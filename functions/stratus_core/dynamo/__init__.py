@@ -1,0 +1,1 @@
+"""DynamoDB adapters: the only code that knows table layouts and `ClientError` codes."""

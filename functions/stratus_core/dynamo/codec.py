@@ -1,0 +1,61 @@
+"""Plain Python values ⇄ DynamoDB attribute values, for the low-level client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return value
+
+
+def to_attr(value: Any) -> Any:
+    return _serializer.serialize(_plain(value))
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Serialise a mapping, leaving out `None` values (absent, not NULL)."""
+    return {key: to_attr(value) for key, value in _plain(values).items()}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+def cancellation_codes(error: Exception) -> list[str]:
+    """Per-item reason codes of a cancelled transaction ('None' where an item was fine)."""
+    response = getattr(error, "response", {})
+    return [reason.get("Code", "None") for reason in response.get("CancellationReasons", [])]
+
+
+def cancellation_items(error: Exception) -> list[dict[str, Any] | None]:
+    response = getattr(error, "response", {})
+    items: list[dict[str, Any] | None] = []
+    for reason in response.get("CancellationReasons", []):
+        item = reason.get("Item")
+        items.append(from_item(item) if item else None)
+    return items
+
+
+def error_code(error: Exception) -> str:
+    response = getattr(error, "response", {})
+    return str(response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,113 @@
+"""API keys table: keyed by the key's SHA-256; GSIs by key id and by tenant. No plaintext, ever."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stratus_core import aws
+from stratus_core.dynamo.codec import cancellation_codes, error_code, from_item, to_attr, to_item
+from stratus_core.errors import Conflict, NotFound
+from stratus_core.keys import ApiKey
+
+KEY_ID_INDEX = "KeyIdIndex"
+TENANT_INDEX = "TenantIndex"
+
+
+class DynamoKeyStore:
+    def __init__(self, table: str) -> None:
+        self._table = table
+
+    def put(self, key_hash: str, key: ApiKey) -> None:
+        aws.dynamodb().put_item(
+            TableName=self._table,
+            Item=to_item({"key_hash": key_hash, **key.model_dump()}),
+            ConditionExpression="attribute_not_exists(key_hash)",
+        )
+
+    def get_by_hash(self, key_hash: str) -> tuple[str, ApiKey] | None:
+        response = aws.dynamodb().get_item(
+            TableName=self._table, Key={"key_hash": {"S": key_hash}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _split(item) if item else None
+
+    def get_by_id(self, key_id: str) -> tuple[str, ApiKey] | None:
+        response = aws.dynamodb().query(
+            TableName=self._table,
+            IndexName=KEY_ID_INDEX,
+            KeyConditionExpression="key_id = :key_id",
+            ExpressionAttributeValues={":key_id": {"S": key_id}},
+        )
+        items = response.get("Items", [])
+        return _split(items[0]) if items else None
+
+    def list_for_tenant(self, tenant_id: str) -> list[ApiKey]:
+        keys: list[ApiKey] = []
+        paginator = aws.dynamodb().get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=TENANT_INDEX,
+            KeyConditionExpression="tenant_id = :tenant_id",
+            ExpressionAttributeValues={":tenant_id": {"S": tenant_id}},
+        ):
+            keys.extend(_split(item)[1] for item in page.get("Items", []))
+        return keys
+
+    def revoke(self, key_hash: str, at: datetime) -> ApiKey:
+        """Revoking twice keeps the first revocation time."""
+        try:
+            response = aws.dynamodb().update_item(
+                TableName=self._table,
+                Key={"key_hash": {"S": key_hash}},
+                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
+                ConditionExpression="attribute_exists(key_hash)",
+                ExpressionAttributeValues={":at": to_attr(at)},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise NotFound("API key", key_hash[:8]) from None
+            raise
+        return _split(response["Attributes"])[1]
+
+    def rotate(self, old_hash: str, new_hash: str, new_key: ApiKey, old_expires_at: datetime) -> None:
+        try:
+            aws.dynamodb().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"key_hash": {"S": old_hash}},
+                            "UpdateExpression": "SET rotated_to = :new_id, expires_at = :expires_at",
+                            "ConditionExpression": "attribute_exists(key_hash) AND attribute_not_exists(rotated_to)"
+                            " AND attribute_not_exists(revoked_at)",
+                            "ExpressionAttributeValues": {
+                                ":new_id": {"S": new_key.key_id},
+                                ":expires_at": to_attr(old_expires_at),
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_item({"key_hash": new_hash, **new_key.model_dump()}),
+                            "ConditionExpression": "attribute_not_exists(key_hash)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error_code(error) == "TransactionCanceledException" and cancellation_codes(error)[:1] == [
+                "ConditionalCheckFailed"
+            ]:
+                raise Conflict("the API key was revoked or rotated concurrently") from None
+            raise
+
+
+def _split(item: dict[str, Any]) -> tuple[str, ApiKey]:
+    values = from_item(item)
+    key_hash = str(values.pop("key_hash"))
+    return key_hash, ApiKey.model_validate(values)

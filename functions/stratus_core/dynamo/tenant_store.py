@@ -1,0 +1,87 @@
+"""Tenants table: one item per tenant, which also holds the live `in_flight` counter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stratus_core import aws
+from stratus_core.dynamo.codec import error_code, from_item, to_attr, to_item
+from stratus_core.errors import Conflict, NotFound
+from stratus_core.tenants import Tenant, TenantUpdate
+
+
+class DynamoTenantStore:
+    def __init__(self, table: str) -> None:
+        self._table = table
+
+    def create(self, tenant: Tenant) -> None:
+        try:
+            aws.dynamodb().put_item(
+                TableName=self._table,
+                Item=to_item(tenant.model_dump()),
+                ConditionExpression="attribute_not_exists(tenant_id)",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise Conflict(f"tenant '{tenant.tenant_id}' already exists") from None
+            raise
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        response = aws.dynamodb().get_item(
+            TableName=self._table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _tenant(item) if item else None
+
+    def list(self) -> list[Tenant]:
+        tenants: list[Tenant] = []
+        paginator = aws.dynamodb().get_paginator("scan")
+        for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
+            tenants.extend(_tenant(item) for item in page.get("Items", []))
+        return tenants
+
+    def update(self, tenant_id: str, update: TenantUpdate, updated_at: datetime) -> Tenant:
+        """Set only the fields given; `in_flight` and unset limits are left as they are."""
+        sets = ["#updated_at = :updated_at"]
+        removes: list[str] = []
+        names = {"#updated_at": "updated_at"}
+        values: dict[str, Any] = {":updated_at": to_attr(updated_at)}
+        for field in sorted({"name", "status", "allowed_models"} & update.model_fields_set):
+            value = getattr(update, field)
+            if value is None and field != "allowed_models":
+                continue  # name and status cannot be cleared; null means "leave as is"
+            names[f"#{field}"] = field
+            if value is None:
+                removes.append(f"#{field}")  # allowed_models: null means every model
+            else:
+                sets.append(f"#{field} = :{field}")
+                values[f":{field}"] = to_attr(value)
+        if update.limits is not None:
+            for limit, value in update.limits.model_dump(exclude_none=True).items():
+                names["#limits"] = "limits"
+                names[f"#{limit}"] = limit
+                sets.append(f"#limits.#{limit} = :{limit}")
+                values[f":{limit}"] = to_attr(value)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            response = aws.dynamodb().update_item(
+                TableName=self._table,
+                Key={"tenant_id": {"S": tenant_id}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(tenant_id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise NotFound("tenant", tenant_id) from None
+            raise
+        return _tenant(response["Attributes"])
+
+
+def _tenant(item: dict[str, Any]) -> Tenant:
+    return Tenant.model_validate(from_item(item))

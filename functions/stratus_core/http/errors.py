@@ -1,0 +1,104 @@
+"""Domain exceptions → HTTP status and OpenAI's error shape, in one table.
+
+`{"error": {"message", "type", "param", "code"}}` is what the official `openai` client parses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel
+
+from stratus_core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    Limit,
+    LimitExceeded,
+    NotFound,
+    StratusError,
+    Unauthenticated,
+    Unavailable,
+)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class HttpError(BaseModel):
+    status: int
+    body: ErrorResponse
+    headers: dict[str, str] = {}
+
+
+def error(status: HTTPStatus, message: str, type_: str, code: str | None, param: str | None = None) -> HttpError:
+    return HttpError(
+        status=int(status),
+        body=ErrorResponse(error=ErrorBody(message=message, type=type_, param=param, code=code)),
+    )
+
+
+def http_error(exc: StratusError) -> HttpError:
+    """The one mapping from a domain exception class to what the client receives."""
+    if isinstance(exc, LimitExceeded):
+        quota = exc.limit is Limit.TOKENS_PER_MONTH
+        result = error(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            str(exc),
+            "insufficient_quota" if quota else "rate_limit_exceeded",
+            exc.limit.value,
+        )
+        result.headers["Retry-After"] = str(exc.retry_after)
+        return result
+    if isinstance(exc, NotFound):
+        code = "model_not_found" if exc.kind == "model" else "not_found"
+        return error(HTTPStatus.NOT_FOUND, str(exc), "invalid_request_error", code)
+    if isinstance(exc, Conflict):
+        return error(HTTPStatus.CONFLICT, str(exc), "invalid_request_error", "conflict")
+    if isinstance(exc, InvalidRequest):
+        code = getattr(getattr(exc, "limit", None), "value", None) or "invalid_value"
+        return error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error", code, exc.param)
+    if isinstance(exc, Unauthenticated):
+        return error(HTTPStatus.UNAUTHORIZED, str(exc), "invalid_request_error", "invalid_api_key")
+    if isinstance(exc, Forbidden):
+        return error(HTTPStatus.FORBIDDEN, str(exc), "permission_error", exc.code)
+    if isinstance(exc, Unavailable):
+        result = error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), "server_error", "unavailable")
+        result.headers["Retry-After"] = str(exc.retry_after)
+        return result
+    return error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "server_error", None)
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> HttpError:
+    """A 400 naming the first invalid field; pydantic's messages never echo the input value."""
+    if not errors:
+        return error(HTTPStatus.BAD_REQUEST, "invalid request", "invalid_request_error", "invalid_value")
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in _LOCATIONS]
+    param = ".".join(location) or None
+    message = str(first.get("msg", "invalid value"))
+    if param:
+        message = f"{param}: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    code = "invalid_json" if first.get("type") == "json_invalid" else "invalid_value"
+    return error(HTTPStatus.BAD_REQUEST, message, "invalid_request_error", code, param)
+
+
+def route_not_found(method: str, path: str) -> HttpError:
+    return error(
+        HTTPStatus.NOT_FOUND, f"Unknown request URL: {method} {path[:200]}", "invalid_request_error", "unknown_url"
+    )
+
+
+_LOCATIONS = {"body", "query", "path", "header"}

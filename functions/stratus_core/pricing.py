@@ -1,0 +1,63 @@
+"""The price catalog: per model, per million prompt and completion tokens, in exact Decimal."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratus_core.config import get_settings
+from stratus_core.errors import NotFound
+
+PER_MILLION = 6  # prices are per 10**6 tokens
+
+
+class ModelPrice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_per_million: Decimal = Field(ge=0)
+    completion_per_million: Decimal = Field(ge=0)
+    owned_by: str = "stratus"
+
+
+class Cost(BaseModel):
+    prompt_cost: Decimal
+    completion_cost: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.prompt_cost + self.completion_cost
+
+
+class PriceCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    models: dict[str, ModelPrice]
+
+    def price(self, model: str) -> ModelPrice:
+        try:
+            return self.models[model]
+        except KeyError:
+            raise NotFound("model", model) from None
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> Cost:
+        """Exact cost: `scaleb` moves the decimal point, so no rounding happens here."""
+        price = self.price(model)
+        return Cost(
+            prompt_cost=(price.prompt_per_million * prompt_tokens).scaleb(-PER_MILLION),
+            completion_cost=(price.completion_per_million * completion_tokens).scaleb(-PER_MILLION),
+        )
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> PriceCatalog:
+    """`PRICE_CATALOG` (JSON) from the template's parameter, else the catalog shipped with the code."""
+    override = get_settings().price_catalog_json
+    if override:
+        return PriceCatalog.model_validate_json(override)
+    text = resources.files("stratus_core").joinpath("catalog.json").read_text(encoding="utf-8")
+    return PriceCatalog.model_validate(json.loads(text))

@@ -1,0 +1,78 @@
+"""Shared fixtures: dummy AWS credentials, moto with the template's resources, sample events."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
+
+from stratus.localcloud.resources import create_resources
+from stratus_core import wiring
+
+# Powertools reads these when a handler module is imported, which is at collection time.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "StratusTests")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "stratus-tests")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials and a fixed region: no test can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """moto in process with every table and bucket from template.yaml; yields the functions' env."""
+    with mock_aws():
+        wiring.reset()
+        environment = create_resources("test")
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        yield environment
+        wiring.reset()
+
+
+@pytest.fixture
+def linearizable_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialise moto's request handling, as DynamoDB serialises writes to one item.
+
+    moto applies a transaction item by item and restores a deep copy of the table when one
+    fails, so two threads inside it at once can undo each other's writes. One lock around
+    each whole request gives the tests a linearizable store; our code still races freely
+    between its calls, which is what the concurrency tests exercise.
+    """
+    lock = threading.Lock()
+    original = BotocoreStubber.__call__
+
+    def serialised(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, event_name, request, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", serialised)
+
+
+@pytest.fixture
+def load_event() -> Callable[[str], dict[str, Any]]:
+    """A fresh copy of `events/<name>.json`, the real shapes `sam local invoke` also uses."""
+
+    def load(name: str) -> dict[str, Any]:
+        with (EVENTS / f"{name}.json").open(encoding="utf-8") as handle:
+            return copy.deepcopy(json.load(handle))
+
+    return load

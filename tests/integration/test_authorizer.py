@@ -1,0 +1,131 @@
+"""The authorizer function, invoked with API Gateway's v2 REQUEST event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from authorizer.app import lambda_handler
+from stratus_core import keys as keys_module
+from stratus_core import wiring
+from stratus_core.keys import IssuedKey, KeyCreate, Scope
+from stratus_core.tenants import TenantStatus, TenantUpdate
+from tests.helpers import FakeContext
+
+
+@pytest.fixture
+def authorize(load_event: Callable[[str], dict[str, Any]]) -> Callable[[str | None], dict[str, Any]]:
+    def run(header: str | None) -> dict[str, Any]:
+        event = load_event("authorizer_request")
+        if header is None:
+            del event["headers"]["authorization"]
+            event["identitySource"] = []
+        else:
+            event["headers"]["authorization"] = header
+            event["identitySource"] = [header]
+        return lambda_handler(event, FakeContext())
+
+    return run
+
+
+def test_valid_key_is_allowed_with_its_tenant_key_and_scopes(
+    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+) -> None:
+    key = make_tenant("acme", scopes=[Scope.USAGE, Scope.INFERENCE])
+
+    response = authorize(f"Bearer {key.api_key}")
+
+    assert response == {
+        "isAuthorized": True,
+        "context": {"tenant_id": "acme", "key_id": key.key_id, "scopes": "inference usage"},
+    }
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer sk-short",
+        "Bearer sk-" + "A" * 43,  # well-formed but unknown
+        "Bearer " + "x" * 10_000,
+    ],
+)
+def test_missing_malformed_or_unknown_keys_are_denied(
+    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey], header: str | None
+) -> None:
+    make_tenant("acme")
+    assert authorize(header) == {"isAuthorized": False}
+
+
+def test_a_key_one_character_off_is_denied(
+    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+) -> None:
+    key = make_tenant("acme").api_key
+    wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert authorize(f"Bearer {wrong}") == {"isAuthorized": False}
+
+
+def test_revoked_key_is_denied(
+    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+) -> None:
+    key = make_tenant("acme")
+    assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
+
+    wiring.keys().revoke(key.key_id)
+
+    assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
+
+
+def test_expired_key_is_denied(
+    authorize: Callable[[str | None], dict[str, Any]],
+    make_tenant: Callable[..., IssuedKey],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_tenant("acme")
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    key = wiring.keys().create("acme", KeyCreate(scopes=[Scope.INFERENCE], expires_at=expires))
+    assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
+
+    monkeypatch.setattr(keys_module, "utcnow", lambda: expires + timedelta(seconds=1))
+
+    assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
+
+
+def test_suspended_tenant_is_denied_and_reinstated_tenant_allowed(
+    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+) -> None:
+    key = make_tenant("acme")
+
+    wiring.tenants().update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
+    assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
+
+    wiring.tenants().update("acme", TenantUpdate(status=TenantStatus.ACTIVE))
+    assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
+
+
+def test_rotated_key_works_through_the_grace_period_then_stops(
+    authorize: Callable[[str | None], dict[str, Any]],
+    make_tenant: Callable[..., IssuedKey],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stratus_core.keys import KeyRotate
+
+    old = make_tenant("acme")
+    new = wiring.keys().rotate(old.key_id, KeyRotate(grace_period_seconds=600))
+
+    assert new.api_key != old.api_key
+    assert new.scopes == old.scopes
+    assert authorize(f"Bearer {old.api_key}")["isAuthorized"] is True
+    assert authorize(f"Bearer {new.api_key}")["isAuthorized"] is True
+
+    later = datetime.now(UTC) + timedelta(seconds=601)
+    monkeypatch.setattr(keys_module, "utcnow", lambda: later)
+
+    assert authorize(f"Bearer {old.api_key}") == {"isAuthorized": False}
+    assert authorize(f"Bearer {new.api_key}")["isAuthorized"] is True

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from stratus_core.admission import (
+    PER_MESSAGE_OVERHEAD_TOKENS,
+    TEMPLATE_OVERHEAD_TOKENS,
+    TokenUsage,
+    worst_case_prompt_tokens,
+)
+
+
+def test_bound_counts_utf8_bytes_not_characters() -> None:
+    # "héllo" is 5 characters but 6 UTF-8 bytes; "日本" is 2 characters but 6 bytes.
+    bound = worst_case_prompt_tokens(["héllo", "日本"])
+    assert bound == TEMPLATE_OVERHEAD_TOKENS + (6 + PER_MESSAGE_OVERHEAD_TOKENS) + (6 + PER_MESSAGE_OVERHEAD_TOKENS)
+
+
+def test_bound_of_no_messages_is_the_template_overhead() -> None:
+    assert worst_case_prompt_tokens([]) == TEMPLATE_OVERHEAD_TOKENS
+
+
+def test_usage_total_must_equal_the_sum() -> None:
+    assert TokenUsage.of(7, 5).total_tokens == 12
+    try:
+        TokenUsage(prompt_tokens=7, completion_tokens=5, total_tokens=13)
+    except ValueError as error:
+        assert "total_tokens" in str(error)
+    else:
+        raise AssertionError("a wrong total was accepted")

@@ -25,6 +25,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	# functions/ is the Lambda task root: put it on the venv's path as Lambda puts it on sys.path.
+	echo "$(CURDIR)/functions" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-functions.pth
 	touch $@
 
 $(SAM_VENV)/.installed:

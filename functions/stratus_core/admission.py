@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -31,7 +30,7 @@ from stratus_core.errors import (
     TenantSuspended,
     Unavailable,
 )
-from stratus_core.pricing import Cost, PriceCatalog
+from stratus_core.pricing import Cost, Money, PriceCatalog
 from stratus_core.tenants import Tenant, TenantStore
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class Reservation(BaseModel):
     state: ReservationState = ReservationState.RESERVED
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    cost: Decimal | None = None
+    cost: Money | None = None
     finished_at: datetime | None = None
     release_reason: str | None = None
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from stratus_core.clock import month_bounds, utcnow
+from stratus_core.pricing import Money, plain_decimal
 from stratus_core.tenants import Tenant, TenantStore
 from stratus_core.usage import UsageRow, UsageStore
 
@@ -24,9 +25,9 @@ class InvoiceLine(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_cost: Decimal
-    completion_cost: Decimal
-    cost: Decimal
+    prompt_cost: Money
+    completion_cost: Money
+    cost: Money
 
 
 class Invoice(BaseModel):
@@ -38,7 +39,7 @@ class Invoice(BaseModel):
     currency: str
     lines: list[InvoiceLine]
     total_tokens: int
-    subtotal: Decimal = Field(description="Exact sum of the lines' costs.")
+    subtotal: Money = Field(description="Exact sum of the lines' costs.")
     amount_due: Decimal = Field(description="The subtotal rounded half-up to the cent.")
     generated_at: datetime
 
@@ -71,54 +72,21 @@ def invoice_lines(rows: list[UsageRow]) -> list[InvoiceLine]:
 
 
 def invoice_csv(invoice: Invoice) -> str:
+    """One row per model, then the exact total and the amount due; amounts as exact decimals."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [
-            "invoice_id",
-            "tenant_id",
-            "month",
-            "currency",
-            "model",
-            "requests",
-            "prompt_tokens",
-            "completion_tokens",
-            "total_tokens",
-            "prompt_cost",
-            "completion_cost",
-            "cost",
-        ]
-    )
-    head = [invoice.invoice_id, invoice.tenant_id, invoice.month, invoice.currency]
+    writer = csv.DictWriter(out, fieldnames=[*_CSV_HEAD, *InvoiceLine.model_fields], lineterminator="\n")
+    writer.writeheader()
+    head = {field: getattr(invoice, field) for field in _CSV_HEAD}
     for line in invoice.lines:
-        writer.writerow(
-            [
-                *head,
-                line.model,
-                line.requests,
-                line.prompt_tokens,
-                line.completion_tokens,
-                line.total_tokens,
-                line.prompt_cost,
-                line.completion_cost,
-                line.cost,
-            ]
-        )
-    writer.writerow(
-        [
-            *head,
-            "TOTAL",
-            sum(line.requests for line in invoice.lines),
-            "",
-            "",
-            invoice.total_tokens,
-            "",
-            "",
-            invoice.subtotal,
-        ]
-    )
-    writer.writerow([*head, "AMOUNT DUE", "", "", "", "", "", "", invoice.amount_due])
+        writer.writerow({**head, **line.model_dump(mode="json")})
+    requests = sum(line.requests for line in invoice.lines)
+    total = {"model": "TOTAL", "requests": requests, "total_tokens": invoice.total_tokens}
+    writer.writerow({**head, **total, "cost": plain_decimal(invoice.subtotal)})
+    writer.writerow({**head, "model": "AMOUNT DUE", "cost": str(invoice.amount_due)})
     return out.getvalue()
+
+
+_CSV_HEAD = ("invoice_id", "tenant_id", "month", "currency")
 
 
 class InvoiceArchive(Protocol):

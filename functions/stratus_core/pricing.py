@@ -6,13 +6,24 @@ import json
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from stratus_core.config import get_settings
 from stratus_core.errors import NotFound
 
 PER_MILLION = 6  # prices are per 10**6 tokens
+
+
+def plain_decimal(value: Decimal) -> str:
+    """Exact, positional and without trailing zeros: `Decimal("5E-8")` → `"0.00000005"`."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+Money = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
+"""An exact amount of money; JSON carries it as a string so that no float ever rounds it."""
 
 
 class ModelPrice(BaseModel):

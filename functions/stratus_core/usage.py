@@ -9,6 +9,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from stratus_core.errors import InvalidRequest
+from stratus_core.pricing import Money
 
 MAX_RANGE_DAYS = 366
 
@@ -20,9 +21,9 @@ class UsageRow(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_cost: Decimal
-    completion_cost: Decimal
-    cost: Decimal
+    prompt_cost: Money
+    completion_cost: Money
+    cost: Money
 
 
 class UsageTotals(BaseModel):
@@ -30,7 +31,7 @@ class UsageTotals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    cost: Decimal = Field(default=Decimal(0))
+    cost: Money = Field(default=Decimal(0))
 
     @classmethod
     def of(cls, rows: list[UsageRow]) -> UsageTotals:

@@ -111,8 +111,8 @@ def test_invoice_csv_has_a_row_per_model_and_the_totals() -> None:
 
     assert lines[0].startswith("invoice_id,tenant_id,month,currency,model,requests")
     assert lines[1] == "inv_acme_202611,acme,2026-11,USD,large,3,10001,5001,15002,0.030003,0.075015,0.105018"
-    assert lines[2] == "inv_acme_202611,acme,2026-11,USD,small,4,1333,2001,3334,0.00006665,0.00030015,0.00036680"
-    assert lines[3] == "inv_acme_202611,acme,2026-11,USD,TOTAL,7,,,18336,,,0.10538480"
+    assert lines[2] == "inv_acme_202611,acme,2026-11,USD,small,4,1333,2001,3334,0.00006665,0.00030015,0.0003668"
+    assert lines[3] == "inv_acme_202611,acme,2026-11,USD,TOTAL,7,,,18336,,,0.1053848"
     assert lines[4] == "inv_acme_202611,acme,2026-11,USD,AMOUNT DUE,,,,,,,0.11"
 
 

@@ -1,0 +1,286 @@
+"""Admission against DynamoDB (moto): exact accounting, refusals that name their limit, idempotency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from stratus_core import aws, wiring
+from stratus_core.admission import AdmissionService, Outcome, ReservationState, TokenUsage
+from stratus_core.config import get_settings
+from stratus_core.dynamo.admission_store import DynamoAdmissionStore
+from stratus_core.errors import Limit, LimitExceeded, NotFound, RequestExceedsLimit, TenantSuspended
+from stratus_core.keys import IssuedKey
+from stratus_core.pricing import load_catalog
+from stratus_core.tenants import TenantLimitsPatch, TenantStatus, TenantUpdate
+
+MODEL = "smollm2-135m-instruct"
+
+
+def counters(tenant_id: str, month: str, minute: str) -> dict[str, int]:
+    client = aws.dynamodb()
+    table = get_settings().usage_table
+
+    def read(sk: str) -> dict[str, int]:
+        item = client.get_item(TableName=table, Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": sk}}).get("Item")
+        return {k: int(v["N"]) for k, v in (item or {}).items() if k in ("tokens", "requests")}
+
+    month_item, minute_item = read(f"MONTH#{month}"), read(f"MINUTE#{minute}")
+    return {
+        "month_tokens": month_item.get("tokens", 0),
+        "minute_tokens": minute_item.get("tokens", 0),
+        "minute_requests": minute_item.get("requests", 0),
+        "in_flight": wiring.tenants().get(tenant_id).in_flight,
+    }
+
+
+def fixed_clock(at: datetime) -> AdmissionService:
+    settings = get_settings()
+    return AdmissionService(
+        wiring.tenant_store(),
+        DynamoAdmissionStore(settings.usage_table, settings.tenants_table),
+        load_catalog(),
+        clock=lambda: at,
+    )
+
+
+NOW = datetime(2026, 11, 28, 23, 12, 40, tzinfo=UTC)
+
+
+def test_fifty_threads_admit_exactly_what_the_request_limit_allows(
+    make_tenant: Callable[..., IssuedKey], linearizable_moto: None
+) -> None:
+    # GIVEN a tenant allowed 10 requests a minute (tokens and in-flight are not the constraint)
+    make_tenant("acme", requests_per_minute=10, tokens_per_minute=10**9, max_in_flight=1000)
+    admission = fixed_clock(NOW)
+    start = threading.Barrier(50)
+
+    def attempt(i: int) -> str:
+        start.wait()
+        try:
+            admission.reserve("acme", f"job-{i}", MODEL, prompt_tokens_bound=100, max_tokens=50)
+        except LimitExceeded as refused:
+            return refused.limit.value
+        return "admitted"
+
+    # WHEN 50 threads try at once
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(attempt, range(50)))
+
+    # THEN exactly 10 are admitted and each of the other 40 is told it was the request limit
+    assert results.count("admitted") == 10
+    assert results.count(Limit.REQUESTS_PER_MINUTE.value) == 40
+    assert counters("acme", "2026-11", "2026-11-28T23:12") == {
+        "month_tokens": 10 * 150,
+        "minute_tokens": 10 * 150,
+        "minute_requests": 10,
+        "in_flight": 10,
+    }
+
+
+def test_fifty_threads_admit_exactly_what_the_token_limits_allow(
+    make_tenant: Callable[..., IssuedKey], linearizable_moto: None
+) -> None:
+    # GIVEN 1,000 tokens a minute and 700 a month; each request reserves 100
+    make_tenant("acme", requests_per_minute=1000, tokens_per_minute=1000, tokens_per_month=700, max_in_flight=1000)
+    admission = fixed_clock(NOW)
+    start = threading.Barrier(50)
+
+    def attempt(i: int) -> str:
+        start.wait()
+        try:
+            admission.reserve("acme", f"job-{i}", MODEL, prompt_tokens_bound=60, max_tokens=40)
+        except LimitExceeded as refused:
+            return refused.limit.value
+        return "admitted"
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(attempt, range(50)))
+
+    # THEN the month's 700 admit exactly 7 (the tighter of the two token limits)
+    assert results.count("admitted") == 7
+    assert results.count(Limit.TOKENS_PER_MONTH.value) == 43
+    assert counters("acme", "2026-11", "2026-11-28T23:12")["month_tokens"] == 700
+
+
+def test_fifty_threads_never_exceed_max_in_flight_and_settling_frees_slots(
+    make_tenant: Callable[..., IssuedKey], linearizable_moto: None
+) -> None:
+    make_tenant("acme", requests_per_minute=1000, tokens_per_minute=10**9, max_in_flight=5)
+    admission = fixed_clock(NOW)
+    start = threading.Barrier(50)
+
+    def attempt(i: int) -> str:
+        start.wait()
+        try:
+            admission.reserve("acme", f"job-{i}", MODEL, prompt_tokens_bound=10, max_tokens=10)
+        except LimitExceeded as refused:
+            return refused.limit.value
+        return f"job-{i}"
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(attempt, range(50)))
+    admitted = [r for r in results if r.startswith("job-")]
+    assert len(admitted) == 5
+    assert results.count(Limit.MAX_IN_FLIGHT.value) == 45
+
+    # WHEN one finishes, exactly one more fits
+    admission.settle("acme", admitted[0], TokenUsage.of(5, 5))
+    admission.reserve("acme", "job-after", MODEL, prompt_tokens_bound=10, max_tokens=10)
+    with pytest.raises(LimitExceeded) as refused:
+        admission.reserve("acme", "job-one-too-many", MODEL, prompt_tokens_bound=10, max_tokens=10)
+    assert refused.value.limit is Limit.MAX_IN_FLIGHT
+    assert refused.value.retry_after == 1
+
+
+def test_refusals_name_the_limit_and_when_to_retry(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme", requests_per_minute=100, tokens_per_minute=300, tokens_per_month=10_000, max_in_flight=100)
+    admission = fixed_clock(NOW)  # 23:12:40, so the next minute is 20 s away
+    admission.reserve("acme", "a", MODEL, prompt_tokens_bound=150, max_tokens=100)
+
+    with pytest.raises(LimitExceeded) as refused:
+        admission.reserve("acme", "b", MODEL, prompt_tokens_bound=51, max_tokens=0)
+
+    assert refused.value.limit is Limit.TOKENS_PER_MINUTE
+    assert refused.value.retry_after == 20
+    assert "tokens_per_minute" in str(refused.value)
+
+
+def test_monthly_quota_refusal_waits_for_next_month(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme", tokens_per_month=200, tokens_per_minute=10_000)
+    admission = fixed_clock(NOW)
+    admission.reserve("acme", "a", MODEL, prompt_tokens_bound=150, max_tokens=50)
+
+    with pytest.raises(LimitExceeded) as refused:
+        admission.reserve("acme", "b", MODEL, prompt_tokens_bound=1, max_tokens=0)
+
+    assert refused.value.limit is Limit.TOKENS_PER_MONTH
+    # 2026-11-28T23:12:40 to 2026-12-01T00:00:00
+    assert refused.value.retry_after == 2 * 86_400 + 47 * 60 + 20
+
+
+def test_a_request_bigger_than_a_limit_is_refused_outright(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme", tokens_per_minute=1000)
+    with pytest.raises(RequestExceedsLimit) as refused:
+        fixed_clock(NOW).reserve("acme", "a", MODEL, prompt_tokens_bound=500, max_tokens=501)
+    assert refused.value.limit is Limit.TOKENS_PER_MINUTE
+
+
+def test_suspended_tenant_is_refused_with_403_error(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    wiring.tenants().update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
+    with pytest.raises(TenantSuspended):
+        fixed_clock(NOW).reserve("acme", "a", MODEL, prompt_tokens_bound=10, max_tokens=10)
+
+
+def test_model_outside_the_tenants_list_is_not_found(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    wiring.tenants().update("acme", TenantUpdate(allowed_models=["other-model"]))
+    with pytest.raises(NotFound):
+        fixed_clock(NOW).reserve("acme", "a", MODEL, prompt_tokens_bound=10, max_tokens=10)
+    with pytest.raises(NotFound):
+        fixed_clock(NOW).reserve("acme", "b", "no-such-model", prompt_tokens_bound=10, max_tokens=10)
+
+
+def test_raised_limits_apply_to_the_next_request(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme", requests_per_minute=1)
+    admission = fixed_clock(NOW)
+    admission.reserve("acme", "a", MODEL, prompt_tokens_bound=10, max_tokens=10)
+    with pytest.raises(LimitExceeded):
+        admission.reserve("acme", "b", MODEL, prompt_tokens_bound=10, max_tokens=10)
+
+    wiring.tenants().update("acme", TenantUpdate(limits=TenantLimitsPatch(requests_per_minute=2)))
+
+    admission.reserve("acme", "b", MODEL, prompt_tokens_bound=10, max_tokens=10)
+
+
+def test_reserving_the_same_job_twice_counts_it_once(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    admission = fixed_clock(NOW)
+    first = admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=100, max_tokens=100)
+    second = admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=100, max_tokens=100)
+    assert second == first
+    assert counters("acme", "2026-11", "2026-11-28T23:12") == {
+        "month_tokens": 200,
+        "minute_tokens": 200,
+        "minute_requests": 1,
+        "in_flight": 1,
+    }
+
+
+def test_settling_twice_replaces_the_reservation_once(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    admission = fixed_clock(NOW)
+    admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+
+    assert admission.settle("acme", "job-1", TokenUsage.of(42, 17)) is Outcome.APPLIED
+    assert admission.settle("acme", "job-1", TokenUsage.of(42, 17)) is Outcome.ALREADY_DONE
+    assert admission.release("acme", "job-1", "late failure") is Outcome.ALREADY_DONE
+
+    assert counters("acme", "2026-11", "2026-11-28T23:12") == {
+        "month_tokens": 59,
+        "minute_tokens": 59,
+        "minute_requests": 1,
+        "in_flight": 0,
+    }
+    settled = admission.get("acme", "job-1")
+    assert settled.state is ReservationState.SETTLED
+    assert (settled.prompt_tokens, settled.completion_tokens) == (42, 17)
+    assert settled.cost == Decimal("0.0000021") + Decimal("0.00000255")
+    usage = wiring.usage().report("acme", NOW.date(), NOW.date())
+    assert [(row.requests, row.prompt_tokens, row.completion_tokens) for row in usage.data] == [(1, 42, 17)]
+
+
+def test_releasing_twice_returns_the_reservation_once(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    admission = fixed_clock(NOW)
+    admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+    admission.reserve("acme", "job-2", MODEL, prompt_tokens_bound=30, max_tokens=20)
+
+    assert admission.release("acme", "job-1", "endpoint failed") is Outcome.APPLIED
+    assert admission.release("acme", "job-1", "endpoint failed") is Outcome.APPLIED.ALREADY_DONE
+    assert admission.settle("acme", "job-1", TokenUsage.of(1, 1)) is Outcome.ALREADY_DONE
+
+    assert counters("acme", "2026-11", "2026-11-28T23:12") == {
+        "month_tokens": 50,
+        "minute_tokens": 50,
+        "minute_requests": 2,
+        "in_flight": 1,
+    }
+    released = admission.get("acme", "job-1")
+    assert released.state is ReservationState.RELEASED
+    assert released.release_reason == "endpoint failed"
+    assert wiring.usage().report("acme", NOW.date(), NOW.date()).data == []
+
+
+def test_concurrent_duplicate_settlements_bill_once(
+    make_tenant: Callable[..., IssuedKey], linearizable_moto: None
+) -> None:
+    make_tenant("acme")
+    admission = fixed_clock(NOW)
+    admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+    start = threading.Barrier(20)
+
+    def settle(_: int) -> Outcome:
+        start.wait()
+        return admission.settle("acme", "job-1", TokenUsage.of(42, 17))
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(settle, range(20)))
+
+    assert outcomes.count(Outcome.APPLIED) == 1
+    assert outcomes.count(Outcome.ALREADY_DONE) == 19
+    report = wiring.usage().report("acme", NOW.date(), NOW.date())
+    assert report.totals.total_tokens == 59
+    assert report.totals.requests == 1
+
+
+def test_settling_an_unknown_job_is_not_found(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    with pytest.raises(NotFound):
+        fixed_clock(NOW).settle("acme", "nope", TokenUsage.of(1, 1))

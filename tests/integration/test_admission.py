@@ -284,3 +284,17 @@ def test_settling_an_unknown_job_is_not_found(make_tenant: Callable[..., IssuedK
     make_tenant("acme")
     with pytest.raises(NotFound):
         fixed_clock(NOW).settle("acme", "nope", TokenUsage.of(1, 1))
+
+
+def test_settling_after_the_minute_ended_still_corrects_the_month(make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    fixed_clock(NOW).reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+
+    later = fixed_clock(NOW.replace(minute=NOW.minute + 3))
+    assert later.settle("acme", "job-1", TokenUsage.of(42, 17)) is Outcome.APPLIED
+
+    after = counters("acme", "2026-11", "2026-11-28T23:12")
+    assert after["month_tokens"] == 59
+    assert after["in_flight"] == 0
+    assert after["minute_requests"] == 1
+    assert wiring.usage().report("acme", NOW.date(), NOW.date()).totals.total_tokens == 59

@@ -29,6 +29,7 @@ from stratus_core.admission import (
     TenantInactive,
     TokenUsage,
 )
+from stratus_core.clock import minute_key
 from stratus_core.dynamo.codec import cancellation_codes, cancellation_items, error_code, from_item, to_attr, to_item
 from stratus_core.errors import Limit
 from stratus_core.pricing import Cost
@@ -201,7 +202,7 @@ class DynamoAdmissionStore:
             ":cost": to_attr(cost.total),
             ":at": to_attr(at),
         }
-        return self._finish(reservation, expression, values, delta, [day_item])
+        return self._finish(reservation, expression, values, delta, [day_item], at)
 
     def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome:
         values = {
@@ -210,7 +211,7 @@ class DynamoAdmissionStore:
             ":at": to_attr(at),
         }
         expression = "SET #state = :state, release_reason = :reason, finished_at = :at"
-        return self._finish(reservation, expression, values, -reservation.tokens, [])
+        return self._finish(reservation, expression, values, -reservation.tokens, [], at)
 
     def _finish(
         self,
@@ -219,10 +220,13 @@ class DynamoAdmissionStore:
         values: dict[str, Any],
         token_delta: int,
         extra: list[dict[str, Any]],
+        at: datetime,
     ) -> Outcome:
         """Move the reservation out of `reserved` and adjust the counters it touched, atomically.
 
-        The condition on the reservation's state makes a second settle or release a no-op.
+        The condition on the reservation's state makes a second settle or release a no-op. The
+        minute's counter is corrected only while that minute is still the current one: later it
+        limits nothing, and skipping it saves two write units.
         """
         minute_expiry = int(reservation.created_at.timestamp()) + MINUTE_COUNTER_TTL_SECONDS
         tenant = reservation.tenant_id
@@ -247,14 +251,6 @@ class DynamoAdmissionStore:
             },
             {
                 "Update": {
-                    "TableName": self._usage,
-                    "Key": _key(tenant, f"MINUTE#{reservation.minute}"),
-                    "UpdateExpression": "ADD tokens :delta SET expires_at = if_not_exists(expires_at, :expires_at)",
-                    "ExpressionAttributeValues": {":delta": _num(token_delta), ":expires_at": _num(minute_expiry)},
-                }
-            },
-            {
-                "Update": {
                     "TableName": self._tenants,
                     "Key": {"tenant_id": {"S": tenant}},
                     "UpdateExpression": "ADD in_flight :minus_one",
@@ -263,6 +259,17 @@ class DynamoAdmissionStore:
             },
             *extra,
         ]
+        if minute_key(at) == reservation.minute:  # a past minute's count no longer limits anything
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._usage,
+                        "Key": _key(tenant, f"MINUTE#{reservation.minute}"),
+                        "UpdateExpression": "ADD tokens :delta SET expires_at = if_not_exists(expires_at, :expires_at)",
+                        "ExpressionAttributeValues": {":delta": _num(token_delta), ":expires_at": _num(minute_expiry)},
+                    }
+                }
+            )
         try:
             aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as error:

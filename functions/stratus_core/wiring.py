@@ -1,52 +1,66 @@
 """Default wiring: domain services over the DynamoDB/S3 adapters named by the environment.
 
-Built lazily and once per process, like the boto3 clients beneath them.
+Built lazily and once per process, like the boto3 clients beneath them. Each factory imports
+its own modules, so a function pays at cold start only for the services it uses (the
+authorizer never imports admission or billing).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from stratus_core.admission import AdmissionService
-from stratus_core.billing import BillingService
 from stratus_core.config import get_settings
-from stratus_core.dynamo.admission_store import DynamoAdmissionStore
-from stratus_core.dynamo.key_store import DynamoKeyStore
-from stratus_core.dynamo.tenant_store import DynamoTenantStore
-from stratus_core.dynamo.usage_store import DynamoUsageStore
-from stratus_core.keys import KeyService
-from stratus_core.pricing import PriceCatalog, load_catalog
-from stratus_core.s3_archive import S3InvoiceArchive
-from stratus_core.tenants import TenantService
-from stratus_core.usage import UsageService
+
+if TYPE_CHECKING:
+    from stratus_core.admission import AdmissionService
+    from stratus_core.billing import BillingService
+    from stratus_core.dynamo.tenant_store import DynamoTenantStore
+    from stratus_core.keys import KeyService
+    from stratus_core.pricing import PriceCatalog
+    from stratus_core.s3_archive import S3InvoiceArchive
+    from stratus_core.tenants import TenantService
+    from stratus_core.usage import UsageService
 
 
 @lru_cache(maxsize=1)
 def tenant_store() -> DynamoTenantStore:
+    from stratus_core.dynamo.tenant_store import DynamoTenantStore
+
     return DynamoTenantStore(get_settings().tenants_table)
 
 
 @lru_cache(maxsize=1)
 def tenants() -> TenantService:
+    from stratus_core.tenants import TenantService
+
     return TenantService(tenant_store())
 
 
 @lru_cache(maxsize=1)
 def keys() -> KeyService:
+    from stratus_core.dynamo.key_store import DynamoKeyStore
+    from stratus_core.keys import KeyService
+
     return KeyService(DynamoKeyStore(get_settings().api_keys_table), tenant_store())
 
 
 def catalog() -> PriceCatalog:
+    from stratus_core.pricing import load_catalog
+
     return load_catalog()
 
 
 @lru_cache(maxsize=1)
 def admission() -> AdmissionService:
+    from stratus_core.admission import AdmissionService
+    from stratus_core.dynamo.admission_store import DynamoAdmissionStore
+
     settings = get_settings()
     return AdmissionService(
         tenant_store(),
         DynamoAdmissionStore(settings.usage_table, settings.tenants_table),
-        load_catalog(),
+        catalog(),
         attempts=settings.transaction_attempts,
         retention_days=settings.reservation_retention_days,
     )
@@ -54,15 +68,23 @@ def admission() -> AdmissionService:
 
 @lru_cache(maxsize=1)
 def usage() -> UsageService:
-    return UsageService(DynamoUsageStore(get_settings().usage_table), load_catalog().currency)
+    from stratus_core.dynamo.usage_store import DynamoUsageStore
+    from stratus_core.usage import UsageService
+
+    return UsageService(DynamoUsageStore(get_settings().usage_table), catalog().currency)
 
 
 @lru_cache(maxsize=1)
 def billing() -> BillingService:
-    return BillingService(tenant_store(), DynamoUsageStore(get_settings().usage_table), load_catalog().currency)
+    from stratus_core.billing import BillingService
+    from stratus_core.dynamo.usage_store import DynamoUsageStore
+
+    return BillingService(tenant_store(), DynamoUsageStore(get_settings().usage_table), catalog().currency)
 
 
 def invoice_archive() -> S3InvoiceArchive:
+    from stratus_core.s3_archive import S3InvoiceArchive
+
     return S3InvoiceArchive(get_settings().data_bucket)
 
 

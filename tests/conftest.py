@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -14,7 +15,8 @@ import pytest
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
-from stratus.localcloud.resources import create_resources
+from stratus.localcloud.resources import Created, create_all
+from stratus.template import function_environment, load_template
 from stratus_core import wiring
 
 # Powertools reads these when a handler module is imported, which is at collection time.
@@ -37,15 +39,21 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """moto in process with every table and bucket from template.yaml; yields the functions' env."""
+def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
+    """moto in process with every resource template.yaml declares (tables, bucket, queues, topics)."""
     with mock_aws():
         wiring.reset()
-        environment = create_resources("test")
-        for name, value in environment.items():
+        resources = create_all("test")
+        for name, value in function_environment(load_template(), resources.refs).items():
             monkeypatch.setenv(name, value)
-        yield environment
+        yield resources
         wiring.reset()
+
+
+@pytest.fixture
+def cloud(created: Created) -> dict[str, str]:
+    """The functions' environment (from the template's Globals) on the moto of `created`."""
+    return function_environment(load_template(), created.refs)
 
 
 @pytest.fixture
@@ -76,3 +84,19 @@ def load_event() -> Callable[[str], dict[str, Any]]:
             return copy.deepcopy(json.load(handle))
 
     return load
+
+
+@pytest.fixture
+def service_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Everything the handlers' Powertools loggers emit (they do not propagate to the root logger)."""
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("stratus") and "." not in name
+    ]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+    for logger in loggers:
+        logger.removeHandler(caplog.handler)

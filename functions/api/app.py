@@ -6,20 +6,35 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api import admin_routes, tenant_routes
-from stratus_core.errors import StratusError
+from api import admin_routes, inference_routes, tenant_routes
+from stratus_core.errors import PayloadTooLarge, StratusError
 from stratus_core.http.errors import HttpError, http_error, route_not_found, validation_error
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+MAX_BODY_BYTES = 1_048_576
+
 app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def reject_large_bodies(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """413 before anything parses a body over 1 MiB (API Gateway itself stops at 10 MB)."""
+    body = resolver.current_event.body or ""
+    if len(body) > MAX_BODY_BYTES:
+        return _respond(http_error(PayloadTooLarge(MAX_BODY_BYTES)))
+    return next_middleware(resolver)
+
+
+app.use(middlewares=[reject_large_bodies])
 app.include_router(tenant_routes.router)
 app.include_router(admin_routes.router)
+app.include_router(inference_routes.router)
 
 
 def _respond(result: HttpError) -> Response[Any]:

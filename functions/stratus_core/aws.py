@@ -6,18 +6,21 @@ Lambda reuses its connections). `AWS_ENDPOINT_URL` is honoured by boto3 itself.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sqs import SQSClient
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
 
-def _client(service: str) -> Any:
+def _client(service: str, endpoint_url: str | None = None) -> Any:
     client = _clients.get(service)
     if client is None:
         with _lock:
@@ -25,7 +28,8 @@ def _client(service: str) -> Any:
             if client is None:
                 import boto3
 
-                client = boto3.session.Session().client(service)  # type: ignore[call-overload]
+                session = boto3.session.Session()
+                client = session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
                 _clients[service] = client
     return client
 
@@ -36,6 +40,16 @@ def dynamodb() -> DynamoDBClient:
 
 def s3() -> S3Client:
     return _client("s3")  # type: ignore[no-any-return]
+
+
+def sqs() -> SQSClient:
+    return _client("sqs")  # type: ignore[no-any-return]
+
+
+def sagemaker_runtime() -> SageMakerRuntimeClient:
+    """`SAGEMAKER_RUNTIME_ENDPOINT_URL` points it elsewhere (the local cloud's async endpoint)."""
+    url = os.environ.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None
+    return _client("sagemaker-runtime", url)  # type: ignore[no-any-return]
 
 
 def reset_clients() -> None:

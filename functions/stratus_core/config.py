@@ -20,6 +20,13 @@ class Settings:
     price_catalog_json: str | None
     reservation_retention_days: int
     transaction_attempts: int
+    jobs_table: str
+    requests_queue_url: str
+    endpoint_name: str
+    request_ttl_seconds: int
+    invocation_timeout_seconds: int
+    max_pack_size: int
+    job_retention_days: int
 
 
 def _required(name: str) -> str:
@@ -39,6 +46,13 @@ def get_settings() -> Settings:
         price_catalog_json=os.environ.get("PRICE_CATALOG") or None,
         reservation_retention_days=int(os.environ.get("RESERVATION_RETENTION_DAYS", "400")),
         transaction_attempts=int(os.environ.get("ADMISSION_TRANSACTION_ATTEMPTS", "8")),
+        jobs_table=os.environ.get("JOBS_TABLE", ""),
+        requests_queue_url=os.environ.get("REQUESTS_QUEUE_URL", ""),
+        endpoint_name=os.environ.get("ENDPOINT_NAME", ""),
+        request_ttl_seconds=int(os.environ.get("REQUEST_TTL_SECONDS", "3600")),
+        invocation_timeout_seconds=int(os.environ.get("INVOCATION_TIMEOUT_SECONDS", "900")),
+        max_pack_size=int(os.environ.get("MAX_PACK_SIZE", "32")),
+        job_retention_days=int(os.environ.get("JOB_RETENTION_DAYS", "30")),
     )
 
 

@@ -79,3 +79,9 @@ class Unavailable(StratusError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PayloadTooLarge(StratusError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"request body is larger than {limit_bytes} bytes")
+        self.limit_bytes = limit_bytes

@@ -15,10 +15,16 @@ from stratus_core.config import get_settings
 if TYPE_CHECKING:
     from stratus_core.admission import AdmissionService
     from stratus_core.billing import BillingService
+    from stratus_core.dispatch import Dispatcher
+    from stratus_core.dynamo.job_store import DynamoJobStore
+    from stratus_core.dynamo.ledger import DynamoLedger
     from stratus_core.dynamo.tenant_store import DynamoTenantStore
+    from stratus_core.inference import InferenceService
     from stratus_core.keys import KeyService
     from stratus_core.pricing import PriceCatalog
+    from stratus_core.results import ResultsProcessor
     from stratus_core.s3_archive import S3InvoiceArchive
+    from stratus_core.s3_store import S3Objects
     from stratus_core.tenants import TenantService
     from stratus_core.usage import UsageService
 
@@ -88,11 +94,83 @@ def invoice_archive() -> S3InvoiceArchive:
     return S3InvoiceArchive(get_settings().data_bucket)
 
 
+@lru_cache(maxsize=1)
+def job_store() -> DynamoJobStore:
+    from stratus_core.dynamo.job_store import DynamoJobStore
+
+    settings = get_settings()
+    return DynamoJobStore(settings.jobs_table, settings.job_retention_days * 86_400)
+
+
+@lru_cache(maxsize=1)
+def ledger() -> DynamoLedger:
+    from stratus_core.dynamo.admission_store import DynamoAdmissionStore
+    from stratus_core.dynamo.ledger import DynamoLedger
+
+    settings = get_settings()
+    return DynamoLedger(job_store(), DynamoAdmissionStore(settings.usage_table, settings.tenants_table), catalog())
+
+
+@lru_cache(maxsize=1)
+def objects() -> S3Objects:
+    from stratus_core.s3_store import S3Objects
+
+    return S3Objects(get_settings().data_bucket)
+
+
+@lru_cache(maxsize=1)
+def inference() -> InferenceService:
+    from stratus_core.inference import InferenceService
+    from stratus_core.messaging import SqsRequestQueue
+
+    settings = get_settings()
+    return InferenceService(
+        admission(),
+        job_store(),
+        ledger(),
+        objects(),
+        SqsRequestQueue(settings.requests_queue_url),
+        request_ttl_seconds=settings.request_ttl_seconds,
+    )
+
+
+@lru_cache(maxsize=1)
+def dispatcher() -> Dispatcher:
+    from stratus_core.dispatch import Dispatcher
+    from stratus_core.endpoint import AsyncEndpoint
+
+    settings = get_settings()
+    endpoint = AsyncEndpoint(settings.endpoint_name, settings.request_ttl_seconds, settings.invocation_timeout_seconds)
+    return Dispatcher(job_store(), objects(), objects(), endpoint, ledger(), max_pack_size=settings.max_pack_size)
+
+
+@lru_cache(maxsize=1)
+def results() -> ResultsProcessor:
+    from stratus_core.results import ResultsProcessor
+
+    return ResultsProcessor(job_store(), ledger(), objects())
+
+
 def reset() -> None:
     """Forget every service, setting and client (tests and the local cloud switch environments)."""
     from stratus_core import aws, config, pricing
 
-    for cached in (tenant_store, tenants, keys, admission, usage, billing, pricing.load_catalog):
+    cached_factories = (
+        tenant_store,
+        tenants,
+        keys,
+        admission,
+        usage,
+        billing,
+        job_store,
+        ledger,
+        objects,
+        inference,
+        dispatcher,
+        results,
+        pricing.load_catalog,
+    )
+    for cached in cached_factories:
         cached.cache_clear()
     config.reset_settings()
     aws.reset_clients()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import boto3
 import pytest
 
-from stratus_core import wiring
+from stratus.localcloud.resources import Created
+from stratus.localcloud.sqs_source import SqsEventSource
+from stratus_core import aws, wiring
 from stratus_core.keys import IssuedKey, KeyCreate, Principal, Scope
 from stratus_core.tenants import TenantCreate, TenantLimits
+from tests.fakes import FakeAsyncEndpoint
 from tests.helpers import ADMIN, ApiResponse, FakeContext
 
 
@@ -27,6 +32,7 @@ def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]])
         principal: Principal | None = ADMIN,
         query: dict[str, str] | None = None,
         raw_body: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> ApiResponse:
         event = load_event("api_request")
         event["rawPath"] = path
@@ -34,6 +40,7 @@ def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]])
         event["requestContext"]["http"]["path"] = path
         event["rawQueryString"] = urlencode(query or {})
         event["queryStringParameters"] = query or None
+        event["headers"].update(headers or {})
         event["body"] = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
         if principal is None:
             event["requestContext"].pop("authorizer")
@@ -57,3 +64,53 @@ def make_tenant(cloud: dict[str, str]) -> Callable[..., IssuedKey]:
         return wiring.keys().create(tenant_id, KeyCreate(scopes=scopes or [Scope.INFERENCE, Scope.USAGE]))
 
     return make
+
+
+@dataclass
+class Pipeline:
+    """The asynchronous path on moto: requests queue → dispatcher → fake endpoint → SNS → results."""
+
+    endpoint: FakeAsyncEndpoint
+    requests: SqsEventSource
+    results: SqsEventSource
+    request_failures: SqsEventSource
+    created: Created
+
+    def run(self) -> None:
+        """Until nothing moves: dispatch what is queued, run the endpoint, process the notifications."""
+        for _ in range(20):
+            moved = self.requests.drain() + len(self.endpoint.run_pending()) + self.results.drain()
+            if not moved:
+                return
+
+    def queue_depth(self, logical_id: str) -> int:
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=self.created.refs[logical_id],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def pipeline(
+    created: Created, load_event: Callable[[str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> Pipeline:
+    from dispatcher.app import lambda_handler as dispatcher_handler
+    from request_failures.app import lambda_handler as failures_handler
+    from results.app import lambda_handler as results_handler
+
+    endpoint = FakeAsyncEndpoint(
+        bucket=created.refs["DataBucket"],
+        success_topic=created.refs["InferenceSuccessTopic"],
+        error_topic=created.refs["InferenceErrorTopic"],
+        load_event=load_event,
+    )
+    monkeypatch.setattr(aws, "sagemaker_runtime", lambda: endpoint)
+    context = FakeContext()
+    return Pipeline(
+        endpoint=endpoint,
+        requests=SqsEventSource(created.refs["RequestsQueue"], dispatcher_handler, batch_size=32, context=context),
+        results=SqsEventSource(created.refs["ResultsQueue"], results_handler, context=context),
+        request_failures=SqsEventSource(created.refs["RequestsDeadLetterQueue"], failures_handler, context=context),
+        created=created,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +27,8 @@ def test_no_plaintext_key_in_any_table_or_log(
     call_api: Callable[..., ApiResponse],
     load_event: Callable[[str], dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    service_logs: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     # GIVEN keys issued, rotated, used (allowed and denied) and revoked through the real handlers
     call_api("POST", "/admin/tenants", {"tenant_id": "acme", "name": "Acme"})
     issued = [call_api("POST", "/admin/tenants/acme/keys", {"scopes": ["inference", "usage"]}).body for _ in range(3)]
@@ -52,7 +50,7 @@ def test_no_plaintext_key_in_any_table_or_log(
 
     # AND no log line (stdout JSON logs or the logging module) contains any key
     captured = capsys.readouterr()
-    logs = captured.out + captured.err + caplog.text
+    logs = captured.out + captured.err + service_logs.text
     assert "denied" in logs and "allowed" in logs  # the authorizer did log its decisions
     for secret in secrets:
         assert secret not in logs

@@ -172,6 +172,15 @@ class DynamoAdmissionStore:
         return Reservation.model_validate(values)
 
     def settle(self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime) -> Outcome:
+        return run_finish(self.settle_items(reservation, usage, cost, at))
+
+    def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome:
+        return run_finish(self.release_items(reservation, reason, at))
+
+    def settle_items(
+        self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime
+    ) -> list[dict[str, Any]]:
+        """Transaction items that settle `reservation`; the first is conditional on it being reserved."""
         delta = usage.total_tokens - reservation.tokens
         day_item = {
             "Update": {
@@ -202,18 +211,18 @@ class DynamoAdmissionStore:
             ":cost": to_attr(cost.total),
             ":at": to_attr(at),
         }
-        return self._finish(reservation, expression, values, delta, [day_item], at)
+        return self._finish_items(reservation, expression, values, delta, [day_item], at)
 
-    def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome:
+    def release_items(self, reservation: Reservation, reason: str, at: datetime) -> list[dict[str, Any]]:
         values = {
             ":state": {"S": ReservationState.RELEASED.value},
             ":reason": {"S": reason[:1000]},
             ":at": to_attr(at),
         }
         expression = "SET #state = :state, release_reason = :reason, finished_at = :at"
-        return self._finish(reservation, expression, values, -reservation.tokens, [], at)
+        return self._finish_items(reservation, expression, values, -reservation.tokens, [], at)
 
-    def _finish(
+    def _finish_items(
         self,
         reservation: Reservation,
         expression: str,
@@ -221,7 +230,7 @@ class DynamoAdmissionStore:
         token_delta: int,
         extra: list[dict[str, Any]],
         at: datetime,
-    ) -> Outcome:
+    ) -> list[dict[str, Any]]:
         """Move the reservation out of `reserved` and adjust the counters it touched, atomically.
 
         The condition on the reservation's state makes a second settle or release a no-op. The
@@ -270,11 +279,16 @@ class DynamoAdmissionStore:
                     }
                 }
             )
-        try:
-            aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as error:
-            codes = cancellation_codes(error)
-            if error_code(error) == "TransactionCanceledException" and codes[:1] == [CONDITION_FAILED]:
-                return Outcome.ALREADY_DONE
-            raise
-        return Outcome.APPLIED
+        return items
+
+
+def run_finish(items: list[dict[str, Any]]) -> Outcome:
+    """Run a settle/release transaction; a failed condition on its first item means it already ran."""
+    try:
+        aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+    except ClientError as error:
+        codes = cancellation_codes(error)
+        if error_code(error) == "TransactionCanceledException" and codes[:1] == [CONDITION_FAILED]:
+            return Outcome.ALREADY_DONE
+        raise
+    return Outcome.APPLIED

@@ -8,9 +8,21 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 
-_serializer = TypeSerializer()
+
+class _PositionalSerializer(TypeSerializer):
+    """Numbers in positional notation (`0.00000005`, not `5E-8`): DynamoDB takes both, but
+    positional text is what every consumer (moto's `ADD`, people reading items) handles."""
+
+    def _serialize_n(self, value: Any) -> str:
+        number = DYNAMODB_CONTEXT.create_decimal(value)
+        if not number.is_finite():
+            raise TypeError("Infinity and NaN not supported")
+        return format(number, "f")
+
+
+_serializer = _PositionalSerializer()
 _deserializer = TypeDeserializer()
 
 

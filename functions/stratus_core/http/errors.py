@@ -18,6 +18,7 @@ from stratus_core.errors import (
     Limit,
     LimitExceeded,
     NotFound,
+    PayloadTooLarge,
     StratusError,
     Unauthenticated,
     Unavailable,
@@ -72,6 +73,8 @@ def http_error(exc: StratusError) -> HttpError:
         return error(HTTPStatus.UNAUTHORIZED, str(exc), "invalid_request_error", "invalid_api_key")
     if isinstance(exc, Forbidden):
         return error(HTTPStatus.FORBIDDEN, str(exc), "permission_error", exc.code)
+    if isinstance(exc, PayloadTooLarge):
+        return error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), "invalid_request_error", "payload_too_large")
     if isinstance(exc, Unavailable):
         result = error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), "server_error", "unavailable")
         result.headers["Retry-After"] = str(exc.retry_after)
@@ -86,7 +89,11 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> HttpError:
     first = errors[0]
     location = [str(part) for part in first.get("loc", ()) if part not in _LOCATIONS]
     param = ".".join(location) or None
-    message = str(first.get("msg", "invalid value"))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    unsupported = getattr((first.get("ctx") or {}).get("error"), "unsupported_parameter", None)
+    if unsupported:
+        param = str(unsupported)
+        return error(HTTPStatus.BAD_REQUEST, message, "invalid_request_error", "unsupported_parameter", param)
     if param:
         message = f"{param}: {message}"
     if len(errors) > 1:
@@ -102,3 +109,14 @@ def route_not_found(method: str, path: str) -> HttpError:
 
 
 _LOCATIONS = {"body", "query", "path", "header"}
+
+
+def job_failure(status: str, code: str | None, message: str) -> HttpError:
+    """How a request that ended without a result is answered to a client that waited for it."""
+    if status == "expired":
+        return error(HTTPStatus.GATEWAY_TIMEOUT, message, "server_error", "expired")
+    if status == "cancelled":
+        return error(HTTPStatus.CONFLICT, message, "invalid_request_error", "cancelled")
+    if code and (code.startswith("invalid") or code == "context_length_exceeded"):
+        return error(HTTPStatus.BAD_REQUEST, message, "invalid_request_error", code)
+    return error(HTTPStatus.BAD_GATEWAY, message, "server_error", code or "inference_failed")

@@ -1,0 +1,104 @@
+"""The dispatcher's domain: queued jobs → packs in S3 → one async endpoint invocation per pack."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from stratus_core.clock import utcnow
+from stratus_core.contract import InferencePack, PackedRequest
+from stratus_core.endpoint import EndpointBusy, Invocation
+from stratus_core.jobs import BodyStore, Job, JobError, JobStatus, JobStore, Ledger, RequestMessage
+
+logger = logging.getLogger(__name__)
+
+
+class PackStore(Protocol):
+    def put_pack(self, pack: InferencePack) -> str: ...
+
+
+class Endpoint(Protocol):
+    def invoke(self, input_location: str, inference_id: str) -> Invocation: ...
+
+
+@dataclass
+class DispatchReport:
+    """Which messages to retry (the endpoint was busy) and what happened to the rest."""
+
+    retry: list[str] = field(default_factory=list)
+    dispatched: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    packs: list[str] = field(default_factory=list)
+
+
+def new_pack_id() -> str:
+    return "pack_" + secrets.token_hex(12)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        jobs: JobStore,
+        bodies: BodyStore,
+        packs: PackStore,
+        endpoint: Endpoint,
+        ledger: Ledger,
+        *,
+        max_pack_size: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._jobs = jobs
+        self._bodies = bodies
+        self._packs = packs
+        self._endpoint = endpoint
+        self._ledger = ledger
+        self._max = max_pack_size
+        self._clock = clock
+
+    def dispatch(self, messages: dict[str, RequestMessage]) -> DispatchReport:
+        """`messages` maps each SQS message id to its parsed message.
+
+        A job that is no longer queued (cancelled, already dispatched by an earlier delivery,
+        finished) is skipped; a job whose body is gone fails. The rest are packed per model.
+        """
+        report = DispatchReport()
+        by_model: dict[str, list[tuple[str, Job, PackedRequest]]] = {}
+        for message_id, message in messages.items():
+            job = self._jobs.get(message.tenant_id, message.job_id)
+            if job is None or job.status is not JobStatus.QUEUED:
+                report.skipped.append(message_id)
+                continue
+            request = self._bodies.get(job.body_key)
+            if request is None:
+                error = JobError(code="request_missing", message="the stored request body is missing")
+                self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+                report.failed.append(message_id)
+                continue
+            by_model.setdefault(job.model, []).append((message_id, job, request))
+        for model, entries in by_model.items():
+            for start in range(0, len(entries), self._max):
+                self._dispatch_pack(model, entries[start : start + self._max], report)
+        return report
+
+    def _dispatch_pack(self, model: str, entries: list[tuple[str, Job, PackedRequest]], report: DispatchReport) -> None:
+        pack = InferencePack(pack_id=new_pack_id(), model=model, requests=[request for _, _, request in entries])
+        location = self._packs.put_pack(pack)
+        try:
+            invocation = self._endpoint.invoke(location, pack.pack_id)
+        except EndpointBusy as busy:
+            logger.warning(
+                "endpoint busy; messages return to the queue", extra={"reason": str(busy), "pack_id": pack.pack_id}
+            )
+            report.retry.extend(message_id for message_id, _, _ in entries)
+            return
+        now = self._clock()
+        for message_id, job, _ in entries:
+            self._jobs.mark_dispatched(job, pack.pack_id, invocation.output_location, invocation.failure_location, now)
+            report.dispatched.append(message_id)
+        report.packs.append(pack.pack_id)
+        logger.info("pack dispatched", extra={"pack_id": pack.pack_id, "requests": len(entries), "model": model})

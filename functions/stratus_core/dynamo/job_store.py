@@ -1,0 +1,133 @@
+"""Jobs table: `tenant_id` + `job_id`, so a job is only ever found under its own tenant.
+
+While a job is not terminal it carries `active` and `deadline`, which put it in the sparse
+`ActiveJobsIndex`; the sweeper queries that index for jobs past their deadline. Every terminal
+transition removes `active`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stratus_core import aws
+from stratus_core.dynamo.codec import error_code, from_item, to_attr, to_item
+from stratus_core.errors import Conflict
+from stratus_core.jobs import Job, JobStatus
+
+ACTIVE_INDEX = "ActiveJobsIndex"
+ACTIVE = "1"
+NON_TERMINAL = {":queued": {"S": JobStatus.QUEUED.value}, ":dispatched": {"S": JobStatus.DISPATCHED.value}}
+
+
+def job_key(tenant_id: str, job_id: str) -> dict[str, Any]:
+    return {"tenant_id": {"S": tenant_id}, "job_id": {"S": job_id}}
+
+
+def job_item(job: Job, retention_seconds: int) -> dict[str, Any]:
+    values = job.model_dump(exclude={"result"})
+    item = to_item({**values, "expires_at": int(job.created_at.timestamp()) + retention_seconds})
+    if job.result is not None:
+        item["result_json"] = {"S": json.dumps(job.result)}
+    if not job.status.is_terminal:
+        item["active"] = {"S": ACTIVE}
+    return item
+
+
+def parse_job(item: dict[str, Any]) -> Job:
+    values = from_item(item)
+    result = values.pop("result_json", None)
+    for internal in ("active", "expires_at"):
+        values.pop(internal, None)
+    if result is not None:
+        values["result"] = json.loads(result)
+    return Job.model_validate(values)
+
+
+class DynamoJobStore:
+    def __init__(self, table: str, retention_seconds: int) -> None:
+        self.table = table
+        self._retention = retention_seconds
+
+    def create(self, job: Job) -> None:
+        try:
+            aws.dynamodb().put_item(
+                TableName=self.table,
+                Item=job_item(job, self._retention),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise Conflict(f"job {job.job_id} exists") from None
+            raise
+
+    def get(self, tenant_id: str, job_id: str) -> Job | None:
+        response = aws.dynamodb().get_item(TableName=self.table, Key=job_key(tenant_id, job_id), ConsistentRead=True)
+        item = response.get("Item")
+        return parse_job(item) if item else None
+
+    def mark_dispatched(
+        self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime
+    ) -> bool:
+        """queued → dispatched; False if the job had moved on (already dispatched, or finished)."""
+        sets = ["#status = :dispatched", "pack_id = :pack", "dispatched_at = :at"]
+        values: dict[str, Any] = {
+            ":dispatched": {"S": JobStatus.DISPATCHED.value},
+            ":queued": {"S": JobStatus.QUEUED.value},
+            ":pack": {"S": pack_id},
+            ":at": to_attr(at),
+        }
+        for name, location in (("output_location", output_location), ("failure_location", failure_location)):
+            if location:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = {"S": location}
+        try:
+            aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=job_key(job.tenant_id, job.job_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#status = :queued",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def overdue(self, before: datetime, limit: int) -> list[Job]:
+        response = aws.dynamodb().query(
+            TableName=self.table,
+            IndexName=ACTIVE_INDEX,
+            KeyConditionExpression="active = :active AND deadline < :before",
+            ExpressionAttributeValues={":active": {"S": ACTIVE}, ":before": to_attr(before)},
+            Limit=limit,
+        )
+        keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in response.get("Items", [])]
+        jobs = [self.get(tenant_id, job_id) for tenant_id, job_id in keys]
+        return [job for job in jobs if job is not None and not job.status.is_terminal]
+
+    def terminal_item(
+        self, job: Job, status: JobStatus, at: datetime, sets: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The transaction item that moves a non-terminal job to `status` (and out of the index)."""
+        assignments = ["#status = :status", "finished_at = :finished_at", *(f"#{k} = :{k}" for k in sets)]
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": job_key(job.tenant_id, job.job_id),
+                "UpdateExpression": "SET " + ", ".join(assignments) + " REMOVE active",
+                "ConditionExpression": "#status IN (:queued, :dispatched)",
+                "ExpressionAttributeNames": {"#status": "status", **{f"#{k}": k for k in sets}},
+                "ExpressionAttributeValues": {
+                    ":status": {"S": status.value},
+                    ":finished_at": to_attr(at),
+                    **NON_TERMINAL,
+                    **{f":{k}": v for k, v in sets.items()},
+                },
+            }
+        }

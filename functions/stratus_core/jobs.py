@@ -1,0 +1,137 @@
+"""Jobs: one per accepted inference request, from `queued` to exactly one terminal state.
+
+Every terminal transition moves the job and its reservation together (see `dynamo/ledger.py`):
+completing settles the usage, failing / expiring / cancelling releases it. So a duplicate or
+late result can neither bill twice nor move a finished job, and a job that is finished always
+has its tokens counted exactly once (or released).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratus_core.contract import Choice, PackedRequest, Usage
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.DISPATCHED)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    """The stored job. `deadline` is when the sweeper gives up on it."""
+
+    job_id: str
+    tenant_id: str
+    kind: Literal["chat", "completion"]
+    model: str
+    status: JobStatus
+    created_at: datetime
+    deadline: datetime
+    body_key: str
+    dispatched_at: datetime | None = None
+    finished_at: datetime | None = None
+    pack_id: str | None = None
+    output_location: str | None = None
+    failure_location: str | None = None
+    batch_id: str | None = None
+    custom_id: str | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    usage: Usage | None = None
+
+
+class JobView(BaseModel):
+    """What `GET /v1/jobs/{id}` shows its tenant."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    object: Literal["job"] = "job"
+    status: JobStatus
+    model: str
+    created_at: int
+    dispatched_at: int | None = None
+    finished_at: int | None = None
+    result: dict[str, Any] | None = Field(default=None, description="The OpenAI-shaped completion, once completed.")
+    error: JobError | None = None
+    usage: Usage | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        def stamp(at: datetime | None) -> int | None:
+            return int(at.timestamp()) if at else None
+
+        return cls(
+            id=job.job_id,
+            status=job.status,
+            model=job.model,
+            created_at=int(job.created_at.timestamp()),
+            dispatched_at=stamp(job.dispatched_at),
+            finished_at=stamp(job.finished_at),
+            result=job.result,
+            error=job.error,
+            usage=job.usage,
+        )
+
+
+class RequestMessage(BaseModel):
+    """The requests queue's message (version 1): which job to run; the body waits in S3."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    tenant_id: str = Field(min_length=1)
+    job_id: str = Field(min_length=1)
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(12)
+
+
+def request_body_key(tenant_id: str, job_id: str) -> str:
+    return f"requests/{tenant_id}/{job_id}.json"
+
+
+class JobStore(Protocol):
+    def create(self, job: Job) -> None: ...
+
+    def get(self, tenant_id: str, job_id: str) -> Job | None: ...
+
+    def mark_dispatched(
+        self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime
+    ) -> bool: ...
+
+    def overdue(self, before: datetime, limit: int) -> list[Job]: ...
+
+
+class Ledger(Protocol):
+    """Terminal transitions, each atomic with the job's reservation."""
+
+    def complete(self, job: Job, choices: list[Choice], usage: Usage, result: dict[str, Any], at: datetime) -> bool: ...
+
+    def finish_unbilled(self, job: Job, status: JobStatus, error: JobError, at: datetime) -> bool: ...
+
+
+class BodyStore(Protocol):
+    def put(self, key: str, request: PackedRequest) -> None: ...
+
+    def get(self, key: str) -> PackedRequest | None: ...

@@ -1,0 +1,115 @@
+"""The results function's domain: SageMaker's notification → finished jobs, usage settled once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from stratus_core.clock import utcnow
+from stratus_core.contract import InferencePack, PackResult
+from stratus_core.jobs import Job, JobError, JobStatus, JobStore, Ledger
+from stratus_core.openai_types import completion_object
+
+logger = logging.getLogger(__name__)
+
+
+class RequestParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    inputLocation: str
+    endpointName: str | None = None
+
+
+class ResponseParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    outputLocation: str | None = None
+    failureLocation: str | None = None
+
+
+class AsyncNotification(BaseModel):
+    """What SageMaker publishes to the success or error topic for one async invocation."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    eventName: Literal["InferenceResult"]
+    eventSource: Literal["aws:sagemaker"]
+    invocationStatus: Literal["Completed", "Failed"]
+    inferenceId: str
+    failureReason: str | None = None
+    requestParameters: RequestParameters
+    responseParameters: ResponseParameters | None = None
+
+
+class PackReader(Protocol):
+    def read_pack(self, uri: str) -> InferencePack | None: ...
+
+    def read_result(self, uri: str) -> PackResult | None: ...
+
+
+class MissingOutput(Exception):
+    """The notification names an output that is not (yet) readable: retry the message later."""
+
+
+class ResultsProcessor:
+    def __init__(
+        self, jobs: JobStore, ledger: Ledger, reader: PackReader, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._jobs = jobs
+        self._ledger = ledger
+        self._reader = reader
+        self._clock = clock
+
+    def handle(self, notification: AsyncNotification) -> int:
+        """Finish every job of the notified pack; returns how many changed state."""
+        output = (notification.responseParameters or ResponseParameters()).outputLocation
+        if notification.invocationStatus == "Completed" and output:
+            result = self._reader.read_result(output)
+            if result is None:
+                raise MissingOutput(output)
+            return self.apply_result(result)
+        pack = self._reader.read_pack(notification.requestParameters.inputLocation)
+        if pack is None:
+            raise MissingOutput(notification.requestParameters.inputLocation)
+        reason = notification.failureReason or "the endpoint reported a failure"
+        return self.fail_pack(pack, JobError(code="inference_failed", message=reason[:1000]))
+
+    def apply_result(self, result: PackResult) -> int:
+        changed = 0
+        for item in result.results:
+            job = self._jobs.get(item.tenant_id, item.job_id)
+            if job is None or job.status.is_terminal:
+                continue
+            now = self._clock()
+            if item.error is not None or item.choices is None or item.usage is None:
+                error = item.error or JobError(code="inference_failed", message="no result")
+                changed += self._ledger.finish_unbilled(job, JobStatus.FAILED, JobError(**error.model_dump()), now)
+                continue
+            created = int(job.created_at.timestamp())
+            response = completion_object(job.kind, job.job_id, created, job.model, item.choices, item.usage)
+            changed += self._ledger.complete(job, item.choices, item.usage, response.model_dump(mode="json"), now)
+        return changed
+
+    def fail_pack(self, pack: InferencePack, error: JobError) -> int:
+        changed = 0
+        for request in pack.requests:
+            job = self._jobs.get(request.tenant_id, request.job_id)
+            if job is not None and not job.status.is_terminal:
+                changed += self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+        return changed
+
+    def sweep(self, job: Job, output_exists: Callable[[str], PackResult | None]) -> bool:
+        """Resolve one overdue job: from its output if SageMaker wrote one, else expire it."""
+        if job.output_location:
+            result = output_exists(job.output_location)
+            if result is not None:
+                self.apply_result(result)
+                refreshed = self._jobs.get(job.tenant_id, job.job_id)
+                if refreshed is not None and refreshed.status.is_terminal:
+                    return True
+        error = JobError(code="expired", message="no result before the request's deadline")
+        return self._ledger.finish_unbilled(job, JobStatus.EXPIRED, error, self._clock())

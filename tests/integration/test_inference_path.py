@@ -1,0 +1,331 @@
+"""One request end to end on moto: API → requests queue → dispatcher → (fake) endpoint → SNS →
+results → job and usage. The endpoint is the only fake; every handler is the real one."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from stratus_core import wiring
+from stratus_core.keys import IssuedKey, Scope
+from tests.helpers import ApiResponse, principal_of
+
+from .conftest import Pipeline
+
+Api = Callable[..., ApiResponse]
+MODEL = "smollm2-135m-instruct"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello there model"}], "max_tokens": 16}
+
+
+def no_wait(call_api: Api, path: str, body: dict[str, Any], caller: Any) -> ApiResponse:
+    return call_api("POST", path, body, principal=caller, headers={"prefer": "wait=0"})
+
+
+def usage_totals(tenant_id: str) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    return wiring.usage().report(tenant_id, today, today).totals.model_dump(mode="json")
+
+
+def test_one_chat_request_end_to_end(call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline) -> None:
+    caller = principal_of(make_tenant("acme", scopes=[Scope.INFERENCE, Scope.USAGE]))
+
+    accepted = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
+
+    assert accepted.status == 202
+    job_id = accepted.body["id"]
+    assert accepted.headers["Location"] == f"/v1/jobs/{job_id}"
+    assert accepted.headers["x-stratus-job-id"] == job_id
+    assert accepted.body["status"] == "queued"
+
+    pipeline.run()
+
+    job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller)
+    assert job.status == 200
+    assert job.body["status"] == "completed"
+    completion = job.body["result"]
+    assert completion["object"] == "chat.completion"
+    assert completion["id"] == f"chatcmpl-{job_id}"
+    assert completion["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "echo: hello there model"},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ]
+    # The fake counts 3 words + 4 per message of prompt, and 4 completion words.
+    assert completion["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
+    assert job.body["usage"] == completion["usage"]
+    assert usage_totals("acme")["total_tokens"] == 11
+    assert wiring.tenants().get("acme").in_flight == 0
+    # The endpoint got one pack, by S3 location, named by the pack id.
+    (invocation,) = pipeline.endpoint.calls
+    assert invocation.params["EndpointName"] == "stratus-llm"
+    assert invocation.params["InputLocation"].startswith("s3://test-databucket/packs/pack_")
+
+
+def test_text_completion_end_to_end(call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline) -> None:
+    caller = principal_of(make_tenant("acme"))
+    body = {"model": MODEL, "prompt": "one two three four five", "max_tokens": 3}
+
+    job_id = no_wait(call_api, "/v1/completions", body, caller).body["id"]
+    pipeline.run()
+
+    result = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["result"]
+    assert result["object"] == "text_completion"
+    assert result["choices"][0]["text"] == "echo: one two"
+    assert result["choices"][0]["finish_reason"] == "length"
+    assert result["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+def test_waiting_client_gets_the_openai_completion(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, linearizable_moto: None
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    stop = threading.Event()
+
+    def cloud_worker() -> None:
+        while not stop.is_set():
+            pipeline.run()
+            stop.wait(0.05)
+
+    worker = threading.Thread(target=cloud_worker)
+    worker.start()
+    try:
+        answered = call_api("POST", "/v1/chat/completions", CHAT, principal=caller, headers={"prefer": "wait=10"})
+    finally:
+        stop.set()
+        worker.join()
+
+    assert answered.status == 200
+    assert answered.body["object"] == "chat.completion"
+    assert answered.body["usage"]["total_tokens"] == 11
+    assert answered.headers["x-stratus-job-id"] == answered.body["id"].removeprefix("chatcmpl-")
+
+
+def test_every_notification_twice_and_reordered_bills_once(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    jobs = [no_wait(call_api, "/v1/chat/completions", {**CHAT, "max_tokens": n}, caller).body["id"] for n in (1, 2, 3)]
+    pipeline.requests.drain()
+    pipeline.endpoint.notify = False
+    notifications = pipeline.endpoint.run_pending()
+    assert len(notifications) == 1  # three requests, one pack
+
+    # WHEN SNS delivers the notification three times, with a stale copy after the first
+    sns = boto3.client("sns")
+    topic = pipeline.created.refs["InferenceSuccessTopic"]
+    for _ in range(3):
+        sns.publish(TopicArn=topic, Message=json.dumps(notifications[0]))
+    pipeline.results.drain()
+    first = usage_totals("acme")
+    sns.publish(TopicArn=topic, Message=json.dumps(notifications[0]))
+    pipeline.results.drain()
+
+    # THEN each job was billed once: 7 prompt tokens each, 1 + 2 + 3 completion tokens
+    assert usage_totals("acme") == first
+    assert first["requests"] == 3
+    assert first["total_tokens"] == 3 * 7 + 1 + 2 + 3
+    statuses = {call_api("GET", f"/v1/jobs/{job}", principal=caller).body["status"] for job in jobs}
+    assert statuses == {"completed"}
+
+
+def test_a_failing_request_does_not_fail_its_pack(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    good = no_wait(call_api, "/v1/completions", {"model": MODEL, "prompt": "fine"}, caller).body["id"]
+    bad = no_wait(call_api, "/v1/completions", {"model": MODEL, "prompt": "FAIL_ME please"}, caller).body["id"]
+
+    pipeline.run()
+
+    assert call_api("GET", f"/v1/jobs/{good}", principal=caller).body["status"] == "completed"
+    failed = call_api("GET", f"/v1/jobs/{bad}", principal=caller).body
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"code": "invalid_request", "message": "the model refused this input"}
+    assert usage_totals("acme")["requests"] == 1
+    assert wiring.tenants().get("acme").in_flight == 0
+
+
+def test_endpoint_failure_fails_the_jobs_and_releases_their_tokens(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.fail_packs = True
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+
+    pipeline.run()
+
+    job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "inference_failed"
+    assert "server error (500)" in job["error"]["message"]
+    assert usage_totals("acme")["total_tokens"] == 0
+    tenant = wiring.tenants().get("acme")
+    assert tenant.in_flight == 0
+
+
+def test_throttled_endpoint_retries_and_nothing_is_lost(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.throttle_next = 2
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+
+    for _ in range(2):
+        handled, failed = pipeline.requests.poll_once(retry_failures_now=True)
+        assert (handled, failed) == (1, 1)
+    assert call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"] == "queued"
+    pipeline.run()
+
+    assert call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"] == "completed"
+    assert len(pipeline.endpoint.calls) == 1
+
+
+def test_endpoint_unavailable_until_dlq_fails_job_and_releases(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.throttle_next = 1_000
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    assert wiring.tenants().get("acme").in_flight == 1
+
+    # The template's maxReceiveCount (8) deliveries, then SQS moves it to the dead-letter queue.
+    pipeline.requests.drain(retry_failures_now=True)
+    assert pipeline.queue_depth("RequestsDeadLetterQueue") == 1
+    pipeline.request_failures.drain()
+
+    job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "dispatch_failed"
+    assert "the endpoint stayed unavailable or throttled through every retry" in job["error"]["message"]
+    assert wiring.tenants().get("acme").in_flight == 0
+    assert pipeline.queue_depth("RequestsDeadLetterQueue") == 0
+
+
+def test_poison_message_reaches_the_dlq_and_is_logged(
+    pipeline: Pipeline, service_logs: pytest.LogCaptureFixture
+) -> None:
+    boto3.client("sqs").send_message(QueueUrl=pipeline.created.refs["RequestsQueue"], MessageBody='{"version": 9}')
+
+    pipeline.requests.drain(retry_failures_now=True)
+    assert pipeline.queue_depth("RequestsQueue") == 0
+    assert pipeline.queue_depth("RequestsDeadLetterQueue") == 1
+    pipeline.request_failures.drain()
+
+    logs = service_logs.text
+    assert "malformed request message" in logs
+    assert "dead letter is not a request message" in logs
+
+
+def test_lost_notification_is_recovered_by_the_sweeper(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper import app as sweeper_app
+
+    from stratus_core import clock
+    from tests.helpers import FakeContext
+
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.notify = False
+    finished = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    pipeline.run()  # the endpoint wrote its output but no notification arrives
+    pipeline.endpoint.pending.clear()
+    assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "dispatched"
+
+    # A second request whose pack never produced anything at all.
+    pipeline.endpoint.run_pending = lambda: []  # type: ignore[method-assign]
+    lost = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    pipeline.run()
+
+    later = datetime.now(UTC).replace(microsecond=0) + clock.timedelta(hours=2)
+    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
+    monkeypatch.setattr("stratus_core.results.utcnow", lambda: later)
+
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 2, "resolved": 2}
+
+    assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "completed"
+    expired = call_api("GET", f"/v1/jobs/{lost}", principal=caller).body
+    assert expired["status"] == "expired"
+    assert usage_totals("acme")["requests"] == 1
+    assert wiring.tenants().get("acme").in_flight == 0
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 0, "resolved": 0}
+
+
+def test_another_tenants_job_is_404(call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline) -> None:
+    acme = principal_of(make_tenant("acme"))
+    globex = principal_of(make_tenant("globex"))
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, acme).body["id"]
+
+    response = call_api("GET", f"/v1/jobs/{job_id}", principal=globex)
+
+    assert response.status == 404
+    assert response.body["error"]["code"] == "not_found"
+    assert job_id in response.body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({**CHAT, "stream": True}, "stream", "unsupported_parameter"),
+        ({**CHAT, "n": 2}, "n", "unsupported_parameter"),
+        ({**CHAT, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+        ({**CHAT, "max_tokens": 0}, "max_tokens", "invalid_value"),
+        ({**CHAT, "temperature": 3}, "temperature", "invalid_value"),
+        ({**CHAT, "messages": []}, "messages", "invalid_value"),
+        ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
+        ({**CHAT, "tenant_id": "globex"}, "tenant_id", "invalid_value"),
+    ],
+)
+def test_bad_requests_are_400_and_admit_nothing(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], body: dict[str, Any], param: str, code: str
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+
+    response = no_wait(call_api, "/v1/chat/completions", body, caller)
+
+    assert response.status == 400, response.body
+    assert response.body["error"]["param"] == param
+    assert response.body["error"]["code"] == code
+    assert wiring.tenants().get("acme").in_flight == 0
+
+
+def test_defaults_stream_false_and_n_1_are_accepted(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    response = no_wait(call_api, "/v1/chat/completions", {**CHAT, "stream": False, "n": 1}, caller)
+    assert response.status == 202
+
+
+def test_oversized_body_is_413(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+    caller = principal_of(make_tenant("acme"))
+    huge = {**CHAT, "messages": [{"role": "user", "content": "x" * 1_100_000}]}
+    response = no_wait(call_api, "/v1/chat/completions", huge, caller)
+    assert response.status == 413
+    assert response.body["error"]["code"] == "payload_too_large"
+
+
+def test_limit_refusal_is_429_with_retry_after(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+    caller = principal_of(make_tenant("acme", requests_per_minute=1))
+    assert no_wait(call_api, "/v1/chat/completions", CHAT, caller).status == 202
+
+    refused = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
+
+    assert refused.status == 429
+    assert refused.body["error"]["code"] == "requests_per_minute"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
+def test_inference_needs_the_inference_scope(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+    caller = principal_of(make_tenant("acme", scopes=[Scope.USAGE]))
+    response = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
+    assert response.status == 403
+    assert response.body["error"]["code"] == "insufficient_scope"

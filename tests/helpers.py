@@ -20,6 +20,7 @@ class ApiResponse:
     status: int
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""
 
 
 ADMIN = Principal(tenant_id="operators", key_id="key_00000000000000aa", scopes=frozenset({Scope.ADMIN, Scope.USAGE}))

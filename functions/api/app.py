@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api import admin_routes, inference_routes, tenant_routes
+from api import admin_routes, batch_routes, inference_routes, tenant_routes
 from stratus_core.errors import PayloadTooLarge, StratusError
 from stratus_core.http.errors import HttpError, http_error, route_not_found, validation_error
 
@@ -19,15 +19,18 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 MAX_BODY_BYTES = 1_048_576
+MAX_FILE_BODY_BYTES = 10 * 1_048_576  # API Gateway's own cap; larger files use a presigned upload
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
 def reject_large_bodies(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    """413 before anything parses a body over 1 MiB (API Gateway itself stops at 10 MB)."""
-    body = resolver.current_event.body or ""
-    if len(body) > MAX_BODY_BYTES:
-        return _respond(http_error(PayloadTooLarge(MAX_BODY_BYTES)))
+    """413 before anything parses a body over 1 MiB (10 MiB for file uploads, API Gateway's own cap)."""
+    event = resolver.current_event
+    limit = MAX_FILE_BODY_BYTES if event.path == "/v1/files" else MAX_BODY_BYTES
+    size = len(event.body or "") * 3 // 4 if event.is_base64_encoded else len(event.body or "")
+    if size > limit:
+        return _respond(http_error(PayloadTooLarge(limit)))
     return next_middleware(resolver)
 
 
@@ -35,6 +38,7 @@ app.use(middlewares=[reject_large_bodies])
 app.include_router(tenant_routes.router)
 app.include_router(admin_routes.router)
 app.include_router(inference_routes.router)
+app.include_router(batch_routes.router)
 
 
 def _respond(result: HttpError) -> Response[Any]:

@@ -40,12 +40,22 @@ class Collector:
         self.records[record.message_id] = record
 
 
+def queue_url(arn: str) -> str:
+    """The URL of the queue a record came from (interactive or batch lane)."""
+    settings = get_settings()
+    name = arn.rsplit(":", 1)[-1]
+    for url in (settings.requests_queue_url, settings.batch_requests_queue_url):
+        if url.rstrip("/").rsplit("/", 1)[-1] == name:
+            return url
+    return aws.sqs().get_queue_url(QueueName=name)["QueueUrl"]
+
+
 def back_off(records: list[SQSRecord]) -> None:
     """Hide each message for 5 s × 2^(receives-1), at most 15 min, before it is retried."""
     for record in records:
         receives = int(record.attributes.approximate_receive_count or "1")
         aws.sqs().change_message_visibility(
-            QueueUrl=get_settings().requests_queue_url,
+            QueueUrl=queue_url(record.event_source_arn),
             ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=min(MAX_BACKOFF_SECONDS, 5 * 2 ** (receives - 1)),
         )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -86,6 +86,9 @@ class Reservation(BaseModel):
     month: str
     created_at: datetime
     state: ReservationState = ReservationState.RESERVED
+    lane: Literal["interactive", "batch"] = Field(
+        default="interactive", description="Batch reservations count against the month only."
+    )
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost: Money | None = None
@@ -120,6 +123,10 @@ class AdmissionStore(Protocol):
         `RetryableConflict`."""
         ...
 
+    def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
+        """Like `reserve`, against the monthly quota only."""
+        ...
+
     def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
 
     def settle(self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime) -> Outcome: ...
@@ -145,8 +152,20 @@ class AdmissionService:
         self._attempts = attempts
         self._retention_seconds = retention_days * 86_400
 
-    def reserve(
+    def reserve_batch(
         self, tenant_id: str, job_id: str, model: str, prompt_tokens_bound: int, max_tokens: int
+    ) -> Reservation:
+        """Admit one batch request against the monthly quota (not the per-minute limits or in-flight)."""
+        return self.reserve(tenant_id, job_id, model, prompt_tokens_bound, max_tokens, lane="batch")
+
+    def reserve(
+        self,
+        tenant_id: str,
+        job_id: str,
+        model: str,
+        prompt_tokens_bound: int,
+        max_tokens: int,
+        lane: Literal["interactive", "batch"] = "interactive",
     ) -> Reservation:
         """Admit one request or raise the error that says which limit refused it."""
         tokens = prompt_tokens_bound + max_tokens
@@ -157,7 +176,7 @@ class AdmissionService:
             if not tenant.is_active:
                 raise TenantSuspended(tenant_id)
             self._check_model(tenant, model)
-            self._check_fits_at_all(tenant, tokens)
+            self._check_fits_at_all(tenant, tokens, lane)
             now = self._clock()
             reservation = Reservation(
                 job_id=job_id,
@@ -168,9 +187,11 @@ class AdmissionService:
                 day=day_key(now),
                 month=month_key(now),
                 created_at=now,
+                lane=lane,
             )
+            reserve = self._store.reserve if lane == "interactive" else self._store.reserve_batch
             try:
-                return self._store.reserve(tenant, reservation, int(now.timestamp()) + self._retention_seconds)
+                return reserve(tenant, reservation, int(now.timestamp()) + self._retention_seconds)
             except LimitHit as hit:
                 raise self._refusal(hit.limit, tenant, tokens, now) from None
             except TenantInactive:
@@ -214,9 +235,9 @@ class AdmissionService:
             raise NotFound("model", model)
 
     @staticmethod
-    def _check_fits_at_all(tenant: Tenant, tokens: int) -> None:
+    def _check_fits_at_all(tenant: Tenant, tokens: int, lane: str) -> None:
         limits = tenant.limits
-        if tokens > limits.tokens_per_minute:
+        if lane == "interactive" and tokens > limits.tokens_per_minute:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, tokens, limits.tokens_per_minute)
         if tokens > limits.tokens_per_month:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MONTH, tokens, limits.tokens_per_month)

@@ -27,6 +27,10 @@ class Settings:
     invocation_timeout_seconds: int
     max_pack_size: int
     job_retention_days: int
+    files_table: str
+    batches_table: str
+    batch_queue_url: str
+    batch_requests_queue_url: str
 
 
 def _required(name: str) -> str:
@@ -53,6 +57,10 @@ def get_settings() -> Settings:
         invocation_timeout_seconds=int(os.environ.get("INVOCATION_TIMEOUT_SECONDS", "900")),
         max_pack_size=int(os.environ.get("MAX_PACK_SIZE", "32")),
         job_retention_days=int(os.environ.get("JOB_RETENTION_DAYS", "30")),
+        files_table=os.environ.get("FILES_TABLE", ""),
+        batches_table=os.environ.get("BATCHES_TABLE", ""),
+        batch_queue_url=os.environ.get("BATCH_QUEUE_URL", ""),
+        batch_requests_queue_url=os.environ.get("BATCH_REQUESTS_QUEUE_URL", ""),
     )
 
 

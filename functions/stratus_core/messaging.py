@@ -1,14 +1,17 @@
-"""Messages to the requests queue."""
+"""Messages to our SQS queues."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from stratus_core import aws
-from stratus_core.jobs import RequestMessage
 
 
-class SqsRequestQueue:
+class SqsQueue:
+    """Sends one versioned pydantic message per SQS message."""
+
     def __init__(self, queue_url: str) -> None:
         self._url = queue_url
 
-    def send(self, message: RequestMessage) -> None:
+    def send(self, message: BaseModel) -> None:
         aws.sqs().send_message(QueueUrl=self._url, MessageBody=message.model_dump_json())

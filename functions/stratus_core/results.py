@@ -57,12 +57,23 @@ class MissingOutput(Exception):
 
 class ResultsProcessor:
     def __init__(
-        self, jobs: JobStore, ledger: Ledger, reader: PackReader, clock: Callable[[], datetime] = utcnow
+        self,
+        jobs: JobStore,
+        ledger: Ledger,
+        reader: PackReader,
+        clock: Callable[[], datetime] = utcnow,
+        on_batch_job_finished: Callable[[str, str], object] | None = None,
     ) -> None:
         self._jobs = jobs
         self._ledger = ledger
         self._reader = reader
         self._clock = clock
+        self._on_batch_job = on_batch_job_finished
+
+    def _finished(self, job: Job, changed: bool) -> int:
+        if changed and job.batch_id and self._on_batch_job is not None:
+            self._on_batch_job(job.tenant_id, job.batch_id)
+        return int(changed)
 
     def handle(self, notification: AsyncNotification) -> int:
         """Finish every job of the notified pack; returns how many changed state."""
@@ -87,11 +98,13 @@ class ResultsProcessor:
             now = self._clock()
             if item.error is not None or item.choices is None or item.usage is None:
                 error = item.error or JobError(code="inference_failed", message="no result")
-                changed += self._ledger.finish_unbilled(job, JobStatus.FAILED, JobError(**error.model_dump()), now)
+                failed = self._ledger.finish_unbilled(job, JobStatus.FAILED, JobError(**error.model_dump()), now)
+                changed += self._finished(job, failed)
                 continue
             created = int(job.created_at.timestamp())
             response = completion_object(job.kind, job.job_id, created, job.model, item.choices, item.usage)
-            changed += self._ledger.complete(job, item.choices, item.usage, response.model_dump(mode="json"), now)
+            completed = self._ledger.complete(job, item.choices, item.usage, response.model_dump(mode="json"), now)
+            changed += self._finished(job, completed)
         return changed
 
     def fail_pack(self, pack: InferencePack, error: JobError) -> int:
@@ -99,7 +112,9 @@ class ResultsProcessor:
         for request in pack.requests:
             job = self._jobs.get(request.tenant_id, request.job_id)
             if job is not None and not job.status.is_terminal:
-                changed += self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+                changed += self._finished(
+                    job, self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+                )
         return changed
 
     def sweep(self, job: Job, output_exists: Callable[[str], PackResult | None]) -> bool:
@@ -112,4 +127,4 @@ class ResultsProcessor:
                 if refreshed is not None and refreshed.status.is_terminal:
                     return True
         error = JobError(code="expired", message="no result before the request's deadline")
-        return self._ledger.finish_unbilled(job, JobStatus.EXPIRED, error, self._clock())
+        return bool(self._finished(job, self._ledger.finish_unbilled(job, JobStatus.EXPIRED, error, self._clock())))

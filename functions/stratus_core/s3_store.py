@@ -65,3 +65,27 @@ class S3Objects:
     def read_text(uri: str) -> str | None:
         body = _read(*split_uri(uri))
         return body.decode("utf-8", errors="replace") if body is not None else None
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        aws.s3().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        return _read(self.bucket, key)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(aws.s3().head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as error:
+            if error_code(error) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    def delete(self, key: str) -> None:
+        aws.s3().delete_object(Bucket=self.bucket, Key=key)
+
+    def presigned_put(self, key: str, expires_in: int) -> str:
+        return aws.s3().generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": "application/jsonl"},
+            ExpiresIn=expires_in,
+        )

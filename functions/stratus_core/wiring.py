@@ -14,11 +14,13 @@ from stratus_core.config import get_settings
 
 if TYPE_CHECKING:
     from stratus_core.admission import AdmissionService
+    from stratus_core.batches import BatchService
     from stratus_core.billing import BillingService
     from stratus_core.dispatch import Dispatcher
     from stratus_core.dynamo.job_store import DynamoJobStore
     from stratus_core.dynamo.ledger import DynamoLedger
     from stratus_core.dynamo.tenant_store import DynamoTenantStore
+    from stratus_core.files import FileService
     from stratus_core.inference import InferenceService
     from stratus_core.keys import KeyService
     from stratus_core.pricing import PriceCatalog
@@ -108,7 +110,8 @@ def ledger() -> DynamoLedger:
     from stratus_core.dynamo.ledger import DynamoLedger
 
     settings = get_settings()
-    return DynamoLedger(job_store(), DynamoAdmissionStore(settings.usage_table, settings.tenants_table), catalog())
+    reservations = DynamoAdmissionStore(settings.usage_table, settings.tenants_table)
+    return DynamoLedger(job_store(), reservations, catalog(), settings.batches_table or None)
 
 
 @lru_cache(maxsize=1)
@@ -121,7 +124,7 @@ def objects() -> S3Objects:
 @lru_cache(maxsize=1)
 def inference() -> InferenceService:
     from stratus_core.inference import InferenceService
-    from stratus_core.messaging import SqsRequestQueue
+    from stratus_core.messaging import SqsQueue
 
     settings = get_settings()
     return InferenceService(
@@ -129,7 +132,7 @@ def inference() -> InferenceService:
         job_store(),
         ledger(),
         objects(),
-        SqsRequestQueue(settings.requests_queue_url),
+        SqsQueue(settings.requests_queue_url),
         request_ttl_seconds=settings.request_ttl_seconds,
     )
 
@@ -148,7 +151,34 @@ def dispatcher() -> Dispatcher:
 def results() -> ResultsProcessor:
     from stratus_core.results import ResultsProcessor
 
-    return ResultsProcessor(job_store(), ledger(), objects())
+    return ResultsProcessor(job_store(), ledger(), objects(), on_batch_job_finished=batches().maybe_finalize)
+
+
+@lru_cache(maxsize=1)
+def files() -> FileService:
+    from stratus_core.dynamo.file_batch_store import DynamoFileStore
+    from stratus_core.files import FileService
+
+    return FileService(DynamoFileStore(get_settings().files_table), objects())
+
+
+@lru_cache(maxsize=1)
+def batches() -> BatchService:
+    from stratus_core.batches import BatchService
+    from stratus_core.dynamo.file_batch_store import DynamoBatchStore
+    from stratus_core.messaging import SqsQueue
+
+    settings = get_settings()
+    return BatchService(
+        DynamoBatchStore(settings.batches_table),
+        files(),
+        job_store(),
+        ledger(),
+        admission(),
+        objects(),
+        SqsQueue(settings.batch_queue_url),
+        SqsQueue(settings.batch_requests_queue_url),
+    )
 
 
 def reset() -> None:

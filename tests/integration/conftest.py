@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]])
         query: dict[str, str] | None = None,
         raw_body: str | None = None,
         headers: dict[str, str] | None = None,
+        base64_encoded: bool = False,
     ) -> ApiResponse:
         event = load_event("api_request")
         event["rawPath"] = path
@@ -41,14 +43,20 @@ def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]])
         event["rawQueryString"] = urlencode(query or {})
         event["queryStringParameters"] = query or None
         event["headers"].update(headers or {})
+        event["isBase64Encoded"] = base64_encoded
         event["body"] = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
         if principal is None:
             event["requestContext"].pop("authorizer")
         else:
             event["requestContext"]["authorizer"]["lambda"] = principal.to_context()
         result = lambda_handler(event, FakeContext())
-        text = result.get("body") or "null"
-        return ApiResponse(result["statusCode"], result.get("headers", {}), json.loads(text))
+        raw = result.get("body") or ""
+        payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        try:
+            body = json.loads(payload) if payload else None
+        except ValueError:
+            body = None
+        return ApiResponse(result["statusCode"], result.get("headers", {}), body, payload)
 
     return call
 
@@ -74,12 +82,21 @@ class Pipeline:
     requests: SqsEventSource
     results: SqsEventSource
     request_failures: SqsEventSource
+    batches: SqsEventSource
+    batch_requests: SqsEventSource
     created: Created
 
     def run(self) -> None:
-        """Until nothing moves: dispatch what is queued, run the endpoint, process the notifications."""
-        for _ in range(20):
-            moved = self.requests.drain() + len(self.endpoint.run_pending()) + self.results.drain()
+        """Until nothing moves: start batches, dispatch what is queued, run the endpoint, process the
+        notifications, finalize batches."""
+        for _ in range(50):
+            moved = (
+                self.batches.drain()
+                + self.requests.drain()
+                + self.batch_requests.drain()
+                + len(self.endpoint.run_pending())
+                + self.results.drain()
+            )
             if not moved:
                 return
 
@@ -95,6 +112,7 @@ class Pipeline:
 def pipeline(
     created: Created, load_event: Callable[[str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> Pipeline:
+    from batch.app import lambda_handler as batch_handler
     from dispatcher.app import lambda_handler as dispatcher_handler
     from request_failures.app import lambda_handler as failures_handler
     from results.app import lambda_handler as results_handler
@@ -112,5 +130,9 @@ def pipeline(
         requests=SqsEventSource(created.refs["RequestsQueue"], dispatcher_handler, batch_size=32, context=context),
         results=SqsEventSource(created.refs["ResultsQueue"], results_handler, context=context),
         request_failures=SqsEventSource(created.refs["RequestsDeadLetterQueue"], failures_handler, context=context),
+        batches=SqsEventSource(created.refs["BatchQueue"], batch_handler, batch_size=1, context=context),
+        batch_requests=SqsEventSource(
+            created.refs["BatchRequestsQueue"], dispatcher_handler, batch_size=32, context=context
+        ),
         created=created,
     )

@@ -7,7 +7,7 @@ from stratus.template import function_environment, load_template, resources_of_t
 
 def test_every_table_the_code_uses_is_in_the_template() -> None:
     tables = resources_of_type(load_template(), "AWS::DynamoDB::Table")
-    assert set(tables) == {"TenantsTable", "ApiKeysTable", "UsageTable", "JobsTable"}
+    assert set(tables) == {"TenantsTable", "ApiKeysTable", "UsageTable", "JobsTable", "FilesTable", "BatchesTable"}
     key_indexes = {index["IndexName"] for index in tables["ApiKeysTable"]["GlobalSecondaryIndexes"]}
     assert key_indexes == {"KeyIdIndex", "TenantIndex"}
     assert tables["UsageTable"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -21,6 +21,10 @@ def test_function_environment_resolves_refs_to_created_names_and_parameter_defau
         "DataBucket": "b",
         "JobsTable": "j",
         "RequestsQueue": "https://queue",
+        "FilesTable": "f",
+        "BatchesTable": "bt",
+        "BatchQueue": "https://bq",
+        "BatchRequestsQueue": "https://brq",
     }
     environment = function_environment(load_template(), names)
     assert environment["TENANTS_TABLE"] == "t"
@@ -31,6 +35,7 @@ def test_function_environment_resolves_refs_to_created_names_and_parameter_defau
     assert environment["RESERVATION_RETENTION_DAYS"] == "400"
     assert environment["JOBS_TABLE"] == "j"
     assert environment["REQUESTS_QUEUE_URL"] == "https://queue"
+    assert environment["BATCH_REQUESTS_QUEUE_URL"] == "https://brq"
 
 
 def test_functions_never_capture_responses_in_traces() -> None:

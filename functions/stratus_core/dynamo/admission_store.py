@@ -134,6 +134,61 @@ class DynamoAdmissionStore:
             return existing
         return reservation
 
+    def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
+        """Tenant active, month within quota, reservation recorded: nothing per-minute, no in-flight slot."""
+        items = [
+            {
+                "ConditionCheck": {
+                    "TableName": self._tenants,
+                    "Key": {"tenant_id": {"S": tenant.tenant_id}},
+                    "ConditionExpression": "#status = :active",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":active": {"S": "active"}},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._usage,
+                    "Key": _key(tenant.tenant_id, f"MONTH#{reservation.month}"),
+                    "UpdateExpression": "ADD tokens :tokens, requests :one",
+                    "ConditionExpression": "attribute_not_exists(tokens) OR tokens <= :room",
+                    "ExpressionAttributeValues": {
+                        ":tokens": _num(reservation.tokens),
+                        ":one": _num(1),
+                        ":room": _num(tenant.limits.tokens_per_month - reservation.tokens),
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._usage,
+                    "Item": {
+                        **_key(tenant.tenant_id, f"RESV#{reservation.job_id}"),
+                        **to_item({**reservation.model_dump(), "expires_at": expires_at}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        try:
+            aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            codes = cancellation_codes(error)
+            if "TransactionConflict" in codes:
+                raise RetryableConflict() from None
+            if codes[2] == CONDITION_FAILED:
+                existing = self.get(tenant.tenant_id, reservation.job_id)
+                if existing is not None:
+                    return existing
+            if codes[0] == CONDITION_FAILED:
+                raise TenantInactive() from None
+            if codes[1] == CONDITION_FAILED:
+                raise LimitHit(Limit.TOKENS_PER_MONTH) from None
+            raise
+        return reservation
+
     @staticmethod
     def _classify_refusal(error: ClientError, tenant: Tenant, reservation: Reservation) -> None:
         """Raise what refused the transaction; return only when the reservation already exists."""
@@ -258,6 +313,11 @@ class DynamoAdmissionStore:
                     "ExpressionAttributeValues": {":delta": _num(token_delta)},
                 }
             },
+            *extra,
+        ]
+        if reservation.lane == "batch":
+            return items  # batch requests hold no in-flight slot and count in no minute
+        items.append(
             {
                 "Update": {
                     "TableName": self._tenants,
@@ -265,9 +325,8 @@ class DynamoAdmissionStore:
                     "UpdateExpression": "ADD in_flight :minus_one",
                     "ExpressionAttributeValues": {":minus_one": _num(-1)},
                 }
-            },
-            *extra,
-        ]
+            }
+        )
         if minute_key(at) == reservation.minute:  # a past minute's count no longer limits anything
             items.append(
                 {

@@ -50,13 +50,13 @@ def parse_job(item: dict[str, Any]) -> Job:
 class DynamoJobStore:
     def __init__(self, table: str, retention_seconds: int) -> None:
         self.table = table
-        self._retention = retention_seconds
+        self.retention = retention_seconds
 
     def create(self, job: Job) -> None:
         try:
             aws.dynamodb().put_item(
                 TableName=self.table,
-                Item=job_item(job, self._retention),
+                Item=job_item(job, self.retention),
                 ConditionExpression="attribute_not_exists(job_id)",
             )
         except ClientError as error:
@@ -98,6 +98,19 @@ class DynamoJobStore:
                 return False
             raise
         return True
+
+    def for_batch(self, tenant_id: str, batch_id: str) -> list[Job]:
+        """Every job of a batch: their ids are the batch id, a dash and the line number."""
+        jobs: list[Job] = []
+        paginator = aws.dynamodb().get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="tenant_id = :tenant AND begins_with(job_id, :prefix)",
+            ExpressionAttributeValues={":tenant": {"S": tenant_id}, ":prefix": {"S": f"{batch_id}-"}},
+            ConsistentRead=True,
+        ):
+            jobs.extend(parse_job(item) for item in page.get("Items", []))
+        return jobs
 
     def overdue(self, before: datetime, limit: int) -> list[Job]:
         response = aws.dynamodb().query(

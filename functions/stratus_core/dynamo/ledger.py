@@ -21,7 +21,7 @@ from stratus_core.admission import ReservationState, TokenUsage
 from stratus_core.contract import Choice, Usage
 from stratus_core.dynamo.admission_store import DynamoAdmissionStore
 from stratus_core.dynamo.codec import cancellation_codes, error_code, to_attr
-from stratus_core.dynamo.job_store import DynamoJobStore
+from stratus_core.dynamo.job_store import DynamoJobStore, job_item
 from stratus_core.jobs import Job, JobError, JobStatus
 from stratus_core.pricing import PriceCatalog
 
@@ -29,10 +29,17 @@ logger = logging.getLogger(__name__)
 
 
 class DynamoLedger:
-    def __init__(self, jobs: DynamoJobStore, reservations: DynamoAdmissionStore, catalog: PriceCatalog) -> None:
+    def __init__(
+        self,
+        jobs: DynamoJobStore,
+        reservations: DynamoAdmissionStore,
+        catalog: PriceCatalog,
+        batches_table: str | None = None,
+    ) -> None:
         self._jobs = jobs
         self._reservations = reservations
         self._catalog = catalog
+        self._batches = batches_table
 
     def complete(self, job: Job, choices: list[Choice], usage: Usage, result: dict[str, Any], at: datetime) -> bool:
         reservation = self._reservations.get(job.tenant_id, job.job_id)
@@ -43,6 +50,7 @@ class DynamoLedger:
         items = self._reservations.settle_items(reservation, tokens, cost, at)
         job_sets = {"result_json": {"S": json.dumps(result)}, "usage": to_attr(tokens.model_dump())}
         items.append(self._jobs.terminal_item(job, JobStatus.COMPLETED, at, job_sets))
+        items.extend(self._batch_counter(job, "completed", usage))
         return self._run(items, job)
 
     def finish_unbilled(self, job: Job, status: JobStatus, error: JobError, at: datetime) -> bool:
@@ -53,7 +61,42 @@ class DynamoLedger:
             return False
         items = self._reservations.release_items(reservation, f"{status.value}: {error.code}", at)
         items.append(self._jobs.terminal_item(job, status, at, {"error": to_attr(error.model_dump())}))
+        items.extend(self._batch_counter(job, "failed", None))
         return self._run(items, job)
+
+    def reject(self, job: Job, error: JobError) -> bool:
+        """Record a batch request refused at admission: a job born failed, counted once in its batch."""
+        item = job_item(job.model_copy(update={"status": JobStatus.FAILED, "error": error}), self._jobs.retention)
+        put = {
+            "Put": {"TableName": self._jobs.table, "Item": item, "ConditionExpression": "attribute_not_exists(job_id)"}
+        }
+        return self._run([put, *self._batch_counter(job, "failed", None)], job)
+
+    def _batch_counter(self, job: Job, outcome: str, usage: Usage | None) -> list[dict[str, Any]]:
+        """The batch's request count (and token totals), moved in the same transaction as the job."""
+        if job.batch_id is None or self._batches is None:
+            return []
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        expression = f"ADD request_counts.{outcome} :one"
+        if usage is not None:
+            expression += ", #usage.input_tokens :in, #usage.output_tokens :out, #usage.total_tokens :total"
+            values.update(
+                {
+                    ":in": {"N": str(usage.prompt_tokens)},
+                    ":out": {"N": str(usage.completion_tokens)},
+                    ":total": {"N": str(usage.total_tokens)},
+                }
+            )
+        update: dict[str, Any] = {
+            "TableName": self._batches,
+            "Key": {"tenant_id": {"S": job.tenant_id}, "batch_id": {"S": job.batch_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(batch_id)",
+            "ExpressionAttributeValues": values,
+        }
+        if usage is not None:
+            update["ExpressionAttributeNames"] = {"#usage": "usage"}
+        return [{"Update": update}]
 
     @staticmethod
     def _run(items: list[dict[str, Any]], job: Job) -> bool:
@@ -65,7 +108,7 @@ class DynamoLedger:
             codes = cancellation_codes(error)
             if "TransactionConflict" in codes:
                 raise  # another writer on the same job right now: let the caller's retry decide
-            if codes[-1] == "ConditionalCheckFailed" and codes[0] != "ConditionalCheckFailed":
-                logger.error("job is terminal but its reservation is not", extra={"job_id": job.job_id})
+            if "ConditionalCheckFailed" in codes[1:] and codes[0] != "ConditionalCheckFailed":
+                logger.error("job and reservation disagree", extra={"job_id": job.job_id, "codes": codes})
             return False
         return True

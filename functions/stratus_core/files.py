@@ -1,0 +1,175 @@
+"""Files (OpenAI's Files API, `purpose=batch`): JSONL inputs and the batches' output files.
+
+Content lives in S3 under the tenant's prefix; metadata in the Files table keyed by tenant, so
+another tenant's file id is simply not found. API Gateway caps a request body at 10 MB; a larger
+input goes straight to S3 through a presigned PUT (`POST /v1/files/uploads`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratus_core.clock import utcnow
+from stratus_core.errors import InvalidRequest, NotFound
+
+FilePurpose = Literal["batch", "batch_output"]
+MAX_FILENAME = 255
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: FilePurpose
+    status: Literal["uploaded", "processed"] = "processed"
+
+
+class StoredFile(FileObject):
+    tenant_id: str
+    key: str
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    has_more: bool = False
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=MAX_FILENAME)
+    purpose: Literal["batch"]
+    bytes: int = Field(ge=1, le=MAX_UPLOAD_BYTES)
+
+
+class PresignedUpload(BaseModel):
+    file: FileObject
+    upload_url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_in: int
+
+
+class FileStore(Protocol):
+    def put(self, stored: StoredFile) -> None: ...
+
+    def get(self, tenant_id: str, file_id: str) -> StoredFile | None: ...
+
+    def list(self, tenant_id: str) -> list[StoredFile]: ...
+
+    def delete(self, tenant_id: str, file_id: str) -> None: ...
+
+    def mark_processed(self, tenant_id: str, file_id: str, size: int) -> None: ...
+
+
+class Blobs(Protocol):
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes | None: ...
+
+    def size(self, key: str) -> int | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def presigned_put(self, key: str, expires_in: int) -> str: ...
+
+
+def new_file_id() -> str:
+    return "file-" + secrets.token_hex(12)
+
+
+def safe_filename(name: str) -> str:
+    """The name as shown back to the client; never used to build a storage key."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    cleaned = "".join(ch for ch in base if ch.isprintable())[:MAX_FILENAME]
+    if not cleaned or cleaned in (".", ".."):
+        raise InvalidRequest("a file needs a name", param="file")
+    return cleaned
+
+
+class FileService:
+    def __init__(self, store: FileStore, blobs: Blobs, upload_url_seconds: int = 900) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._upload_seconds = upload_url_seconds
+
+    def create(self, tenant_id: str, filename: str, purpose: FilePurpose, content: bytes) -> FileObject:
+        file_id = new_file_id()
+        key = f"files/{tenant_id}/{file_id}.jsonl"
+        self._blobs.put_bytes(key, content, "application/jsonl")
+        stored = StoredFile(
+            id=file_id,
+            bytes=len(content),
+            created_at=int(utcnow().timestamp()),
+            filename=safe_filename(filename),
+            purpose=purpose,
+            tenant_id=tenant_id,
+            key=key,
+        )
+        self._store.put(stored)
+        return FileObject(**stored.model_dump(exclude={"tenant_id", "key"}))
+
+    def presign(self, tenant_id: str, request: UploadRequest) -> PresignedUpload:
+        file_id = new_file_id()
+        key = f"files/{tenant_id}/{file_id}.jsonl"
+        stored = StoredFile(
+            id=file_id,
+            bytes=request.bytes,
+            created_at=int(utcnow().timestamp()),
+            filename=safe_filename(request.filename),
+            purpose="batch",
+            status="uploaded",
+            tenant_id=tenant_id,
+            key=key,
+        )
+        self._store.put(stored)
+        return PresignedUpload(
+            file=FileObject(**stored.model_dump(exclude={"tenant_id", "key"})),
+            upload_url=self._blobs.presigned_put(key, self._upload_seconds),
+            headers={"Content-Type": "application/jsonl"},
+            expires_in=self._upload_seconds,
+        )
+
+    def get(self, tenant_id: str, file_id: str) -> StoredFile:
+        stored = self._store.get(tenant_id, file_id)
+        if stored is None:
+            raise NotFound("file", file_id)
+        if stored.status == "uploaded":
+            size = self._blobs.size(stored.key)
+            if size is not None:
+                self._store.mark_processed(tenant_id, file_id, size)
+                stored = stored.model_copy(update={"status": "processed", "bytes": size})
+        return stored
+
+    def view(self, tenant_id: str, file_id: str) -> FileObject:
+        return FileObject(**self.get(tenant_id, file_id).model_dump(exclude={"tenant_id", "key"}))
+
+    def list(self, tenant_id: str) -> FileList:
+        files = sorted(self._store.list(tenant_id), key=lambda f: f.created_at, reverse=True)
+        return FileList(data=[FileObject(**f.model_dump(exclude={"tenant_id", "key"})) for f in files])
+
+    def content(self, tenant_id: str, file_id: str) -> bytes:
+        stored = self.get(tenant_id, file_id)
+        data = self._blobs.get_bytes(stored.key)
+        if data is None:
+            raise NotFound("file content", file_id)
+        return data
+
+    def delete(self, tenant_id: str, file_id: str) -> FileDeleted:
+        stored = self.get(tenant_id, file_id)
+        self._blobs.delete(stored.key)
+        self._store.delete(tenant_id, file_id)
+        return FileDeleted(id=file_id)

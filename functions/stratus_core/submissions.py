@@ -1,0 +1,84 @@
+"""Batches submitted through the batch queue by trusted producers inside the account.
+
+The message names the tenant (checked against the tenants table: it must exist and be active)
+and either an S3 JSONL object under the data bucket's `submissions/` prefix or up to 1,000
+inline requests. It becomes the same file and batch objects as `POST /v1/files` +
+`POST /v1/batches`, visible to the tenant through the API. `submission_id` makes a redelivered
+message return the batch the first delivery made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stratus_core import wiring
+from stratus_core.batches import Batch, BatchCreate, BatchEndpoint
+from stratus_core.errors import InvalidRequest, NotFound, TenantSuspended
+from stratus_core.s3_store import split_uri
+
+MAX_INLINE = 1000
+SUBMISSIONS_PREFIX = "submissions/"
+
+
+class InlineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    custom_id: str = Field(min_length=1, max_length=512)
+    body: dict[str, Any]
+
+
+class BatchSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    action: Literal["submit"] = "submit"
+    submission_id: str = Field(min_length=1, max_length=128)
+    tenant_id: str = Field(min_length=1)
+    endpoint: BatchEndpoint
+    completion_window: Literal["24h"] = "24h"
+    input_s3_uri: str | None = None
+    requests: list[InlineRequest] | None = Field(default=None, min_length=1, max_length=MAX_INLINE)
+    metadata: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> BatchSubmission:
+        if (self.input_s3_uri is None) == (self.requests is None):
+            raise ValueError("give input_s3_uri or requests, not both")
+        return self
+
+
+def submit(submission: BatchSubmission) -> Batch:
+    tenant = wiring.tenants().get(submission.tenant_id)  # NotFound for an unknown tenant
+    if not tenant.is_active:
+        raise TenantSuspended(tenant.tenant_id)
+    content = _content(submission)
+    file = wiring.files().create(tenant.tenant_id, f"{submission.submission_id}.jsonl", "batch", content)
+    batch_id = "batch_" + hashlib.sha256(f"{tenant.tenant_id}/{submission.submission_id}".encode()).hexdigest()[:24]
+    request = BatchCreate(
+        input_file_id=file.id,
+        endpoint=submission.endpoint,
+        completion_window=submission.completion_window,
+        metadata=submission.metadata,
+    )
+    return wiring.batches().create(tenant.tenant_id, request, batch_id=batch_id)
+
+
+def _content(submission: BatchSubmission) -> bytes:
+    if submission.requests is not None:
+        lines = [
+            {"custom_id": r.custom_id, "method": "POST", "url": submission.endpoint, "body": r.body}
+            for r in submission.requests
+        ]
+        return "".join(json.dumps(line) + "\n" for line in lines).encode()
+    bucket, key = split_uri(submission.input_s3_uri or "")
+    objects = wiring.objects()
+    if bucket != objects.bucket or not key.startswith(SUBMISSIONS_PREFIX) or ".." in key:
+        raise InvalidRequest(f"inputs must be under s3://{objects.bucket}/{SUBMISSIONS_PREFIX}", param="input_s3_uri")
+    data = objects.get_bytes(key)
+    if data is None:
+        raise NotFound("submission input", submission.input_s3_uri or "")
+    return data

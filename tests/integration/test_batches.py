@@ -1,0 +1,342 @@
+"""OpenAI's Files and Batches APIs on moto, through the real handlers and the fake endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from stratus_core import aws, wiring
+from stratus_core.config import get_settings
+from stratus_core.keys import IssuedKey, Principal, Scope
+from tests.helpers import ApiResponse, FakeContext, principal_of
+
+from .conftest import Pipeline
+
+Api = Callable[..., ApiResponse]
+MODEL = "smollm2-135m-instruct"
+BOUNDARY = "----stratus-test-boundary"
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def chat_line(i: int, content: str | None = None, max_tokens: int = 8) -> dict[str, Any]:
+    return {
+        "custom_id": f"req-{i}",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": content or f"question number {i}"}],
+            "max_tokens": max_tokens,
+        },
+    }
+
+
+def upload(call_api: Api, caller: Principal, content: bytes, filename: str = "input.jsonl") -> ApiResponse:
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    return call_api(
+        "POST",
+        "/v1/files",
+        principal=caller,
+        raw_body=base64.b64encode(body).decode(),
+        base64_encoded=True,
+        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+
+
+def start_batch(call_api: Api, caller: Principal, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    file = upload(call_api, caller, jsonl(lines))
+    assert file.status == 200, file.body
+    created = call_api(
+        "POST",
+        "/v1/batches",
+        {
+            "input_file_id": file.body["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "metadata": {"team": "search"},
+        },
+        principal=caller,
+    )
+    assert created.status == 200, created.body
+    return created.body  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def batcher(make_tenant: Callable[..., IssuedKey]) -> Principal:
+    return principal_of(make_tenant("acme", scopes=[Scope.BATCH, Scope.INFERENCE, Scope.USAGE]))
+
+
+def test_a_batch_of_100_lines_completes_with_exact_counts_and_usage(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    lines = [chat_line(i) for i in range(100)]
+    batch = start_batch(call_api, batcher, lines)
+    assert batch["status"] == "validating"
+    assert batch["object"] == "batch"
+
+    pipeline.run()
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 100, "completed": 100, "failed": 0}
+    assert done["error_file_id"] is None
+    assert done["metadata"] == {"team": "search"}
+    finished = call_api("POST", f"/v1/batches/{batch['id']}/cancel", principal=batcher)
+    assert (finished.status, finished.body["error"]["code"]) == (409, "conflict")
+    output = call_api("GET", f"/v1/files/{done['output_file_id']}/content", principal=batcher)
+    assert output.status == 200
+    results = [json.loads(line) for line in output.raw.decode().splitlines()]
+    assert sorted(r["custom_id"] for r in results) == sorted(f"req-{i}" for i in range(100))
+    by_id = {r["custom_id"]: r for r in results}
+    first = by_id["req-7"]
+    assert first["response"]["status_code"] == 200
+    assert first["response"]["body"]["choices"][0]["message"]["content"] == "echo: question number 7"
+    # fake counts: 3 words + 4 per message = 7 prompt tokens; 4 completion words
+    assert first["response"]["body"]["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
+    assert done["usage"] == {"input_tokens": 700, "output_tokens": 400, "total_tokens": 1100}
+    today = datetime.now(UTC).date()
+    billed = wiring.usage().report("acme", today, today).totals
+    assert (billed.requests, billed.total_tokens) == (100, 1100)
+    assert pipeline.queue_depth("BatchRequestsQueue") == 0
+
+
+def test_invalid_lines_fail_validation_with_every_error_listed(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    lines: list[Any] = [chat_line(0), chat_line(1), {**chat_line(2), "url": "/v1/completions"}, chat_line(1)]
+    lines[1]["body"]["temperature"] = 9
+    batch = start_batch(call_api, batcher, lines)
+
+    pipeline.run()
+
+    failed = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert failed["status"] == "failed"
+    errors = failed["errors"]["data"]
+    assert [(e["line"], e["param"]) for e in errors] == [(2, "temperature"), (3, "url")]
+    assert failed["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+    assert wiring.tenants().get("acme").in_flight == 0
+
+
+def test_requests_that_fail_go_to_the_error_file(call_api: Api, batcher: Principal, pipeline: Pipeline) -> None:
+    lines = [chat_line(0), chat_line(1, content="FAIL_ME now"), chat_line(2)]
+    batch = start_batch(call_api, batcher, lines)
+
+    pipeline.run()
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
+    errors = call_api("GET", f"/v1/files/{done['error_file_id']}/content", principal=batcher).raw.decode()
+    (line,) = [json.loads(text) for text in errors.splitlines()]
+    assert line["custom_id"] == "req-1"
+    assert line["error"] == {"code": "invalid_request", "message": "the model refused this input"}
+    assert line["response"]["status_code"] == 400
+
+
+def test_duplicate_notifications_do_not_double_count_a_batch(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    batch = start_batch(call_api, batcher, [chat_line(i) for i in range(5)])
+    pipeline.batches.drain()
+    pipeline.batch_requests.drain()
+    pipeline.endpoint.notify = False
+    notifications = pipeline.endpoint.run_pending()
+    sns = boto3.client("sns")
+    for notification in notifications * 3:
+        sns.publish(TopicArn=pipeline.created.refs["InferenceSuccessTopic"], Message=json.dumps(notification))
+    pipeline.run()
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+    assert done["usage"]["total_tokens"] == 55
+    assert (
+        len([f for f in call_api("GET", "/v1/files", principal=batcher).body["data"] if f["purpose"] == "batch_output"])
+        == 1
+    )
+
+
+def test_cancel_stops_the_rest_and_releases_its_tokens(call_api: Api, batcher: Principal, pipeline: Pipeline) -> None:
+    batch = start_batch(call_api, batcher, [chat_line(i) for i in range(6)])
+    pipeline.batches.drain()  # expanded: 6 jobs queued on the batch lane, nothing dispatched yet
+
+    cancelling = call_api("POST", f"/v1/batches/{batch['id']}/cancel", principal=batcher)
+    assert cancelling.status == 200
+    assert cancelling.body["status"] == "cancelling"
+    pipeline.run()
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "cancelled"
+    assert done["request_counts"] == {"total": 6, "completed": 0, "failed": 6}
+    assert pipeline.endpoint.calls == []  # the dispatcher skipped every cancelled job
+    month = aws.dynamodb().get_item(
+        TableName=get_settings().usage_table,
+        Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"MONTH#{datetime.now(UTC):%Y-%m}"}},
+    )["Item"]
+    assert int(month["tokens"]["N"]) == 0
+    again = call_api("POST", f"/v1/batches/{batch['id']}/cancel", principal=batcher)
+    assert (again.status, again.body["status"]) == (200, "cancelled")  # cancelling is idempotent
+
+
+def test_a_batch_past_its_window_expires(
+    call_api: Api, batcher: Principal, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper import app as sweeper_app
+
+    batch = start_batch(call_api, batcher, [chat_line(i) for i in range(3)])
+    pipeline.batches.drain()
+    later = datetime.now(UTC) + timedelta(hours=25)
+    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
+
+    assert sweeper_app.lambda_handler({}, FakeContext())["resolved"] == 3
+    pipeline.run()
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "expired"
+    assert done["request_counts"] == {"total": 3, "completed": 0, "failed": 3}
+    errors = call_api("GET", f"/v1/files/{done['error_file_id']}/content", principal=batcher).raw.decode()
+    assert {json.loads(line)["error"]["code"] for line in errors.splitlines()} == {"expired"}
+
+
+def test_interactive_request_is_dispatched_while_a_large_batch_is_pending(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    start_batch(call_api, batcher, [chat_line(i) for i in range(300)])
+    pipeline.batches.drain()
+    assert pipeline.queue_depth("BatchRequestsQueue") == 300
+
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "urgent"}], "max_tokens": 4}
+    job_id = call_api("POST", "/v1/chat/completions", chat, principal=batcher, headers={"prefer": "wait=0"}).body["id"]
+    pipeline.requests.poll_once()  # the interactive lane's next poll, whatever the batch backlog
+
+    assert call_api("GET", f"/v1/jobs/{job_id}", principal=batcher).body["status"] == "dispatched"
+    (_invocation,) = pipeline.endpoint.calls
+    assert pipeline.queue_depth("BatchRequestsQueue") == 300
+
+
+def test_trusted_producer_submits_through_the_batch_queue(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    submission = {
+        "version": 1,
+        "action": "submit",
+        "submission_id": "nightly-2026-11-28",
+        "tenant_id": "acme",
+        "endpoint": "/v1/chat/completions",
+        "requests": [{"custom_id": f"r{i}", "body": chat_line(i)["body"]} for i in range(4)],
+    }
+    sqs = boto3.client("sqs")
+    for _ in range(2):  # delivered twice: one batch
+        sqs.send_message(QueueUrl=pipeline.created.refs["BatchQueue"], MessageBody=json.dumps(submission))
+    pipeline.run()
+
+    batches = call_api("GET", "/v1/batches", principal=batcher).body["data"]
+    assert len(batches) == 1
+    assert batches[0]["status"] == "completed"
+    assert batches[0]["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
+
+
+def test_submission_for_an_unknown_tenant_goes_to_the_dead_letter_queue(pipeline: Pipeline) -> None:
+    submission = {
+        "version": 1,
+        "action": "submit",
+        "submission_id": "x",
+        "tenant_id": "ghost",
+        "endpoint": "/v1/completions",
+        "requests": [{"custom_id": "a", "body": {"model": MODEL, "prompt": "hi"}}],
+    }
+    boto3.client("sqs").send_message(QueueUrl=pipeline.created.refs["BatchQueue"], MessageBody=json.dumps(submission))
+
+    pipeline.batches.drain(retry_failures_now=True)
+
+    assert pipeline.queue_depth("BatchDeadLetterQueue") == 1
+
+
+def test_files_and_batches_of_one_tenant_are_404_for_another(
+    call_api: Api, batcher: Principal, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    other = principal_of(make_tenant("globex", scopes=[Scope.BATCH]))
+    batch = start_batch(call_api, batcher, [chat_line(0)])
+    file_id = batch["input_file_id"]
+
+    for method, path in [
+        ("GET", f"/v1/files/{file_id}"),
+        ("GET", f"/v1/files/{file_id}/content"),
+        ("DELETE", f"/v1/files/{file_id}"),
+        ("GET", f"/v1/batches/{batch['id']}"),
+        ("POST", f"/v1/batches/{batch['id']}/cancel"),
+    ]:
+        response = call_api(method, path, principal=other)
+        assert response.status == 404, (method, path)
+    assert call_api("GET", "/v1/files", principal=other).body["data"] == []
+    assert call_api("GET", "/v1/batches", principal=other).body["data"] == []
+    reuse = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=other,
+    )
+    assert reuse.status == 404
+
+
+def test_file_upload_errors(call_api: Api, batcher: Principal) -> None:
+    wrong_type = call_api(
+        "POST", "/v1/files", principal=batcher, raw_body="{}", headers={"content-type": "application/json"}
+    )
+    assert wrong_type.status == 400
+    assert wrong_type.body["error"]["param"] == "file"
+
+
+def test_large_input_through_a_presigned_upload(call_api: Api, batcher: Principal, pipeline: Pipeline) -> None:
+    content = jsonl([chat_line(i) for i in range(3)])
+    presigned = call_api(
+        "POST",
+        "/v1/files/uploads",
+        {"filename": "big.jsonl", "purpose": "batch", "bytes": len(content)},
+        principal=batcher,
+    )
+    assert presigned.status == 201
+    assert presigned.body["file"]["status"] == "uploaded"
+    assert presigned.body["upload_url"].startswith("https://")
+    file_id = presigned.body["file"]["id"]
+    early = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=batcher,
+    )
+    assert early.status == 400
+
+    import requests
+
+    assert (
+        requests.put(
+            presigned.body["upload_url"], data=content, headers=presigned.body["headers"], timeout=5
+        ).status_code
+        == 200
+    )
+    assert call_api("GET", f"/v1/files/{file_id}", principal=batcher).body["status"] == "processed"
+    batch = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=batcher,
+    ).body
+    pipeline.run()
+    assert call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body["status"] == "completed"

@@ -50,6 +50,8 @@ class PackReader(Protocol):
 
     def read_result(self, uri: str) -> PackResult | None: ...
 
+    def read_text(self, uri: str) -> str | None: ...
+
 
 class MissingOutput(Exception):
     """The notification names an output that is not (yet) readable: retry the message later."""
@@ -117,14 +119,22 @@ class ResultsProcessor:
                 )
         return changed
 
-    def sweep(self, job: Job, output_exists: Callable[[str], PackResult | None]) -> bool:
-        """Resolve one overdue job: from its output if SageMaker wrote one, else expire it."""
+    def sweep(self, job: Job) -> bool:
+        """Resolve one overdue job: from SageMaker's output or failure file if one exists (the
+        notification was lost), else expire it."""
         if job.output_location:
-            result = output_exists(job.output_location)
+            result = self._reader.read_result(job.output_location)
             if result is not None:
                 self.apply_result(result)
                 refreshed = self._jobs.get(job.tenant_id, job.job_id)
                 if refreshed is not None and refreshed.status.is_terminal:
                     return True
+        if job.failure_location:
+            reason = self._reader.read_text(job.failure_location)
+            if reason is not None:
+                error = JobError(code="inference_failed", message=reason[:1000] or "the endpoint failed")
+                return bool(
+                    self._finished(job, self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock()))
+                )
         error = JobError(code="expired", message="no result before the request's deadline")
         return bool(self._finished(job, self._ledger.finish_unbilled(job, JobStatus.EXPIRED, error, self._clock())))

@@ -24,7 +24,7 @@ BATCH = 100
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     overdue = wiring.job_store().overdue(utcnow(), BATCH)
-    resolved = sum(wiring.results().sweep(job, wiring.objects().read_result) for job in overdue)
+    resolved = sum(wiring.results().sweep(job) for job in overdue)
     metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=resolved)
     logger.info("sweep done", extra={"overdue": len(overdue), "resolved": resolved})
     return {"overdue": len(overdue), "resolved": resolved}

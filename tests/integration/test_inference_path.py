@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -230,7 +230,6 @@ def test_lost_notification_is_recovered_by_the_sweeper(
 ) -> None:
     from sweeper import app as sweeper_app
 
-    from stratus_core import clock
     from tests.helpers import FakeContext
 
     caller = principal_of(make_tenant("acme"))
@@ -245,7 +244,7 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     lost = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
     pipeline.run()
 
-    later = datetime.now(UTC).replace(microsecond=0) + clock.timedelta(hours=2)
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
     monkeypatch.setattr("stratus_core.results.utcnow", lambda: later)
 
@@ -257,6 +256,28 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     assert usage_totals("acme")["requests"] == 1
     assert wiring.tenants().get("acme").in_flight == 0
     assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 0, "resolved": 0}
+
+
+def test_lost_error_notification_fails_the_job_from_the_failure_file(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper import app as sweeper_app
+
+    from tests.helpers import FakeContext
+
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.notify = False
+    pipeline.endpoint.fail_packs = True
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    pipeline.run()
+    later = datetime.now(UTC) + timedelta(hours=2)
+    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
+
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 1, "resolved": 1}
+
+    job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
+    assert (job["status"], job["error"]) == ("failed", {"code": "inference_failed", "message": "model crashed"})
+    assert wiring.tenants().get("acme").in_flight == 0
 
 
 def test_another_tenants_job_is_404(call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline) -> None:

@@ -14,7 +14,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-PACKAGES := functions stratus
+PACKAGES := functions stratus gpu_jobs
 
 .PHONY: help venv lint test build openapi bench clean
 

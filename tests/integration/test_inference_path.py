@@ -229,7 +229,6 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sweeper import app as sweeper_app
-
     from tests.helpers import FakeContext
 
     caller = principal_of(make_tenant("acme"))
@@ -262,7 +261,6 @@ def test_lost_error_notification_fails_the_job_from_the_failure_file(
     call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sweeper import app as sweeper_app
-
     from tests.helpers import FakeContext
 
     caller = principal_of(make_tenant("acme"))

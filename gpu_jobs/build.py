@@ -1,0 +1,106 @@
+"""Model build: a source (GGUF file or Hugging Face directory) → a sharded, ready-to-serve artifact.
+
+`bf16` is the reference. The artifact is a directory of sharded safetensors plus tokenizer,
+config and `manifest.json`, and its `model.tar.gz` in SageMaker's layout (files at the root).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from gpu_jobs.artifact import Manifest, Method, Perplexity, Source, sha256_file, write_manifest
+
+EVAL_TEXT = Path(__file__).with_name("eval_text.txt")
+LIBRARIES = ("torch", "transformers", "accelerate", "safetensors", "gguf")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: Path
+    output: Path
+    method: Method = "bf16"
+    model_name: str = "smollm2-135m-instruct"
+    gguf_file: str | None = None
+    max_shard_size: str = "100MB"
+
+
+def load_source(request: BuildRequest) -> tuple[Any, Any, Source]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if request.gguf_file:
+        gguf = request.source / request.gguf_file
+        model = AutoModelForCausalLM.from_pretrained(request.source, gguf_file=request.gguf_file)
+        tokenizer = AutoTokenizer.from_pretrained(request.source, gguf_file=request.gguf_file)
+        if getattr(model, "hf_quantizer", None) is not None:
+            # the weights are dequantized already; save_pretrained refuses while the marker stays
+            model.hf_quantizer.remove_quantization_config(model)  # type: ignore[union-attr,operator]
+        return model, tokenizer, Source(kind="gguf", name=request.gguf_file, sha256=sha256_file(gguf))
+    model = AutoModelForCausalLM.from_pretrained(request.source)
+    tokenizer = AutoTokenizer.from_pretrained(request.source)
+    return model, tokenizer, Source(kind="hf", name=request.source.name)
+
+
+def perplexity(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
+    """Perplexity of `text` under the model, one forward pass (the text fits the context)."""
+    import torch
+
+    ids = tokenizer(text, return_tensors="pt").input_ids[:, : int(model.config.max_position_embeddings)]
+    with torch.inference_mode():
+        loss = model(input_ids=ids.to(next(model.parameters()).device), labels=ids).loss
+    return float(torch.exp(loss.float())), int(ids.shape[1])
+
+
+def convert(model: Any, method: Method) -> tuple[Any, int, str]:
+    import torch
+
+    if method == "bf16":
+        return model.to(torch.bfloat16), 16, "bfloat16"
+    if method == "fp32":
+        return model.to(torch.float32), 32, "float32"
+    raise NotImplementedError(f"method {method!r} is not built yet")
+
+
+def build(request: BuildRequest) -> Manifest:
+    model, tokenizer, source = load_source(request)
+    text = EVAL_TEXT.read_text(encoding="utf-8")
+    reference, _ = perplexity(model.to(__import__("torch").bfloat16), tokenizer, text)
+    model, bits, dtype = convert(model, request.method)
+    value, tokens = perplexity(model, tokenizer, text)
+    request.output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(request.output, max_shard_size=request.max_shard_size)
+    tokenizer.save_pretrained(request.output)
+    for file in request.output.iterdir():
+        file.chmod(0o644)  # safetensors writes 0600; the container's user must read them
+    manifest = write_manifest(
+        request.output,
+        model_name=request.model_name,
+        source=source,
+        method=request.method,
+        bits=bits,
+        dtype=dtype,
+        perplexity=Perplexity(value=value, reference=reference, eval_text=EVAL_TEXT.name, tokens=tokens),
+        libraries={name: _version(name) for name in LIBRARIES},
+    )
+    package(request.output)
+    return manifest
+
+
+def package(directory: Path) -> Path:
+    """`model.tar.gz` with the artifact's files at its root, as SageMaker unpacks into /opt/ml/model."""
+    target = directory / "model.tar.gz"
+    with tarfile.open(target, "w:gz") as archive:
+        for file in sorted(directory.iterdir()):
+            if file.name != target.name:
+                archive.add(file, arcname=file.name)
+    return target
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"

@@ -1,0 +1,1 @@
+"""Generation engines: one interface, one real implementation on transformers."""

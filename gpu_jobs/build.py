@@ -7,6 +7,7 @@ config and `manifest.json`, and its `model.tar.gz` in SageMaker's layout (files 
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -64,12 +65,16 @@ def convert(model: Any, method: Method) -> tuple[Any, int, str]:
     raise NotImplementedError(f"method {method!r} is not built yet")
 
 
-def build(request: BuildRequest) -> Manifest:
+def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: None) -> Manifest:
+    import torch
+
     model, tokenizer, source = load_source(request)
     text = EVAL_TEXT.read_text(encoding="utf-8")
-    reference, _ = perplexity(model.to(__import__("torch").bfloat16), tokenizer, text)
+    progress("[2/3] measuring perplexity (bf16 reference, then the built method)")
+    reference, _ = perplexity(model.to(torch.bfloat16), tokenizer, text)
     model, bits, dtype = convert(model, request.method)
     value, tokens = perplexity(model, tokenizer, text)
+    progress("[3/3] writing shards, manifest and model.tar.gz")
     request.output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(request.output, max_shard_size=request.max_shard_size)
     tokenizer.save_pretrained(request.output)

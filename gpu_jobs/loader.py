@@ -19,8 +19,17 @@ def load_engine(directory: Path, settings: ServerSettings) -> TransformersEngine
     manifest = verify(directory)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    from transformers import AutoConfig
+
+    from gpu_jobs.placement import plan_device_map
+
     dtype = getattr(torch, settings.dtype) if manifest.method in ("bf16", "fp32") else "auto"
-    device_map = "auto" if settings.num_gpus > 0 and torch.cuda.is_available() else None
+    gpus = min(settings.num_gpus, torch.cuda.device_count())
+    device_map: dict[str, int] | str | None = None
+    if gpus == 1:
+        device_map = "cuda:0"
+    elif gpus > 1:
+        device_map = plan_device_map(AutoConfig.from_pretrained(directory), gpus)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, device_map=device_map)
     tokenizer = AutoTokenizer.from_pretrained(directory)
     logger.info("artifact loaded", extra={"model": manifest.model_name, "method": manifest.method})

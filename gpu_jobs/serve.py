@@ -24,7 +24,7 @@ def build_holder(settings: ServerSettings) -> ModelHolder:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] != "serve":
+    if args and args[0] not in ("serve",):
         raise SystemExit(f"unknown command {args[0]!r}; SageMaker starts the container with 'serve'")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = ServerSettings.from_environment()

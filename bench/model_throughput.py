@@ -1,0 +1,113 @@
+"""Aggregate generation throughput through `/invocations` vs sequential HF `generate`, same run.
+
+Loads the built artifact once (`make model`), serves it in process with uvicorn, and sends N
+concurrent single-request packs (N = 1, 4, 16, 64) of greedy chat completions; the baseline is
+transformers' `generate` on the same model object, one request at a time, same threads and
+prompts. Reports completion tokens per second and the ratio. Run alone: the machine has 2 cores.
+
+    .venv/bin/python bench/model_throughput.py [--artifact .stratus/models/smollm2-bf16] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPTS = [
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain how a refrigerator works to a ten year old.",
+    "Describe a walk through a busy market in the morning.",
+    "List the steps to bake a loaf of bread and explain each one.",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pack(i: int, max_tokens: int) -> bytes:
+    request = {"job_id": f"job_{i}", "tenant_id": "bench", "kind": "chat", "model": "m",
+               "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+               "params": {"max_tokens": max_tokens, "temperature": 0}}
+    return json.dumps({"version": 1, "pack_id": f"pack_{i}", "model": "m", "requests": [request]}).encode()
+
+
+def post(url: str, body: bytes) -> int:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=600) as response:  # noqa: S310 - our own loopback server
+        result = json.loads(response.read())["results"][0]
+    return int(result["usage"]["completion_tokens"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--artifact", type=Path, default=REPO / ".stratus" / "models" / "smollm2-bf16")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sequential", type=int, default=4, help="requests in the sequential baseline")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "out" / "model_throughput.json")
+    args = parser.parse_args()
+
+    import torch
+    import uvicorn
+
+    from gpu_jobs.batcher import DynamicBatcher
+    from gpu_jobs.loader import load_engine
+    from gpu_jobs.server import ModelHolder, create_app
+    from gpu_jobs.settings import ServerSettings
+
+    torch.set_num_threads(args.threads)
+    settings = ServerSettings.from_environment({"STRATUS_TORCH_THREADS": str(args.threads)})
+    engine = load_engine(args.artifact, settings)
+    model, tokenizer = engine._model, engine._tokenizer  # the very same weights for the baseline
+
+    # Baseline: transformers' generate, one request at a time.
+    generated = 0
+    started = time.perf_counter()
+    for i in range(args.sequential):
+        text = engine.render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=args.max_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        generated += int(out.shape[1] - ids.input_ids.shape[1])
+    baseline = generated / (time.perf_counter() - started)
+    print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
+
+    port = free_port()
+    holder = ModelHolder(lambda: (engine, DynamicBatcher(engine, max_batch_size=64, wait_ms=20)))
+    holder.start()
+    holder.wait(60)
+    server = uvicorn.Server(uvicorn.Config(create_app(holder, 64), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/invocations"
+    rows = []
+    for concurrency in (1, 4, 16, 64):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            tokens = sum(pool.map(lambda i: post(url, pack(i, args.max_tokens)), range(concurrency)))
+        rate = tokens / (time.perf_counter() - started)
+        rows.append({"concurrency": concurrency, "tokens": tokens, "tok_per_s": round(rate, 1),
+                     "vs_sequential": round(rate / baseline, 2)})
+        print(f"/invocations, {concurrency:>2} concurrent: {rate:7.1f} tok/s  ({rate / baseline:.2f}x sequential)")
+    server.should_exit = True
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"threads": args.threads, "max_tokens": args.max_tokens,
+                                       "sequential_tok_per_s": round(baseline, 1), "rows": rows}, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+
 PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -18,7 +19,13 @@ PACKAGES := functions stratus gpu_jobs
 
 MODEL_DIR := .stratus/models/smollm2-bf16
 
-.PHONY: help venv lint test test-slow build model openapi bench clean
+.PHONY: help demo up venv lint test test-slow build model openapi bench clean
+
+demo: model ## The whole path on the local cloud with the real model and the official openai client
+	HF_HUB_OFFLINE=1 $(BIN)/stratus demo --model-dir $(MODEL_DIR)
+
+up: model ## Start the local cloud (API on 127.0.0.1:8000) until Ctrl-C
+	HF_HUB_OFFLINE=1 $(BIN)/stratus local up --model-dir $(MODEL_DIR)
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

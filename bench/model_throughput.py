@@ -35,15 +35,20 @@ def free_port() -> int:
 
 
 def pack(i: int, max_tokens: int) -> bytes:
-    request = {"job_id": f"job_{i}", "tenant_id": "bench", "kind": "chat", "model": "m",
-               "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-               "params": {"max_tokens": max_tokens, "temperature": 0}}
+    request = {
+        "job_id": f"job_{i}",
+        "tenant_id": "bench",
+        "kind": "chat",
+        "model": "m",
+        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        "params": {"max_tokens": max_tokens, "temperature": 0},
+    }
     return json.dumps({"version": 1, "pack_id": f"pack_{i}", "model": "m", "requests": [request]}).encode()
 
 
 def post(url: str, body: bytes) -> int:
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=600) as response:  # noqa: S310 - our own loopback server
+    with urllib.request.urlopen(req, timeout=600) as response:
         result = json.loads(response.read())["results"][0]
     return int(result["usage"]["completion_tokens"])
 
@@ -77,8 +82,9 @@ def main() -> None:
         text = engine.render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=args.max_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                **ids, max_new_tokens=args.max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
         generated += int(out.shape[1] - ids.input_ids.shape[1])
     baseline = generated / (time.perf_counter() - started)
     print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
@@ -99,13 +105,28 @@ def main() -> None:
         with ThreadPoolExecutor(concurrency) as pool:
             tokens = sum(pool.map(lambda i: post(url, pack(i, args.max_tokens)), range(concurrency)))
         rate = tokens / (time.perf_counter() - started)
-        rows.append({"concurrency": concurrency, "tokens": tokens, "tok_per_s": round(rate, 1),
-                     "vs_sequential": round(rate / baseline, 2)})
+        rows.append(
+            {
+                "concurrency": concurrency,
+                "tokens": tokens,
+                "tok_per_s": round(rate, 1),
+                "vs_sequential": round(rate / baseline, 2),
+            }
+        )
         print(f"/invocations, {concurrency:>2} concurrent: {rate:7.1f} tok/s  ({rate / baseline:.2f}x sequential)")
     server.should_exit = True
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"threads": args.threads, "max_tokens": args.max_tokens,
-                                       "sequential_tok_per_s": round(baseline, 1), "rows": rows}, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "max_tokens": args.max_tokens,
+                "sequential_tok_per_s": round(baseline, 1),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.output}")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from stratus.bootstrap import BootstrapResult, bootstrap_admin, resolve_tables
+from stratus.local_commands import demo, local
 from stratus.model_commands import model
 
 
@@ -73,6 +74,8 @@ def _print_bootstrap(result: BootstrapResult, as_json: bool) -> None:
 
 
 main.add_command(model)
+main.add_command(local)
+main.add_command(demo)
 
 
 if __name__ == "__main__":  # pragma: no cover

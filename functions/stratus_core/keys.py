@@ -174,6 +174,21 @@ class KeyService:
         self._keys.put(hash_key(issued.api_key), ApiKey(**issued.model_dump(exclude={"api_key"})))
         return issued
 
+    def import_key(self, tenant_id: str, api_key: str, scopes: list[Scope]) -> IssuedKey:
+        """Register a key the operator chose (e.g. `STRATUS_ADMIN_KEY` for scripts); stored hashed too.
+        Importing the same key again returns it without a second record."""
+        if not KEY_PATTERN.fullmatch(api_key):
+            raise InvalidRequest("an API key is 'sk-' followed by 43 URL-safe characters", param="api_key")
+        if self._tenants.get(tenant_id) is None:
+            raise NotFound("tenant", tenant_id)
+        found = self._keys.get_by_hash(hash_key(api_key))
+        if found is not None:
+            return IssuedKey(**found[1].model_dump(), api_key=api_key)
+        issued = _new_key(tenant_id, sorted(set(scopes)), None, utcnow())
+        issued = issued.model_copy(update={"api_key": api_key, "prefix": api_key[:PREFIX_LENGTH]})
+        self._keys.put(hash_key(api_key), ApiKey(**issued.model_dump(exclude={"api_key"})))
+        return issued
+
     def authenticate(self, api_key: str) -> Principal:
         """The principal behind a presented key, or `Unauthenticated`/`TenantSuspended`.
 

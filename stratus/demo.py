@@ -1,0 +1,188 @@
+"""`stratus demo` / `make demo`: two tenants, a chat completion, a batch, a refusal, a cross-tenant
+read, usage and the month's invoice — through the official `openai` client and the real handlers,
+on the local cloud with the real model. Exits 0 when every step behaved as a user would expect."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stratus.localcloud.cloud import LocalCloud, LocalCloudConfig
+
+MODEL = "smollm2-135m-instruct"
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name a primary colour.",
+    "What is 2 + 2?",
+    "What do bees make?",
+    "Which planet is closest to the sun?",
+    "What is the opposite of hot?",
+    "How many legs does a spider have?",
+    "What colour is the sky on a clear day?",
+    "What is frozen water called?",
+    "Name a fruit that is yellow.",
+]
+
+
+def call(cloud: LocalCloud, method: str, path: str, key: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        cloud.url + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+def step(title: str) -> None:
+    click.secho(f"\n== {title}", bold=True)
+
+
+def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
+    import openai
+
+    started = time.monotonic()
+    cloud = LocalCloud(LocalCloudConfig(model_dir=model_dir, port=port, idle_seconds=30, sweep_seconds=10)).start()
+    try:
+        step("two tenants, with keys and limits (admin API)")
+        admin = cloud.admin_key
+        call(cloud, "POST", "/admin/tenants", admin, {"tenant_id": "acme", "name": "Acme Corp"})
+        call(
+            cloud,
+            "POST",
+            "/admin/tenants",
+            admin,
+            {"tenant_id": "globex", "name": "Globex", "limits": {"requests_per_minute": 2}},
+        )
+        scopes = {"scopes": ["inference", "batch", "usage"]}
+        acme_key = call(cloud, "POST", "/admin/tenants/acme/keys", admin, scopes)["api_key"]
+        globex_key = call(cloud, "POST", "/admin/tenants/globex/keys", admin, scopes)["api_key"]
+        click.echo("acme: default limits; globex: 2 requests per minute. Keys issued (shown once, stored hashed).")
+        acme = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=acme_key, max_retries=0, timeout=120)
+        globex = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=globex_key, max_retries=0, timeout=120)
+
+        step("chat completion (the endpoint starts at zero instances: this includes the cold start)")
+        t0 = time.monotonic()
+        answer = acme.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=32,
+            temperature=0,
+            extra_headers={"Prefer": "wait=25"},
+        )
+        completion = answer.parse()
+        if isinstance(completion, str) or getattr(completion, "object", "") != "chat.completion":
+            job = answer.headers.get("x-stratus-job-id")
+            completion = wait_for_job(cloud, acme_key, job)
+        click.echo(f"Q: What is the capital of France?\nA: {completion.choices[0].message.content}")
+        usage = completion.usage.model_dump() if completion.usage else {}
+        click.echo(f"usage {usage}  ({time.monotonic() - t0:.1f} s)")
+
+        step(f"a batch of {batch_size} requests: files -> batches -> output file")
+        lines = "".join(
+            json.dumps(
+                {
+                    "custom_id": f"q{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": MODEL,
+                        "max_tokens": 24,
+                        "temperature": 0,
+                        "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+                    },
+                }
+            )
+            + "\n"
+            for i in range(batch_size)
+        )
+        uploaded = acme.files.create(file=("questions.jsonl", lines.encode()), purpose="batch")
+        batch = acme.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+        while batch.status not in ("completed", "failed", "expired", "cancelled"):
+            time.sleep(1)
+            batch = acme.batches.retrieve(batch.id)
+        counts = batch.request_counts
+        click.echo(
+            f"batch {batch.id}: {batch.status}, {counts.completed if counts else 0}/{counts.total if counts else 0}"
+            " completed"
+        )
+        if batch.status != "completed" or batch.output_file_id is None:
+            raise click.ClickException(f"the batch ended {batch.status}")
+        for line in acme.files.content(batch.output_file_id).text.splitlines()[:5]:
+            item = json.loads(line)
+            click.echo(f"  {item['custom_id']}: {item['response']['body']['choices'][0]['message']['content']!r}")
+
+        step("a request over a tenant's limit: 429 with Retry-After")
+        fast = globex.with_options(default_headers={"Prefer": "wait=0"})
+        refused = None
+        for i in range(3):
+            try:
+                fast.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": f"hi {i}"}], max_tokens=8
+                )
+            except openai.RateLimitError as error:
+                refused = error
+                break
+        if refused is None:
+            raise click.ClickException("globex was never refused")
+        click.echo(
+            f"globex request refused: {refused.status_code} {refused.code}, "
+            f"Retry-After {refused.response.headers.get('retry-after')} s"
+        )
+
+        step("a cross-tenant read: 404")
+        try:
+            globex.batches.retrieve(batch.id)
+            raise click.ClickException("globex could read acme's batch")
+        except openai.NotFoundError as error:
+            click.echo(f"globex reading acme's batch: {error.status_code} {error.message}")
+
+        step("usage and the month's invoice")
+        wait_until_settled(cloud, admin)
+        for tenant, key in (("acme", acme_key), ("globex", globex_key)):
+            totals = call(cloud, "GET", "/v1/usage", key)["totals"]
+            click.echo(
+                f"{tenant}: {totals['requests']} requests, {totals['total_tokens']} tokens, cost ${totals['cost']}"
+            )
+        month = datetime.now(UTC).strftime("%Y-%m")
+        invoices = call(cloud, "GET", f"/admin/invoices/{month}", admin)
+        for invoice in invoices["data"]:
+            click.echo(
+                f"invoice {invoice['invoice_id']}: {invoice['total_tokens']} tokens, "
+                f"subtotal ${invoice['subtotal']}, due ${invoice['amount_due']}"
+            )
+        if cloud.endpoint and cloud.endpoint.cold_starts:
+            click.echo(f"\nendpoint cold start(s): {', '.join(f'{s:.1f} s' for s in cloud.endpoint.cold_starts)}")
+        click.secho(f"\ndemo finished in {time.monotonic() - started:.0f} s", bold=True)
+    finally:
+        cloud.stop()
+
+
+def wait_for_job(cloud: LocalCloud, key: str, job_id: str | None) -> Any:
+    import openai.types.chat
+
+    while job_id:
+        job = call(cloud, "GET", f"/v1/jobs/{job_id}", key)
+        if job["status"] == "completed":
+            return openai.types.chat.ChatCompletion.model_validate(job["result"])
+        if job["status"] in ("failed", "expired", "cancelled"):
+            raise click.ClickException(f"the request ended {job['status']}: {job.get('error')}")
+        time.sleep(1)
+    raise click.ClickException("the response carried no job id")
+
+
+def wait_until_settled(cloud: LocalCloud, admin: str, timeout: float = 120) -> None:
+    """Requests still in flight (globex's last one) settle before the invoice is read."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tenants = call(cloud, "GET", "/admin/tenants", admin)["data"]
+        if all(t["in_flight"] == 0 for t in tenants):
+            return
+        time.sleep(1)

@@ -1,0 +1,64 @@
+"""`stratus local up` and `stratus demo`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-bf16")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-26s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("botocore", "urllib3", "httpx", "httpx2", "werkzeug", "uvicorn.access", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group()
+def local() -> None:
+    """The local cloud: the whole path on this machine (moto, the handlers, a CPU model server)."""
+
+
+@local.command("up")
+@click.option("--port", default=8000, show_default=True, help="Port of the HTTPS API's local gateway.")
+@click.option("--model-dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR, show_default=True)
+@click.option("--admin-key", envvar="STRATUS_ADMIN_KEY", default=None, help="Use this admin key (sk-…).")
+@click.option("--idle-seconds", default=60.0, show_default=True, help="Scale the endpoint to zero after this.")
+def up(port: int, model_dir: Path, admin_key: str | None, idle_seconds: float) -> None:
+    """Start everything and serve until Ctrl-C. State lives in memory: each start is fresh."""
+    from stratus.localcloud.cloud import LocalCloud, LocalCloudConfig
+
+    configure_logging()
+    if not (model_dir / "manifest.json").exists():
+        raise click.ClickException(f"no model artifact at {model_dir}: run `make model` first")
+    cloud = LocalCloud(
+        LocalCloudConfig(model_dir=model_dir, port=port, idle_seconds=idle_seconds, admin_key=admin_key)
+    ).start()
+    click.echo(
+        f"\nStratus local cloud is up.\n  API (OpenAI base URL): {cloud.url}/v1\n"
+        f"  admin key:             {cloud.admin_key}\n  Ctrl-C stops everything.\n"
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped.wait()
+    click.echo("stopping …")
+    cloud.stop()
+
+
+@click.command("demo")
+@click.option("--model-dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR, show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--batch-size", default=20, show_default=True, help="Requests in the demo batch.")
+def demo(model_dir: Path, port: int, batch_size: int) -> None:
+    """Run the whole path with the real model and the official openai client, then stop."""
+    from stratus.demo import run_demo
+
+    configure_logging()
+    if not (model_dir / "manifest.json").exists():
+        raise click.ClickException(f"no model artifact at {model_dir}: run `make model` first")
+    run_demo(model_dir, port, batch_size)

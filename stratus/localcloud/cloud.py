@@ -1,0 +1,178 @@
+"""The whole path on one machine: moto, the template's resources, the real handlers behind an
+HTTP gateway, Lambda-like pollers, the scheduled sweeper and a scale-to-zero async endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stratus.localcloud.endpoint import LocalAsyncEndpoint, free_port
+from stratus.localcloud.functions import handler, schedules, sqs_sources
+from stratus.localcloud.gateway import HttpApiGateway, LocalContext
+from stratus.localcloud.moto_server import LocalMotoServer
+from stratus.localcloud.resources import create_all
+from stratus.localcloud.sqs_source import SqsEventSource
+from stratus.template import function_environment, load_template
+
+logger = logging.getLogger("local.cloud")
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass
+class LocalCloudConfig:
+    model_dir: Path
+    port: int = 8000
+    idle_seconds: float = 60
+    sweep_seconds: float = 30
+    authorizer_cache_seconds: float = 30
+    torch_threads: int = 2
+    admin_key: str | None = None
+
+
+@dataclass
+class LocalCloud:
+    config: LocalCloudConfig
+    admin_key: str = ""
+    url: str = ""
+    endpoint: LocalAsyncEndpoint | None = None
+    _moto: LocalMotoServer | None = None
+    _servers: list[uvicorn.Server] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> LocalCloud:
+        self._moto = LocalMotoServer()
+        self._moto.start()
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self._moto.url,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        template = load_template()
+        created = create_all("stratus")
+        os.environ.update(function_environment(template, created.refs))
+        logger.info("moto on %s; tables, queues, topics and bucket created from template.yaml", self._moto.url)
+
+        self.endpoint = LocalAsyncEndpoint(
+            os.environ["ENDPOINT_NAME"],
+            self.config.model_dir,
+            created.refs["DataBucket"],
+            created.refs["InferenceSuccessTopic"],
+            created.refs["InferenceErrorTopic"],
+            idle_seconds=self.config.idle_seconds,
+            threads=self.config.torch_threads,
+        )
+        self.endpoint.start()
+        endpoint_port = free_port()
+        self._serve(self.endpoint.app(), endpoint_port)
+        os.environ["SAGEMAKER_RUNTIME_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"
+        logger.info("async endpoint %s on 127.0.0.1:%d, at zero instances", self.endpoint.name, endpoint_port)
+
+        from stratus_core import wiring
+
+        wiring.reset()
+        for source in sqs_sources(template):
+            events = SqsEventSource(
+                created.refs[source.queue],
+                handler(template, source.function),
+                batch_size=source.batch_size,
+                context=LocalContext(source.function),
+            )
+            self._loop(f"poller-{source.function}", lambda events=events: events.poll_once()[0] > 0, 0.2)
+        for schedule in schedules(template):
+            if schedule.function == "SweeperFunction":  # billing runs monthly: on demand locally
+                self._loop("sweeper", self._scheduled(handler(template, schedule.function)), self.config.sweep_seconds)
+
+        gateway = HttpApiGateway(
+            handler(template, "AuthorizerFunction"),
+            handler(template, "ApiFunction"),
+            cache_ttl_seconds=self.config.authorizer_cache_seconds,
+        )
+        self._serve(self._gateway_app(gateway), self.config.port)
+        self.url = f"http://127.0.0.1:{self.config.port}"
+        self.admin_key = self._bootstrap()
+        logger.info("gateway on %s (OpenAI base URL %s/v1)", self.url, self.url)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in self._servers:
+            server.should_exit = True
+        if self.endpoint is not None:
+            self.endpoint.stop()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._moto is not None:
+            self._moto.stop()
+
+    def _bootstrap(self) -> str:
+        from stratus_core import wiring
+        from stratus_core.errors import Conflict
+        from stratus_core.keys import KeyCreate, Scope
+        from stratus_core.tenants import TenantCreate
+
+        with contextlib.suppress(Conflict):  # kept from an earlier start
+            wiring.tenants().create(TenantCreate(tenant_id="operators", name="Operators", allowed_models=[]))
+        scopes = [Scope.ADMIN, Scope.USAGE]
+        if self.config.admin_key:
+            return wiring.keys().import_key("operators", self.config.admin_key, scopes).api_key
+        return wiring.keys().create("operators", KeyCreate(scopes=scopes)).api_key
+
+    def _serve(self, app: Any, port: int) -> None:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        self._servers.append(server)
+
+    def _loop(self, name: str, step: Any, pause: float) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    busy = step()
+                except Exception:  # a failing poll must not kill the poller; Lambda would retry too
+                    logging.getLogger(f"local.{name}").exception("poll failed")
+                    busy = False
+                if not busy:
+                    self._stop.wait(pause)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @staticmethod
+    def _scheduled(function: Any) -> Any:
+        def run() -> bool:
+            function({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, LocalContext("sweeper"))
+            return False
+
+        return run
+
+    @staticmethod
+    def _gateway_app(gateway: HttpApiGateway) -> Starlette:
+        async def route(request: Request) -> Response:
+            body = await request.body()
+            answer = await run_in_threadpool(
+                gateway.handle, request.method, request.url.path, request.url.query, dict(request.headers), body
+            )
+            return Response(answer.body, answer.status, headers=answer.headers)
+
+        return Starlette(routes=[Route("/{path:path}", route, methods=METHODS)])

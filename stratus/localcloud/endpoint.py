@@ -1,0 +1,291 @@
+"""A SageMaker asynchronous endpoint on this machine: the same REST call, S3 in, S3 out, SNS out.
+
+`invoke_endpoint_async` (pointed here with `SAGEMAKER_RUNTIME_ENDPOINT_URL`) queues the input's
+S3 location and answers 202 with the output location, as SageMaker does. Workers run the
+`gpu_jobs` inference server as a separate process — started when there is work (scale 0 → 1, the
+cold start shows in the logs and in the jobs' timestamps) and stopped after `idle_seconds` without
+work (scale to zero) — post each input to its `/invocations`, write the answer to S3, and publish
+SageMaker's notification to the success or error topic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from stratus_core.s3_store import split_uri
+
+logger = logging.getLogger("local.endpoint")
+model_logger = logging.getLogger("local.model")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    endpoint: str
+    inference_id: str
+    input_location: str
+    output_location: str
+    failure_location: str
+    received: datetime
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ModelProcess:
+    """The inference server in its own process, as the container would run it."""
+
+    def __init__(self, model_dir: Path, threads: int) -> None:
+        self._model_dir = model_dir
+        self._threads = threads
+        self._process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 300) -> float:
+        port = free_port()
+        env = {
+            **os.environ,
+            "SM_MODEL_DIR": str(self._model_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "STRATUS_TORCH_THREADS": str(self._threads),
+            "HF_HUB_OFFLINE": "1",
+            "SM_NUM_GPUS": "0",
+        }
+        started = time.monotonic()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gpu_jobs.serve", "serve"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        threading.Thread(target=self._forward_logs, daemon=True).start()
+        self.url = f"http://127.0.0.1:{port}"
+        while time.monotonic() - started < timeout:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the model server exited with code {self._process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        raise TimeoutError("the model server did not answer /ping in time")
+
+    def _forward_logs(self) -> None:
+        process = self._process
+        if process is None or process.stdout is None:
+            return
+        for line in process.stdout:
+            model_logger.info(line.rstrip())
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+
+class LocalAsyncEndpoint:
+    def __init__(
+        self,
+        name: str,
+        model_dir: Path,
+        bucket: str,
+        success_topic: str,
+        error_topic: str,
+        *,
+        idle_seconds: float = 60,
+        workers: int = 2,
+        threads: int = 2,
+    ) -> None:
+        self.name = name
+        self._bucket = bucket
+        self._success = success_topic
+        self._error = error_topic
+        self._idle = idle_seconds
+        self._queue: queue.Queue[Invocation | None] = queue.Queue()
+        self._model = ModelProcess(model_dir, threads)
+        self._start_lock = threading.Lock()
+        self._last_work = time.monotonic()
+        self._busy = 0
+        self._stopping = threading.Event()
+        self._workers = [threading.Thread(target=self._work, daemon=True, name=f"endpoint-{i}") for i in range(workers)]
+        self._reaper = threading.Thread(target=self._scale_in, daemon=True, name="endpoint-scaler")
+        self.instances = 0
+        self.cold_starts: list[float] = []
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+        self._reaper.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for _ in self._workers:
+            self._queue.put(None)
+        self._model.stop()
+
+    def app(self) -> Starlette:
+        async def invoke(request: Request) -> JSONResponse:
+            endpoint = request.path_params["name"]
+            if endpoint != self.name:
+                return JSONResponse(
+                    {"message": f"Endpoint {endpoint} not found."}, 400, headers={"x-amzn-ErrorType": "ValidationError"}
+                )
+            input_location = request.headers.get("x-amzn-sagemaker-inputlocation", "")
+            inference_id = request.headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
+            name = uuid.uuid4()
+            invocation = Invocation(
+                endpoint=endpoint,
+                inference_id=inference_id,
+                input_location=input_location,
+                output_location=f"s3://{self._bucket}/outputs/{name}.out",
+                failure_location=f"s3://{self._bucket}/failures/{name}.out",
+                received=datetime.now(UTC),
+            )
+            self._queue.put(invocation)
+            logger.info("queued %s (backlog %d, instances %d)", inference_id, self._queue.qsize(), self.instances)
+            return JSONResponse(
+                {"InferenceId": inference_id},
+                202,
+                headers={
+                    "X-Amzn-SageMaker-OutputLocation": invocation.output_location,
+                    "X-Amzn-SageMaker-FailureLocation": invocation.failure_location,
+                },
+            )
+
+        return Starlette(routes=[Route("/endpoints/{name}/async-invocations", invoke, methods=["POST"])])
+
+    def _ensure_instance(self) -> None:
+        with self._start_lock:
+            if self._model.running:
+                return
+            logger.info("scaling 0 -> 1: starting the model server (cold start)")
+            seconds = self._model.start()
+            self.instances = 1
+            self.cold_starts.append(seconds)
+            logger.info("instance in service after %.1f s", seconds)
+
+    def _scale_in(self) -> None:
+        while not self._stopping.wait(1.0):
+            with self._start_lock:
+                idle = time.monotonic() - self._last_work
+                if self._model.running and self._busy == 0 and self._queue.empty() and idle > self._idle:
+                    logger.info("idle for %.0f s: scaling 1 -> 0", idle)
+                    self._model.stop()
+                    self.instances = 0
+
+    def _work(self) -> None:
+        s3 = boto3.client("s3")
+        sns = boto3.client("sns")
+        while True:
+            invocation = self._queue.get()
+            if invocation is None:
+                return
+            self._busy += 1
+            try:
+                self._ensure_instance()
+                self._run(invocation, s3, sns)
+            except Exception:  # the failure is reported to the error topic, as SageMaker would
+                logger.exception("invocation %s failed", invocation.inference_id)
+                self._fail(invocation, s3, sns, "ModelError: the model server failed; see the model logs")
+            finally:
+                self._busy -= 1
+                self._last_work = time.monotonic()
+
+    def _run(self, invocation: Invocation, s3: Any, sns: Any) -> None:
+        bucket, key = split_uri(invocation.input_location)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        request = urllib.request.Request(
+            f"{self._model.url}/invocations", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=900) as answer:
+                output = answer.read()
+        except urllib.error.HTTPError as error:
+            self._fail(invocation, s3, sns, f"ClientError: Received client error ({error.code}) from model")
+            return
+        bucket, key = split_uri(invocation.output_location)
+        s3.put_object(Bucket=bucket, Key=key, Body=output, ContentType="application/json")
+        self._notify(
+            sns,
+            self._success,
+            invocation,
+            "Completed",
+            {"outputLocation": invocation.output_location, "contentType": "application/json"},
+        )
+        logger.info("completed %s", invocation.inference_id)
+
+    def _fail(self, invocation: Invocation, s3: Any, sns: Any, reason: str) -> None:
+        bucket, key = split_uri(invocation.failure_location)
+        s3.put_object(Bucket=bucket, Key=key, Body=reason.encode())
+        self._notify(
+            sns,
+            self._error,
+            invocation,
+            "Failed",
+            {"failureLocation": invocation.failure_location, "contentType": "text/plain; charset=utf-8"},
+            reason,
+        )
+
+    def _notify(
+        self,
+        sns: Any,
+        topic: str,
+        invocation: Invocation,
+        status: str,
+        response: dict[str, str],
+        reason: str | None = None,
+    ) -> None:
+        message: dict[str, Any] = {
+            "awsRegion": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "receivedTime": invocation.received.isoformat().replace("+00:00", "Z"),
+            "invocationStatus": status,
+            "requestParameters": {
+                "contentType": "application/json",
+                "endpointName": invocation.endpoint,
+                "inputLocation": invocation.input_location,
+            },
+            "responseParameters": response,
+            "inferenceId": invocation.inference_id,
+            "eventVersion": "1.0",
+            "eventSource": "aws:sagemaker",
+            "eventName": "InferenceResult",
+        }
+        if reason:
+            message["failureReason"] = reason
+        sns.publish(TopicArn=topic, Message=json.dumps(message))

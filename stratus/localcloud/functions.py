@@ -1,0 +1,48 @@
+"""The template's Lambda functions, imported as Lambda would import them, with their event sources."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    function: str
+    queue: str  # logical id
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Schedule:
+    function: str
+    expression: str
+
+
+def handler(template: Mapping[str, Any], logical_id: str) -> Handler:
+    """`Handler: dispatcher.app.lambda_handler` → that function (functions/ is on sys.path)."""
+    module_name, _, attribute = template["Resources"][logical_id]["Properties"]["Handler"].rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+def sqs_sources(template: Mapping[str, Any]) -> list[SqsSource]:
+    sources = []
+    for logical_id, resource in template["Resources"].items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                sources.append(SqsSource(logical_id, queue, int(event["Properties"].get("BatchSize", 10))))
+    return sources
+
+
+def schedules(template: Mapping[str, Any]) -> list[Schedule]:
+    found = []
+    for logical_id, resource in template["Resources"].items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "Schedule":
+                found.append(Schedule(logical_id, event["Properties"]["Schedule"]))
+    return found

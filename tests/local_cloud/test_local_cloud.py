@@ -1,0 +1,158 @@
+"""`stratus local up` end to end with a tiny random model (CI-fast), run as a user runs it: a separate
+process. The official openai client does a chat completion and a batch; usage and the invoice equal
+the tokens the responses reported; the endpoint's cold start and scale-to-zero show in the logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+import openai
+
+from gpu_jobs.build import BuildRequest, build
+from gpu_jobs.tiny import build_tiny_model
+
+MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class Cloud:
+    url: str
+    admin_key: str
+    log: Path
+
+    def call(self, method: str, path: str, key: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.loads(answer.read())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    source = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    artifact = tmp_path_factory.mktemp("artifact")
+    build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
+    port = free_port()
+    admin_key = "sk-" + secrets.token_urlsafe(32)
+    log = tmp_path_factory.mktemp("logs") / "local-up.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("POWERTOOLS_")}
+    env.update({"STRATUS_DTYPE": "float32", "STRATUS_ADMIN_KEY": admin_key, "HF_HUB_OFFLINE": "1"})
+    with log.open("w") as out:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "stratus",
+                "local",
+                "up",
+                "--port",
+                str(port),
+                "--model-dir",
+                str(artifact),
+                "--idle-seconds",
+                "2",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{url}/openapi.json", timeout=2):
+                break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.3)
+    yield Cloud(url, admin_key, log)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_chat_and_batch_through_the_local_cloud_bill_what_they_report(cloud: Cloud) -> None:
+    admin = cloud.admin_key
+    cloud.call("POST", "/admin/tenants", admin, {"tenant_id": "acme", "name": "Acme"})
+    key = cloud.call("POST", "/admin/tenants/acme/keys", admin, {"scopes": ["inference", "batch", "usage"]})["api_key"]
+    client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "hello there"}],
+        max_tokens=6,
+        temperature=0,
+        extra_headers={"Prefer": "wait=25"},
+    )
+    assert completion.object == "chat.completion"
+    assert completion.usage is not None
+    reported = [completion.usage.total_tokens]
+
+    lines = "".join(
+        json.dumps(
+            {
+                "custom_id": f"c{i}",
+                "method": "POST",
+                "url": "/v1/completions",
+                "body": {"model": MODEL, "prompt": f"one two {i}", "max_tokens": 4},
+            }
+        )
+        + "\n"
+        for i in range(5)
+    )
+    uploaded = client.files.create(file=("in.jsonl", lines.encode()), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h")
+    deadline = time.monotonic() + 120
+    while batch.status not in ("completed", "failed", "expired", "cancelled") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    assert batch.output_file_id is not None
+    outputs = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+    assert len(outputs) == 5
+    reported += [item["response"]["body"]["usage"]["total_tokens"] for item in outputs]
+
+    usage = cloud.call("GET", "/v1/usage", key)["totals"]
+    assert (usage["requests"], usage["total_tokens"]) == (6, sum(reported))
+    invoices = cloud.call("GET", f"/admin/invoices/{datetime.now(UTC):%Y-%m}", admin)["data"]
+    assert {i["tenant_id"]: i["total_tokens"] for i in invoices}["acme"] == sum(reported)
+
+
+def test_cold_start_and_scale_to_zero_show_in_the_logs(cloud: Cloud) -> None:
+    deadline = time.monotonic() + 30
+    while "scaling 1 -> 0" not in cloud.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    logs = cloud.log.read_text()
+    assert "scaling 0 -> 1: starting the model server (cold start)" in logs
+    assert "instance in service after" in logs
+    assert "scaling 1 -> 0" in logs

@@ -49,7 +49,12 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
     import openai
 
     started = time.monotonic()
-    cloud = LocalCloud(LocalCloudConfig(model_dir=model_dir, port=port, idle_seconds=30, sweep_seconds=10)).start()
+    click.echo("starting the local cloud (moto, the template's resources, gateway, pollers, async endpoint) …")
+    cloud = LocalCloud(
+        LocalCloudConfig(
+            model_dir=model_dir, port=port, idle_seconds=30, sweep_seconds=10, function_log_level="WARNING"
+        )
+    ).start()
     try:
         step("two tenants, with keys and limits (admin API)")
         admin = cloud.admin_key

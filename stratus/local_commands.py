@@ -12,10 +12,20 @@ import click
 DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-bf16")
 
 
-def configure_logging() -> None:
+def configure_logging(quiet: bool = False) -> None:
+    """One stream, each line tagged with its component (`local.endpoint`, `local.model`, …; the
+    functions' own Powertools loggers print JSON lines with their service name)."""
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-26s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("botocore", "urllib3", "httpx", "httpx2", "werkzeug", "uvicorn.access", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if quiet:  # the demo prints its own story (cold starts included)
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        logging.getLogger("local.endpoint").setLevel(logging.WARNING)
+        logging.getLogger("local.model").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -58,7 +68,7 @@ def demo(model_dir: Path, port: int, batch_size: int) -> None:
     """Run the whole path with the real model and the official openai client, then stop."""
     from stratus.demo import run_demo
 
-    configure_logging()
+    configure_logging(quiet=True)
     if not (model_dir / "manifest.json").exists():
         raise click.ClickException(f"no model artifact at {model_dir}: run `make model` first")
     run_demo(model_dir, port, batch_size)

@@ -40,6 +40,7 @@ class LocalCloudConfig:
     authorizer_cache_seconds: float = 30
     torch_threads: int = 2
     admin_key: str | None = None
+    function_log_level: str | None = None  # overrides the template's LogLevel for the handlers
 
 
 @dataclass
@@ -68,6 +69,8 @@ class LocalCloud:
         template = load_template()
         created = create_all("stratus")
         os.environ.update(function_environment(template, created.refs))
+        if self.config.function_log_level:
+            os.environ["POWERTOOLS_LOG_LEVEL"] = self.config.function_log_level
         logger.info("moto on %s; tables, queues, topics and bucket created from template.yaml", self._moto.url)
 
         self.endpoint = LocalAsyncEndpoint(

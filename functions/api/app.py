@@ -6,14 +6,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import admin_routes, batch_routes, inference_routes, tenant_routes
 from stratus_core.errors import PayloadTooLarge, StratusError
+from stratus_core.http.auth import principal_from_authorizer, require_scope
 from stratus_core.http.errors import HttpError, http_error, route_not_found, validation_error
+from stratus_core.keys import Scope
 
 logger = Logger()
 tracer = Tracer()
@@ -24,17 +25,6 @@ MAX_FILE_BODY_BYTES = 10 * 1_048_576  # API Gateway's own cap; larger files use 
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
-def reject_large_bodies(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    """413 before anything parses a body over 1 MiB (10 MiB for file uploads, API Gateway's own cap)."""
-    event = resolver.current_event
-    limit = MAX_FILE_BODY_BYTES if event.path == "/v1/files" else MAX_BODY_BYTES
-    size = len(event.body or "") * 3 // 4 if event.is_base64_encoded else len(event.body or "")
-    if size > limit:
-        return _respond(http_error(PayloadTooLarge(limit)))
-    return next_middleware(resolver)
-
-
-app.use(middlewares=[reject_large_bodies])
 app.include_router(tenant_routes.router)
 app.include_router(admin_routes.router)
 app.include_router(inference_routes.router)
@@ -83,4 +73,29 @@ def get_openapi() -> Response[Any]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return refuse_early(event) or app.resolve(event, context)
+
+
+def refuse_early(event: dict[str, Any]) -> dict[str, Any] | None:
+    """What must be refused before anything parses the body (Powertools validates the body before
+    any middleware or route runs): a body over the size cap (413), and admin routes called without
+    the admin scope (401/403), so that such callers learn nothing about the body they sent."""
+    path = str(event.get("rawPath", ""))
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+    limit = MAX_FILE_BODY_BYTES if path == "/v1/files" else MAX_BODY_BYTES
+    try:
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        if path.startswith("/admin/"):
+            authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+            require_scope(principal_from_authorizer(authorizer.get("lambda")), Scope.ADMIN)
+    except StratusError as refused:
+        result = http_error(refused)
+        return {
+            "statusCode": result.status,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON, **result.headers},
+            "body": result.body.model_dump_json(),
+            "isBase64Encoded": False,
+        }
+    return None

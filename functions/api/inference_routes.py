@@ -91,5 +91,5 @@ def completions(body: CompletionRequest, prefer: PreferHeader = None) -> Respons
 
 @router.get("/v1/jobs/<job_id>", summary="Status and result of an inference request", tags=["inference"])
 def get_job(job_id: Annotated[str, Path(pattern=r"^job_[0-9a-f]{24}$")]) -> JobView:
-    principal = caller(router, None)
+    principal = caller(router, Scope.INFERENCE)
     return JobView.of(wiring.inference().get(principal.tenant_id, job_id))

@@ -22,8 +22,11 @@ _COMMON_ERRORS = {
     "401": "Missing, malformed, unknown, expired or revoked API key",
     "403": "The key lacks the route's scope, or the tenant is suspended",
     "404": "No such resource for this tenant, or unknown route",
+    "413": "The body is over 1 MiB (10 MiB for file uploads)",
     "500": "Internal error",
+    "503": "Sustained write contention; retry after Retry-After seconds",
 }
+_ADMITTED_ERRORS = {"429": "A limit refused the request; `code` names it and Retry-After says when to retry"}
 _WRITE_ERRORS = {"409": "Conflicts with the current state (exists already, rotated already)"}
 _POWERTOOLS_ONLY = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 
@@ -38,11 +41,13 @@ def openapi_document(app: APIGatewayHttpResolver) -> str:
             security=[{"apiKey": []}],
         )
     )
-    for path in document["paths"].values():
+    for route, path in document["paths"].items():
         for method, operation in path.items():
             responses = operation["responses"]
             responses.pop("422", None)
             errors = {**_COMMON_ERRORS, **(_WRITE_ERRORS if method in ("post", "patch", "delete") else {})}
+            if route in ("/v1/chat/completions", "/v1/completions"):
+                errors.update(_ADMITTED_ERRORS)
             for status, description in errors.items():
                 responses[status] = {
                     "description": description,

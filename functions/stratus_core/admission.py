@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -129,6 +129,8 @@ class AdmissionStore(Protocol):
 
     def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
 
+    def pending_before(self, before: datetime, limit: int) -> list[Reservation]: ...
+
     def settle(self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime) -> Outcome: ...
 
     def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome: ...
@@ -196,7 +198,7 @@ class AdmissionService:
                 raise self._refusal(hit.limit, tenant, tokens, now) from None
             except TenantInactive:
                 raise TenantSuspended(tenant_id) from None
-            except RetryableConflict:
+            except RetryableConflict:  # limits edited meanwhile, or a transaction conflict on a hot item
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
         raise Unavailable("too much concurrent admission traffic for this tenant; retry shortly")
 
@@ -222,6 +224,16 @@ class AdmissionService:
 
     def get(self, tenant_id: str, job_id: str) -> Reservation:
         return self._existing(tenant_id, job_id)
+
+    def release_orphans(self, job_is_live: Callable[[str, str], bool], older_than: timedelta, limit: int = 100) -> int:
+        """Give back reservations whose job never got recorded (a crash between admission and the
+        job's creation) or already ended; without this a tenant could lose in-flight slots for good."""
+        released = 0
+        for reservation in self._store.pending_before(self._clock() - older_than, limit):
+            if not job_is_live(reservation.tenant_id, reservation.job_id):
+                outcome = self.release(reservation.tenant_id, reservation.job_id, "orphaned: no live job")
+                released += outcome is Outcome.APPLIED
+        return released
 
     def _existing(self, tenant_id: str, job_id: str) -> Reservation:
         reservation = self._store.get(tenant_id, job_id)

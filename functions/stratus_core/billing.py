@@ -16,7 +16,7 @@ from stratus_core.tenants import Tenant, TenantStore
 from stratus_core.usage import UsageRow, UsageStore
 
 CENT = Decimal("0.01")
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH_PATTERN = r"^([1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-(0[1-9]|1[0-2])$"
 
 
 class InvoiceLine(BaseModel):

@@ -94,6 +94,14 @@ class InferenceService:
             self._jobs.create(job)
         except Exception:
             self._admission.release(tenant_id, job_id, "not queued: storing the request failed")
+            stored = self._jobs.get(tenant_id, job_id)  # written despite the error (e.g. a timed-out reply)?
+            if stored is not None:
+                self._ledger.finish_unbilled(
+                    stored,
+                    JobStatus.FAILED,
+                    JobError(code="enqueue_failed", message="the request could not be stored"),
+                    self._clock(),
+                )
             raise
         try:
             self._queue.send(RequestMessage(tenant_id=tenant_id, job_id=job_id))

@@ -3,6 +3,7 @@ notification), or expire and give back their reservation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -17,6 +18,12 @@ tracer = Tracer()
 metrics = Metrics()
 
 BATCH = 100
+ORPHAN_GRACE = timedelta(minutes=15)
+
+
+def job_is_live(tenant_id: str, job_id: str) -> bool:
+    job = wiring.job_store().get(tenant_id, job_id)
+    return job is not None and not job.status.is_terminal
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -25,6 +32,11 @@ BATCH = 100
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     overdue = wiring.job_store().overdue(utcnow(), BATCH)
     resolved = sum(wiring.results().sweep(job) for job in overdue)
+    orphans = wiring.admission().release_orphans(job_is_live, ORPHAN_GRACE, BATCH)
     metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=resolved)
-    logger.info("sweep done", extra={"overdue": len(overdue), "resolved": resolved})
-    return {"overdue": len(overdue), "resolved": resolved}
+    metrics.add_metric(name="OrphanedReservationsReleased", unit=MetricUnit.Count, value=orphans)
+    logger.info("sweep done", extra={"overdue": len(overdue), "resolved": resolved, "orphans": orphans})
+    result = {"overdue": len(overdue), "resolved": resolved}
+    if orphans:
+        result["orphans_released"] = orphans
+    return result

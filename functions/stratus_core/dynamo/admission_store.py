@@ -36,6 +36,9 @@ from stratus_core.pricing import Cost
 from stratus_core.tenants import Tenant
 
 MINUTE_COUNTER_TTL_SECONDS = 2 * 86_400
+PENDING = "1"
+PENDING_INDEX = "PendingReservationsIndex"
+"""Sparse index of reservations still `reserved` (the `pending` attribute goes when they finish)."""
 CONDITION_FAILED = "ConditionalCheckFailed"
 
 
@@ -81,19 +84,7 @@ class DynamoAdmissionStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            {
-                "Update": {
-                    "TableName": self._usage,
-                    "Key": _key(tenant.tenant_id, f"MONTH#{reservation.month}"),
-                    "UpdateExpression": "ADD tokens :tokens, requests :one",
-                    "ConditionExpression": "attribute_not_exists(tokens) OR tokens <= :room",
-                    "ExpressionAttributeValues": {
-                        ":tokens": _num(reservation.tokens),
-                        ":one": _num(1),
-                        ":room": _num(limits.tokens_per_month - reservation.tokens),
-                    },
-                }
-            },
+            self._month_item(tenant, reservation),
             {
                 "Update": {
                     "TableName": self._usage,
@@ -111,16 +102,7 @@ class DynamoAdmissionStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            {
-                "Put": {
-                    "TableName": self._usage,
-                    "Item": {
-                        **_key(tenant.tenant_id, f"RESV#{reservation.job_id}"),
-                        **to_item({**reservation.model_dump(), "expires_at": expires_at}),
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
+            self._reservation_item(tenant, reservation, expires_at),
         ]
         try:
             aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
@@ -141,34 +123,14 @@ class DynamoAdmissionStore:
                 "ConditionCheck": {
                     "TableName": self._tenants,
                     "Key": {"tenant_id": {"S": tenant.tenant_id}},
-                    "ConditionExpression": "#status = :active",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":active": {"S": "active"}},
+                    "ConditionExpression": "#status = :active AND #updated_at = :seen",
+                    "ExpressionAttributeNames": {"#status": "status", "#updated_at": "updated_at"},
+                    "ExpressionAttributeValues": {":active": {"S": "active"}, ":seen": to_attr(tenant.updated_at)},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            {
-                "Update": {
-                    "TableName": self._usage,
-                    "Key": _key(tenant.tenant_id, f"MONTH#{reservation.month}"),
-                    "UpdateExpression": "ADD tokens :tokens, requests :one",
-                    "ConditionExpression": "attribute_not_exists(tokens) OR tokens <= :room",
-                    "ExpressionAttributeValues": {
-                        ":tokens": _num(reservation.tokens),
-                        ":one": _num(1),
-                        ":room": _num(tenant.limits.tokens_per_month - reservation.tokens),
-                    },
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._usage,
-                    "Item": {
-                        **_key(tenant.tenant_id, f"RESV#{reservation.job_id}"),
-                        **to_item({**reservation.model_dump(), "expires_at": expires_at}),
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
+            self._month_item(tenant, reservation),
+            self._reservation_item(tenant, reservation, expires_at),
         ]
         try:
             aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
@@ -183,11 +145,43 @@ class DynamoAdmissionStore:
                 if existing is not None:
                     return existing
             if codes[0] == CONDITION_FAILED:
-                raise TenantInactive() from None
+                tenant_item = cancellation_items(error)[0] or {}
+                if tenant_item.get("status") != "active":
+                    raise TenantInactive() from None
+                raise RetryableConflict() from None  # limits edited meanwhile: read them again
             if codes[1] == CONDITION_FAILED:
                 raise LimitHit(Limit.TOKENS_PER_MONTH) from None
             raise
         return reservation
+
+    def _month_item(self, tenant: Tenant, reservation: Reservation) -> dict[str, Any]:
+        """Add the reserved tokens to the month, if they stay within `tokens_per_month`."""
+        return {
+            "Update": {
+                "TableName": self._usage,
+                "Key": _key(tenant.tenant_id, f"MONTH#{reservation.month}"),
+                "UpdateExpression": "ADD tokens :tokens, requests :one",
+                "ConditionExpression": "attribute_not_exists(tokens) OR tokens <= :room",
+                "ExpressionAttributeValues": {
+                    ":tokens": _num(reservation.tokens),
+                    ":one": _num(1),
+                    ":room": _num(tenant.limits.tokens_per_month - reservation.tokens),
+                },
+            }
+        }
+
+    def _reservation_item(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> dict[str, Any]:
+        """Record the reservation under its job id, once."""
+        return {
+            "Put": {
+                "TableName": self._usage,
+                "Item": {
+                    **_key(tenant.tenant_id, f"RESV#{reservation.job_id}"),
+                    **to_item({**reservation.model_dump(), "expires_at": expires_at, "pending": PENDING}),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
 
     @staticmethod
     def _classify_refusal(error: ClientError, tenant: Tenant, reservation: Reservation) -> None:
@@ -212,7 +206,22 @@ class DynamoAdmissionStore:
             if int(minute.get("requests", 0)) + 1 > tenant.limits.requests_per_minute:
                 raise LimitHit(Limit.REQUESTS_PER_MINUTE)
             raise LimitHit(Limit.TOKENS_PER_MINUTE)
-        raise RetryableConflict()
+        raise error  # a cancellation for any other reason (validation, throttling) is not ours to retry
+
+    def pending_before(self, before: datetime, limit: int) -> list[Reservation]:
+        """Reservations still held that were made before `before` (oldest first)."""
+        response = aws.dynamodb().query(
+            TableName=self._usage,
+            IndexName=PENDING_INDEX,
+            KeyConditionExpression="pending = :pending AND created_at < :before",
+            ExpressionAttributeValues={":pending": {"S": PENDING}, ":before": to_attr(before)},
+            Limit=limit,
+        )
+        found = [
+            self.get(item["pk"]["S"].removeprefix("TENANT#"), item["sk"]["S"].removeprefix("RESV#"))
+            for item in response.get("Items", [])
+        ]
+        return [r for r in found if r is not None and r.state is ReservationState.RESERVED]
 
     def get(self, tenant_id: str, job_id: str) -> Reservation | None:
         response = aws.dynamodb().get_item(
@@ -222,7 +231,7 @@ class DynamoAdmissionStore:
         if not item:
             return None
         values = from_item(item)
-        for attribute in ("pk", "sk", "expires_at"):
+        for attribute in ("pk", "sk", "expires_at", "pending"):
             values.pop(attribute, None)
         return Reservation.model_validate(values)
 
@@ -299,7 +308,7 @@ class DynamoAdmissionStore:
                 "Update": {
                     "TableName": self._usage,
                     "Key": _key(tenant, f"RESV#{reservation.job_id}"),
-                    "UpdateExpression": expression,
+                    "UpdateExpression": expression + " REMOVE pending",
                     "ConditionExpression": "#state = :reserved",
                     "ExpressionAttributeNames": {"#state": "state"},
                     "ExpressionAttributeValues": {**values, ":reserved": {"S": ReservationState.RESERVED.value}},

@@ -44,7 +44,9 @@ class DynamoLedger:
     def complete(self, job: Job, choices: list[Choice], usage: Usage, result: dict[str, Any], at: datetime) -> bool:
         reservation = self._reservations.get(job.tenant_id, job.job_id)
         if reservation is None or reservation.state is not ReservationState.RESERVED:
-            return False
+            # released already (the API failed after admitting it, as its client was told): nothing to bill
+            error = JobError(code="not_admitted", message="the request was released before its result arrived")
+            return self.finish_unbilled(job, JobStatus.FAILED, error, at)
         tokens = TokenUsage.of(usage.prompt_tokens, usage.completion_tokens)
         cost = self._catalog.cost(reservation.model, tokens.prompt_tokens, tokens.completion_tokens)
         items = self._reservations.settle_items(reservation, tokens, cost, at)
@@ -57,10 +59,11 @@ class DynamoLedger:
         if not status.is_terminal or status is JobStatus.COMPLETED:
             raise ValueError(f"{status} is not an unbilled terminal status")
         reservation = self._reservations.get(job.tenant_id, job.job_id)
+        job_item = self._jobs.terminal_item(job, status, at, {"error": to_attr(error.model_dump())})
         if reservation is None or reservation.state is not ReservationState.RESERVED:
-            return False
-        items = self._reservations.release_items(reservation, f"{status.value}: {error.code}", at)
-        items.append(self._jobs.terminal_item(job, status, at, {"error": to_attr(error.model_dump())}))
+            items = [job_item]  # nothing left to release: only the job must still end
+        else:
+            items = [*self._reservations.release_items(reservation, f"{status.value}: {error.code}", at), job_item]
         items.extend(self._batch_counter(job, "failed", None))
         return self._run(items, job)
 

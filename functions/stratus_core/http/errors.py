@@ -98,8 +98,9 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> HttpError:
         message = f"{param}: {message}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    code = "invalid_json" if first.get("type") == "json_invalid" else "invalid_value"
-    return error(HTTPStatus.BAD_REQUEST, message, "invalid_request_error", code, param)
+    if first.get("type") == "json_invalid":  # pydantic's loc is a character offset here, not a field
+        return error(HTTPStatus.BAD_REQUEST, "the body is not valid JSON", "invalid_request_error", "invalid_json")
+    return error(HTTPStatus.BAD_REQUEST, message, "invalid_request_error", "invalid_value", param)
 
 
 def route_not_found(method: str, path: str) -> HttpError:

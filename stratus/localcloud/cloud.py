@@ -103,6 +103,7 @@ class LocalCloud:
             if schedule.function == "SweeperFunction":  # billing runs monthly: on demand locally
                 self._loop("sweeper", self._scheduled(handler(template, schedule.function)), self.config.sweep_seconds)
 
+        self.admin_key = self._bootstrap()  # before the gateway opens: a first call must find the key
         gateway = HttpApiGateway(
             handler(template, "AuthorizerFunction"),
             handler(template, "ApiFunction"),
@@ -110,7 +111,6 @@ class LocalCloud:
         )
         self._serve(self._gateway_app(gateway), self.config.port)
         self.url = f"http://127.0.0.1:{self.config.port}"
-        self.admin_key = self._bootstrap()
         logger.info("gateway on %s (OpenAI base URL %s/v1)", self.url, self.url)
         return self
 

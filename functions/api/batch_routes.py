@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-from email.parser import BytesParser
-from email.policy import HTTP
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -27,6 +25,9 @@ BatchId = Annotated[str, Path(pattern=r"^batch_[0-9a-f]{24}$")]
 
 def multipart_form(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
     """`multipart/form-data` → {field: (filename, bytes)}, with the standard library's MIME parser."""
+    from email.parser import BytesParser  # only file uploads pay for the MIME parser
+    from email.policy import HTTP
+
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidRequest("upload the file as multipart/form-data with fields 'purpose' and 'file'", param="file")
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)

@@ -16,17 +16,19 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stratus_core.admission import AdmissionService, worst_case_prompt_tokens
 from stratus_core.clock import utcnow
 from stratus_core.contract import Message, PackedRequest, Usage
 from stratus_core.errors import Conflict, InvalidRequest, LimitExceeded, NotFound, RequestExceedsLimit
 from stratus_core.files import FileService
 from stratus_core.jobs import BodyStore, Job, JobError, JobStatus, RequestMessage, request_body_key
 from stratus_core.openai_types import ChatCompletionRequest, CompletionRequest
+
+if TYPE_CHECKING:  # the API imports this module for its models; the service side loads lazily
+    from stratus_core.admission import AdmissionService
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +378,8 @@ class BatchService:
             batch_id=batch.id,
             custom_id=line.custom_id,
         )
+        from stratus_core.admission import worst_case_prompt_tokens
+
         texts = [m.content for m in messages] if messages is not None else [prompt or ""]
         try:
             self._admission.reserve_batch(

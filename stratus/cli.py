@@ -11,6 +11,7 @@ import click
 from stratus.bootstrap import BootstrapResult, bootstrap_admin, resolve_tables
 from stratus.local_commands import demo, local
 from stratus.model_commands import model
+from stratus.operator_commands import invoice, keys, tenants, usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,6 +77,8 @@ def _print_bootstrap(result: BootstrapResult, as_json: bool) -> None:
 main.add_command(model)
 main.add_command(local)
 main.add_command(demo)
+for command in (tenants, keys, usage, invoice):
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -156,3 +156,31 @@ def test_cold_start_and_scale_to_zero_show_in_the_logs(cloud: Cloud) -> None:
     assert "scaling 0 -> 1: starting the model server (cold start)" in logs
     assert "instance in service after" in logs
     assert "scaling 1 -> 0" in logs
+
+
+def test_operator_commands_drive_the_admin_api(cloud: Cloud) -> None:
+    from click.testing import CliRunner
+
+    from stratus.cli import main
+
+    runner = CliRunner()
+    api = ["--api-url", cloud.url, "--admin-key", cloud.admin_key, "--json"]
+
+    created = runner.invoke(main, ["tenants", "create", "initech", "--name", "Initech", "--rpm", "5", *api])
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["limits"]["requests_per_minute"] == 5
+    key = json.loads(runner.invoke(main, ["keys", "create", "initech", "--scope", "usage", *api]).output)
+    assert key["api_key"].startswith("sk-")
+    listed = json.loads(runner.invoke(main, ["keys", "list", "initech", *api]).output)["data"]
+    assert [k["key_id"] for k in listed] == [key["key_id"]] and "api_key" not in listed[0]
+    revoked = json.loads(runner.invoke(main, ["keys", "revoke", key["key_id"], *api]).output)
+    assert revoked["status"] == "revoked"
+    suspended = json.loads(runner.invoke(main, ["tenants", "update", "initech", "--status", "suspended", *api]).output)
+    assert suspended["status"] == "suspended"
+    assert json.loads(runner.invoke(main, ["usage", "initech", *api]).output)["totals"]["requests"] == 0
+    invoices = json.loads(runner.invoke(main, ["invoice", *api]).output)
+    assert "initech" in {i["tenant_id"] for i in invoices["data"]}
+    table = runner.invoke(main, ["tenants", "list", "--api-url", cloud.url, "--admin-key", cloud.admin_key])
+    assert table.exit_code == 0 and "initech" in table.output
+    missing = runner.invoke(main, ["tenants", "show", "nobody", *api])
+    assert missing.exit_code == 1 and "404" in missing.output

@@ -7,6 +7,7 @@ config and `manifest.json`, and its `model.tar.gz` in SageMaker's layout (files 
 from __future__ import annotations
 
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -55,13 +56,26 @@ def perplexity(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
     return float(torch.exp(loss.float())), int(ids.shape[1])
 
 
-def convert(model: Any, method: Method) -> tuple[Any, int, str]:
+def convert(model: Any, method: Method, scratch: Path) -> tuple[Any, int, str]:
+    """The model in the artifact's form. Quantized methods are applied here, at build time, so that
+    the server only maps the stored low-bit weights at start."""
     import torch
 
     if method == "bf16":
         return model.to(torch.bfloat16), 16, "bfloat16"
     if method == "fp32":
         return model.to(torch.float32), 32, "float32"
+    if method == "int8":
+        # transformers' TorchAoConfig quantizes while loading and its result saves as safetensors;
+        # torchao's quantize_() on a loaded model does not serialise (FIELD-NOTES), hence the round trip.
+        from torchao.quantization import Int8WeightOnlyConfig
+        from transformers import AutoModelForCausalLM, TorchAoConfig
+
+        model.to(torch.bfloat16).save_pretrained(scratch)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            scratch, dtype=torch.bfloat16, quantization_config=TorchAoConfig(Int8WeightOnlyConfig())
+        )
+        return quantized, 8, "int8 weights, bfloat16 activations"
     raise NotImplementedError(f"method {method!r} is not built yet")
 
 
@@ -72,8 +86,9 @@ def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: Non
     text = EVAL_TEXT.read_text(encoding="utf-8")
     progress("[2/3] measuring perplexity (bf16 reference, then the built method)")
     reference, _ = perplexity(model.to(torch.bfloat16), tokenizer, text)
-    model, bits, dtype = convert(model, request.method)
-    value, tokens = perplexity(model, tokenizer, text)
+    with tempfile.TemporaryDirectory() as scratch:
+        model, bits, dtype = convert(model, request.method, Path(scratch))
+        value, tokens = perplexity(model, tokenizer, text)
     progress("[3/3] writing shards, manifest and model.tar.gz")
     request.output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(request.output, max_shard_size=request.max_shard_size)

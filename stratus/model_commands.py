@@ -28,7 +28,7 @@ def model() -> None:
 
 
 @model.command("build")
-@click.option("--method", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--method", type=click.Choice(["bf16", "fp32", "int8"]), default="bf16", show_default=True)
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the artifact.")
 @click.option(
     "--gguf",

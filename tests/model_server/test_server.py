@@ -162,3 +162,20 @@ def test_ping_is_503_until_the_model_loads() -> None:
     asyncio.run(call())
     assert sent[0]["status"] == 503
     InferencePack  # the contract the server speaks  # noqa: B018
+
+
+def test_an_int8_artifact_is_smaller_and_serves(tiny_source: Path, tmp_path: Path) -> None:
+    from gpu_jobs.build import BuildRequest, build
+    from gpu_jobs.engine.base import GenerationRequest
+    from gpu_jobs.loader import load_engine
+    from gpu_jobs.settings import ServerSettings
+
+    bf16 = build(BuildRequest(source=tiny_source, output=tmp_path / "bf16", method="bf16", model_name="tiny"))
+    int8 = build(BuildRequest(source=tiny_source, output=tmp_path / "int8", method="int8", model_name="tiny"))
+
+    assert (int8.method, int8.bits) == ("int8", 8)
+    assert int8.total_bytes < bf16.total_bytes
+    assert int8.perplexity is not None and int8.perplexity.reference == bf16.perplexity.reference  # type: ignore[union-attr]
+    engine = load_engine(tmp_path / "int8", ServerSettings.from_environment({}))
+    (result,) = engine.generate([GenerationRequest(prompt="one two", max_tokens=3, temperature=0)])
+    assert result.error is None and result.completion_tokens <= 3

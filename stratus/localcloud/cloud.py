@@ -96,6 +96,7 @@ class LocalCloud:
                 created.refs[source.queue],
                 handler(template, source.function),
                 batch_size=source.batch_size,
+                batching_window=source.batching_window,
                 context=LocalContext(source.function),
             )
             self._loop(f"poller-{source.function}", lambda events=events: events.poll_once()[0] > 0, 0.2)

@@ -15,6 +15,7 @@ class SqsSource:
     function: str
     queue: str  # logical id
     batch_size: int
+    batching_window: float
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,15 @@ def sqs_sources(template: Mapping[str, Any]) -> list[SqsSource]:
         for event in resource.get("Properties", {}).get("Events", {}).values():
             if event["Type"] == "SQS":
                 queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
-                sources.append(SqsSource(logical_id, queue, int(event["Properties"].get("BatchSize", 10))))
+                properties = event["Properties"]
+                sources.append(
+                    SqsSource(
+                        logical_id,
+                        queue,
+                        int(properties.get("BatchSize", 10)),
+                        float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                    )
+                )
     return sources
 
 

@@ -9,6 +9,7 @@ the queue's `maxReceiveCount` SQS itself moves them to the dead-letter queue.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,17 +21,29 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class SqsEventSource:
-    def __init__(self, queue_url: str, handler: Handler, *, batch_size: int = 10, context: Any = None) -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        handler: Handler,
+        *,
+        batch_size: int = 10,
+        batching_window: float = 0,
+        context: Any = None,
+    ) -> None:
         self.queue_url = queue_url
         self._handler = handler
         self._batch_size = batch_size
+        self._window = batching_window
         self._context = context
         self._sqs = boto3.client("sqs")
         attributes = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
         self._arn = attributes["QueueArn"]
 
     def receive(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """Up to `batch_size` messages; once one has arrived, keep gathering for up to the batching
+        window (Lambda's `MaximumBatchingWindowInSeconds`) until the batch is full."""
         messages: list[dict[str, Any]] = []
+        deadline: float | None = None
         while len(messages) < self._batch_size:
             batch = self._sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -39,9 +52,14 @@ class SqsEventSource:
                 MessageAttributeNames=["All"],
                 WaitTimeSeconds=wait_seconds if not messages else 0,
             ).get("Messages", [])
-            if not batch:
+            if batch:
+                messages.extend(dict(message) for message in batch)
+                if deadline is None:
+                    deadline = time.monotonic() + self._window
+                continue
+            if deadline is None or time.monotonic() >= deadline:
                 break
-            messages.extend(dict(message) for message in batch)
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         return messages
 
     def event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:

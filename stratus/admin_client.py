@@ -1,4 +1,5 @@
-"""The operator's client for the admin API (base URL + admin key), used by the CLI."""
+"""A small JSON client for the Stratus API (base URL + a key): the CLI, the demo and the local-cloud
+test use it; errors become `ClickException`s carrying the API's own message."""
 
 from __future__ import annotations
 

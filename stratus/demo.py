@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from stratus.admin_client import AdminApi
 from stratus.localcloud.cloud import LocalCloud, LocalCloudConfig
 
 MODEL = "smollm2-135m-instruct"
@@ -31,14 +31,7 @@ QUESTIONS = [
 
 
 def call(cloud: LocalCloud, method: str, path: str, key: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        cloud.url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read())
+    return AdminApi(cloud.url, key).call(method, path, body)
 
 
 def step(title: str) -> None:

@@ -155,6 +155,10 @@ def update_tenant(
     show(tenant, as_json, TENANT_COLUMNS, tenant_rows([tenant]), "tenant updated")
 
 
+def _key_row(key: dict[str, Any]) -> dict[str, Any]:
+    return {**key, "scopes": ",".join(key["scopes"])}
+
+
 KEY_COLUMNS = ["key_id", "prefix", "scopes", "status", "created_at", "expires_at"]
 
 
@@ -182,13 +186,7 @@ def create_key(
     if expires_at:
         body["expires_at"] = expires_at
     issued = AdminApi(api_url, admin_key).call("POST", f"/admin/tenants/{tenant_id}/keys", body)
-    show(
-        issued,
-        as_json,
-        [*KEY_COLUMNS[:3], "api_key"],
-        [{**issued, "scopes": ",".join(issued["scopes"])}],
-        "key issued (shown once)",
-    )
+    show(issued, as_json, [*KEY_COLUMNS[:3], "api_key"], [_key_row(issued)], "key issued (shown once)")
 
 
 @keys.command("list")
@@ -196,7 +194,7 @@ def create_key(
 @with_api
 def list_keys(tenant_id: str, api_url: str, admin_key: str, as_json: bool) -> None:
     data = AdminApi(api_url, admin_key).call("GET", f"/admin/tenants/{tenant_id}/keys")
-    show(data, as_json, KEY_COLUMNS, [{**k, "scopes": ",".join(k["scopes"])} for k in data["data"]], tenant_id)
+    show(data, as_json, KEY_COLUMNS, [_key_row(k) for k in data["data"]], tenant_id)
 
 
 @keys.command("revoke")
@@ -204,7 +202,7 @@ def list_keys(tenant_id: str, api_url: str, admin_key: str, as_json: bool) -> No
 @with_api
 def revoke_key(key_id: str, api_url: str, admin_key: str, as_json: bool) -> None:
     key = AdminApi(api_url, admin_key).call("DELETE", f"/admin/keys/{key_id}")
-    show(key, as_json, KEY_COLUMNS, [{**key, "scopes": ",".join(key["scopes"])}], "key revoked")
+    show(key, as_json, KEY_COLUMNS, [_key_row(key)], "key revoked")
 
 
 @keys.command("rotate")
@@ -215,13 +213,7 @@ def rotate_key(key_id: str, grace_seconds: int, api_url: str, admin_key: str, as
     issued = AdminApi(api_url, admin_key).call(
         "POST", f"/admin/keys/{key_id}/rotate", {"grace_period_seconds": grace_seconds}
     )
-    show(
-        issued,
-        as_json,
-        [*KEY_COLUMNS[:3], "api_key"],
-        [{**issued, "scopes": ",".join(issued["scopes"])}],
-        "replacement key (shown once)",
-    )
+    show(issued, as_json, [*KEY_COLUMNS[:3], "api_key"], [_key_row(issued)], "replacement key (shown once)")
 
 
 @click.command("usage")

@@ -28,6 +28,7 @@ import openai
 
 from gpu_jobs.build import BuildRequest, build
 from gpu_jobs.tiny import build_tiny_model
+from stratus.admin_client import AdminApi
 
 MODEL = "smollm2-135m-instruct"
 
@@ -39,14 +40,7 @@ class Cloud:
     log: Path
 
     def call(self, method: str, path: str, key: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return json.loads(answer.read())
+        return AdminApi(self.url, key).call(method, path, body)
 
 
 def free_port() -> int:

@@ -1,11 +1,14 @@
 """Model build: a source (GGUF file or Hugging Face directory) → a sharded, ready-to-serve artifact.
 
-`bf16` is the reference. The artifact is a directory of sharded safetensors plus tokenizer,
+`bf16` is the reference; `int8` (torchao weight-only, via transformers), `int4` (group-wise, the
+GGUF Q4_1 layout: `gpu_jobs/int4.py`) and magnitude pruning (`gpu_jobs/prune.py`) are built from the
+source's full-precision weights. The artifact is a directory of sharded safetensors plus tokenizer,
 config and `manifest.json`, and its `model.tar.gz` in SageMaker's layout (files at the root).
 """
 
 from __future__ import annotations
 
+import copy
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -28,6 +31,17 @@ class BuildRequest:
     model_name: str = "smollm2-135m-instruct"
     gguf_file: str | None = None
     max_shard_size: str = "100MB"
+    group_size: int = 32
+    sparsity: float = 0.5
+
+
+@dataclass(frozen=True)
+class Converted:
+    model: Any
+    bits: int
+    dtype: str
+    group_size: int | None = None
+    sparsity: float | None = None
 
 
 def load_source(request: BuildRequest) -> tuple[Any, Any, Source]:
@@ -56,15 +70,16 @@ def perplexity(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
     return float(torch.exp(loss.float())), int(ids.shape[1])
 
 
-def convert(model: Any, method: Method, scratch: Path) -> tuple[Any, int, str]:
-    """The model in the artifact's form. Quantized methods are applied here, at build time, so that
-    the server only maps the stored low-bit weights at start."""
+def convert(model: Any, request: BuildRequest, scratch: Path) -> Converted:
+    """The model in the artifact's form. Quantization and pruning happen here, at build time, so that
+    the server only maps the stored weights at start."""
     import torch
 
+    method = request.method
     if method == "bf16":
-        return model.to(torch.bfloat16), 16, "bfloat16"
+        return Converted(model.to(torch.bfloat16), 16, "bfloat16")
     if method == "fp32":
-        return model.to(torch.float32), 32, "float32"
+        return Converted(model.to(torch.float32), 32, "float32")
     if method == "int8":
         # transformers' TorchAoConfig quantizes while loading and its result saves as safetensors;
         # torchao's quantize_() on a loaded model does not serialise (FIELD-NOTES), hence the round trip.
@@ -75,8 +90,24 @@ def convert(model: Any, method: Method, scratch: Path) -> tuple[Any, int, str]:
         quantized = AutoModelForCausalLM.from_pretrained(
             scratch, dtype=torch.bfloat16, quantization_config=TorchAoConfig(Int8WeightOnlyConfig())
         )
-        return quantized, 8, "int8 weights, bfloat16 activations"
-    raise NotImplementedError(f"method {method!r} is not built yet")
+        return Converted(quantized, 8, "int8 weights, bfloat16 activations")
+    if method == "int4":
+        from gpu_jobs.int4 import replace_linears
+
+        replace_linears(model.to(torch.float32), request.group_size, quantize_weights=True)
+        return Converted(
+            model.to(torch.bfloat16),
+            4,
+            "int4 weights (bf16 scale and zero per group), bf16 activations",
+            group_size=request.group_size,
+        )
+    if method in ("prune-unstructured", "prune-2:4"):
+        from gpu_jobs.prune import prune_2_4, prune_unstructured
+
+        model = model.to(torch.float32)
+        sparsity = prune_2_4(model) if method == "prune-2:4" else prune_unstructured(model, request.sparsity)
+        return Converted(model.to(torch.bfloat16), 16, "bfloat16", sparsity=round(sparsity, 6))
+    raise ValueError(f"unknown method {method!r}")
 
 
 def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: None) -> Manifest:
@@ -85,9 +116,11 @@ def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: Non
     model, tokenizer, source = load_source(request)
     text = EVAL_TEXT.read_text(encoding="utf-8")
     progress("[2/3] measuring perplexity (bf16 reference, then the built method)")
-    reference, _ = perplexity(model.to(torch.bfloat16), tokenizer, text)
+    # the methods start from the source's own precision; the reference is measured on a bf16 copy
+    reference, _ = perplexity(copy.deepcopy(model).to(torch.bfloat16), tokenizer, text)
     with tempfile.TemporaryDirectory() as scratch:
-        model, bits, dtype = convert(model, request.method, Path(scratch))
+        converted = convert(model, request, Path(scratch))
+        model = converted.model
         value, tokens = perplexity(model, tokenizer, text)
     progress("[3/3] writing shards, manifest and model.tar.gz")
     request.output.mkdir(parents=True, exist_ok=True)
@@ -100,8 +133,10 @@ def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: Non
         model_name=request.model_name,
         source=source,
         method=request.method,
-        bits=bits,
-        dtype=dtype,
+        bits=converted.bits,
+        dtype=converted.dtype,
+        group_size=converted.group_size,
+        sparsity=converted.sparsity,
         perplexity=Perplexity(value=value, reference=reference, eval_text=EVAL_TEXT.name, tokens=tokens),
         libraries={name: _version(name) for name in LIBRARIES},
     )

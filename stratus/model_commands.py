@@ -28,7 +28,23 @@ def model() -> None:
 
 
 @model.command("build")
-@click.option("--method", type=click.Choice(["bf16", "fp32", "int8"]), default="bf16", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["bf16", "fp32", "int8", "int4", "prune-unstructured", "prune-2:4"]),
+    default="bf16",
+    show_default=True,
+    help="bf16 reference; int8/int4 weight-only; magnitude pruning (unstructured or 2:4).",
+)
+@click.option(
+    "--group-size", type=click.Choice(["32", "64", "128"]), default="32", show_default=True, help="int4 group."
+)
+@click.option(
+    "--sparsity",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="prune-unstructured: fraction of each decoder weight set to zero.",
+)
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the artifact.")
 @click.option(
     "--gguf",
@@ -46,7 +62,15 @@ def model() -> None:
 @click.option("--shard-size", default="100MB", show_default=True)
 @click.option("--force", is_flag=True, help="Rebuild even if the output already holds an artifact.")
 def build_command(
-    method: str, output: Path, gguf: Path | None, source: Path | None, name: str, shard_size: str, force: bool
+    method: str,
+    group_size: str,
+    sparsity: float,
+    output: Path,
+    gguf: Path | None,
+    source: Path | None,
+    name: str,
+    shard_size: str,
+    force: bool,
 ) -> None:
     """Load the source offline, convert it, shard it, measure perplexity, write manifest and model.tar.gz."""
     from gpu_jobs.artifact import MANIFEST, verify
@@ -67,6 +91,8 @@ def build_command(
         method=method,  # type: ignore[arg-type]
         model_name=name,
         max_shard_size=shard_size,
+        group_size=int(group_size),
+        sparsity=sparsity,
     )
     manifest = build(request, progress=lambda step: click.echo(f"{step} ({time.monotonic() - started:.1f} s)"))
     ppl = manifest.perplexity

@@ -65,7 +65,7 @@ def main() -> None:
     import torch
     import uvicorn
 
-    from gpu_jobs.batcher import DynamicBatcher
+    from gpu_jobs.batcher import ContinuousBatcher
     from gpu_jobs.loader import load_engine
     from gpu_jobs.server import ModelHolder, create_app
     from gpu_jobs.settings import ServerSettings
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
 
     port = free_port()
-    holder = ModelHolder(lambda: (engine, DynamicBatcher(engine, max_batch_size=64, wait_ms=20)))
+    holder = ModelHolder(lambda: (engine, ContinuousBatcher(engine, max_batch_size=64, wait_ms=20)))
     holder.start()
     holder.wait(60)
     server = uvicorn.Server(uvicorn.Config(create_app(holder, 64), host="127.0.0.1", port=port, log_level="warning"))

@@ -1,8 +1,12 @@
-"""Dynamic batching: requests from one pack and from concurrent invocations generate together.
+"""Continuous batching: requests from one pack and from concurrent invocations decode together,
+and a request can join (or leave) the running batch between any two decode steps.
 
-One worker thread owns the engine. It takes the first waiting request, then keeps collecting for
-up to `wait_ms` (or until `max_batch_size`), generates the whole batch, and resolves each
-request's future. A pack larger than the batch size simply spans several batches.
+One worker thread owns the engine. When idle it takes the first waiting request and keeps
+collecting for up to `wait_ms` (or until `max_batch_size`), then prefills them as a batch. While a
+batch runs, every iteration admits whatever is waiting into the free slots (no wait), runs one
+decode step, and resolves the requests that finished, so a short answer is returned as soon as
+it is done and its slot goes to the next request. A pack larger than the batch size fills the
+slots as they free up.
 """
 
 from __future__ import annotations
@@ -13,19 +17,24 @@ import threading
 import time
 from concurrent.futures import Future
 
-from gpu_jobs.engine.base import GenerationEngine, GenerationRequest, GenerationResult
+from gpu_jobs.engine.base import GenerationRequest, GenerationResult
+from gpu_jobs.engine.transformers_engine import DecodeBatch, TransformersEngine
 
 logger = logging.getLogger(__name__)
 
+_Item = tuple[GenerationRequest, "Future[GenerationResult]"]
 
-class DynamicBatcher:
-    def __init__(self, engine: GenerationEngine, max_batch_size: int, wait_ms: int) -> None:
+
+class ContinuousBatcher:
+    def __init__(self, engine: TransformersEngine, max_batch_size: int, wait_ms: int) -> None:
         self._engine = engine
         self._max = max_batch_size
         self._wait = wait_ms / 1000
-        self._queue: queue.Queue[tuple[GenerationRequest, Future[GenerationResult]] | None] = queue.Queue()
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
-        self.batches_run = 0
+        self.batches_run = 0  # prefills: groups of requests admitted together
+        self.steps_run = 0  # decode steps
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
@@ -37,32 +46,47 @@ class DynamicBatcher:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self._wait
-            while len(batch) < self._max:
-                try:
+    def _collect(self, free: int, idle: bool) -> list[_Item]:
+        """Up to `free` waiting requests; when idle, block for the first and wait `wait_ms` for more."""
+        items: list[_Item] = []
+        deadline = None
+        while len(items) < free and not self._closed:
+            try:
+                if idle and not items:
+                    item = self._queue.get()
+                    deadline = time.monotonic() + self._wait
+                elif deadline is not None:
                     item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            self._generate(batch)
+                else:
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._closed = True
+                break
+            items.append(item)
+        return items
 
-    def _generate(self, batch: list[tuple[GenerationRequest, Future[GenerationResult]]]) -> None:
-        try:
-            results = self._engine.generate([request for request, _ in batch])
-        except Exception as error:  # the engine failed for the whole batch: every caller hears it
-            logger.exception("generation failed")
-            for _, future in batch:
-                future.set_exception(error)
-            return
-        self.batches_run += 1
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+    def _run(self) -> None:
+        running = DecodeBatch()
+        while not (self._closed and not running.rows):
+            items = self._collect(self._max - len(running.rows), idle=not running.rows)
+            try:
+                if items:
+                    admitted = self._engine.admit([r for r, _ in items], tickets=[f for _, f in items])
+                    self.batches_run += 1
+                    running = running.merge(admitted)
+                if running.rows:
+                    self._engine.step(running)
+                    self.steps_run += 1
+            except Exception as error:  # the engine failed: every request in flight hears it
+                logger.exception("generation failed")
+                for row in running.rows + running.finished:
+                    row.ticket.set_exception(error)
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(error)
+                running = DecodeBatch()
+                continue
+            for row in running.take_finished():
+                row.ticket.set_result(row.result)

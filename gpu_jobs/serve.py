@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from gpu_jobs.batcher import DynamicBatcher
+from gpu_jobs.batcher import ContinuousBatcher
 from gpu_jobs.engine.base import GenerationEngine
 from gpu_jobs.loader import load_engine
 from gpu_jobs.server import ModelHolder, create_app
@@ -15,9 +15,9 @@ from gpu_jobs.settings import ServerSettings
 
 
 def build_holder(settings: ServerSettings) -> ModelHolder:
-    def load() -> tuple[GenerationEngine, DynamicBatcher]:
+    def load() -> tuple[GenerationEngine, ContinuousBatcher]:
         engine = load_engine(settings.model_dir, settings)
-        return engine, DynamicBatcher(engine, settings.max_batch_size, settings.batch_wait_ms)
+        return engine, ContinuousBatcher(engine, settings.max_batch_size, settings.batch_wait_ms)
 
     return ModelHolder(load)
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gpu_jobs.batcher import DynamicBatcher
+from gpu_jobs.batcher import ContinuousBatcher
 from gpu_jobs.engine.base import GenerationEngine, GenerationRequest, GenerationResult
 from stratus_core.contract import Choice, InferencePack, PackedRequest, PackResult, RequestError, RequestResult, Usage
 
@@ -29,10 +29,10 @@ logger = logging.getLogger(__name__)
 class ModelHolder:
     """Loads the engine in the background so that `/ping` can answer while it does."""
 
-    def __init__(self, load: Callable[[], tuple[GenerationEngine, DynamicBatcher]]) -> None:
+    def __init__(self, load: Callable[[], tuple[GenerationEngine, ContinuousBatcher]]) -> None:
         self._load = load
         self.engine: GenerationEngine | None = None
-        self.batcher: DynamicBatcher | None = None
+        self.batcher: ContinuousBatcher | None = None
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-bf16")
+DEFAULT_STATE_DIR = Path(".stratus/local-state")
 
 
 def configure_logging(quiet: bool = False) -> None:
@@ -38,15 +39,30 @@ def local() -> None:
 @click.option("--model-dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR, show_default=True)
 @click.option("--admin-key", envvar="STRATUS_ADMIN_KEY", default=None, help="Use this admin key (sk-…).")
 @click.option("--idle-seconds", default=60.0, show_default=True, help="Scale the endpoint to zero after this.")
-def up(port: int, model_dir: Path, admin_key: str | None, idle_seconds: float) -> None:
-    """Start everything and serve until Ctrl-C. State lives in memory: each start is fresh."""
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Tables, buckets and queued messages are saved here at Ctrl-C and restored at the next start.",
+)
+@click.option("--fresh", is_flag=True, help="Throw away the saved state and start empty.")
+def up(port: int, model_dir: Path, admin_key: str | None, idle_seconds: float, state_dir: Path, fresh: bool) -> None:
+    """Start everything and serve until Ctrl-C (which saves the state for the next start)."""
     from stratus.localcloud.cloud import LocalCloud, LocalCloudConfig
 
     configure_logging()
     if not (model_dir / "manifest.json").exists():
         raise click.ClickException(f"no model artifact at {model_dir}: run `make model` first")
     cloud = LocalCloud(
-        LocalCloudConfig(model_dir=model_dir, port=port, idle_seconds=idle_seconds, admin_key=admin_key)
+        LocalCloudConfig(
+            model_dir=model_dir,
+            port=port,
+            idle_seconds=idle_seconds,
+            admin_key=admin_key,
+            state_dir=state_dir,
+            fresh=fresh,
+        )
     ).start()
     click.echo(
         f"\nStratus local cloud is up.\n  API (OpenAI base URL): {cloud.url}/v1\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from stratus.localcloud import state
 from stratus.localcloud.endpoint import LocalAsyncEndpoint, free_port
 from stratus.localcloud.functions import handler, schedules, sqs_sources
 from stratus.localcloud.gateway import HttpApiGateway, LocalContext
 from stratus.localcloud.moto_server import LocalMotoServer
-from stratus.localcloud.resources import create_all
+from stratus.localcloud.resources import Created, create_all
 from stratus.localcloud.sqs_source import SqsEventSource
 from stratus.template import function_environment, load_template
 
@@ -41,6 +43,8 @@ class LocalCloudConfig:
     torch_threads: int = 2
     admin_key: str | None = None
     function_log_level: str | None = None  # overrides the template's LogLevel for the handlers
+    state_dir: Path | None = None  # keep tables, buckets and queues here between runs (None: in memory only)
+    fresh: bool = False  # throw away what state_dir holds before starting
 
 
 @dataclass
@@ -50,6 +54,7 @@ class LocalCloud:
     url: str = ""
     endpoint: LocalAsyncEndpoint | None = None
     _moto: LocalMotoServer | None = None
+    _created: Created | None = None
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -67,7 +72,8 @@ class LocalCloud:
         )
         os.environ.pop("AWS_PROFILE", None)
         template = load_template()
-        created = create_all("stratus")
+        created = self._created = create_all("stratus")
+        self._restore_state(created)
         os.environ.update(function_environment(template, created.refs))
         if self.config.function_log_level:
             os.environ["POWERTOOLS_LOG_LEVEL"] = self.config.function_log_level
@@ -123,8 +129,24 @@ class LocalCloud:
             self.endpoint.stop()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.config.state_dir is not None and self._created is not None:
+            counts = state.save(self.config.state_dir, self._created)
+            logger.info("state saved to %s: %s", self.config.state_dir, counts.describe())
         if self._moto is not None:
             self._moto.stop()
+
+    def _restore_state(self, created: Created) -> None:
+        directory = self.config.state_dir
+        if directory is None:
+            return
+        if self.config.fresh and directory.exists():
+            shutil.rmtree(directory)
+            logger.info("--fresh: removed the state kept in %s", directory)
+        counts = state.restore(directory, created)
+        if counts is None:
+            logger.info("no saved state in %s: starting empty (it is saved there at a clean stop)", directory)
+        else:
+            logger.info("state restored from %s: %s", directory, counts.describe())
 
     def _bootstrap(self) -> str:
         from stratus_core import wiring

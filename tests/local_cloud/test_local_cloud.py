@@ -38,9 +38,34 @@ class Cloud:
     url: str
     admin_key: str
     log: Path
+    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
 
     def call(self, method: str, path: str, key: str, body: Any = None) -> Any:
         return AdminApi(self.url, key).call(method, path, body)
+
+    def start(self) -> None:
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{self.url}/openapi.json", timeout=2):
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.3)
+        raise AssertionError("the local cloud did not come up in 120 s")
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
 
 
 def free_port() -> int:
@@ -57,42 +82,16 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     port = free_port()
     admin_key = "sk-" + secrets.token_urlsafe(32)
     log = tmp_path_factory.mktemp("logs") / "local-up.log"
+    state = tmp_path_factory.mktemp("state") / "local-state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("POWERTOOLS_")}
     env.update({"STRATUS_DTYPE": "float32", "STRATUS_ADMIN_KEY": admin_key, "HF_HUB_OFFLINE": "1"})
-    with log.open("w") as out:
-        process = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "stratus",
-                "local",
-                "up",
-                "--port",
-                str(port),
-                "--model-dir",
-                str(artifact),
-                "--idle-seconds",
-                "2",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"{url}/openapi.json", timeout=2):
-                break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.3)
-    yield Cloud(url, admin_key, log)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    command = [sys.executable, "-m", "stratus", "local", "up", "--port", str(port), "--model-dir", str(artifact)]
+    command += ["--idle-seconds", "2", "--state-dir", str(state)]
+    cloud = Cloud(f"http://127.0.0.1:{port}", admin_key, log, None, command, env)  # type: ignore[arg-type]
+    cloud.start()
+    yield cloud
+    if cloud.process.poll() is None:
+        cloud.stop()
 
 
 def test_chat_and_batch_through_the_local_cloud_bill_what_they_report(cloud: Cloud) -> None:
@@ -178,3 +177,21 @@ def test_operator_commands_drive_the_admin_api(cloud: Cloud) -> None:
     assert table.exit_code == 0 and "initech" in table.output
     missing = runner.invoke(main, ["tenants", "show", "nobody", *api])
     assert missing.exit_code == 1 and "404" in missing.output
+
+
+def test_state_is_kept_across_a_restart_and_fresh_throws_it_away(cloud: Cloud) -> None:
+    admin = cloud.admin_key
+    before_usage = cloud.call("GET", "/admin/tenants/acme/usage", admin)["totals"]
+    before_tenants = {t["tenant_id"] for t in cloud.call("GET", "/admin/tenants", admin)["data"]}
+    assert cloud.stop() == 0
+    assert "state saved to" in cloud.log.read_text()
+
+    cloud.start()
+    assert "state restored from" in cloud.log.read_text()
+    assert {t["tenant_id"] for t in cloud.call("GET", "/admin/tenants", admin)["data"]} == before_tenants
+    assert cloud.call("GET", "/admin/tenants/acme/usage", admin)["totals"] == before_usage
+    assert cloud.stop() == 0
+
+    cloud.command.append("--fresh")
+    cloud.start()
+    assert {t["tenant_id"] for t in cloud.call("GET", "/admin/tenants", admin)["data"]} == {"operators"}

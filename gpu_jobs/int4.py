@@ -127,16 +127,27 @@ def quantizable(name: str, module: Any, group_size: int = GROUP_SIZE) -> bool:
         isinstance(module, nn.Linear)
         and ".layers." in f".{name}"
         and module.in_features % group_size == 0
+        and module.out_features % 16 == 0  # the CPU kernel's tile
         and not name.endswith("lm_head")
     )
 
 
-def replace_linears(model: Any, group_size: int = GROUP_SIZE, *, quantize_weights: bool) -> list[str]:
-    """Swap every quantizable `nn.Linear` for an `Int4Linear` (quantizing it, or empty for loading)."""
+def replace_linears(
+    model: Any, group_size: int = GROUP_SIZE, *, quantize_weights: bool, head: bool = False
+) -> list[str]:
+    """Swap every quantizable `nn.Linear` for an `Int4Linear` (quantizing it, or empty for loading).
+
+    `head`: the output projection too. With tied embeddings it gets its own int4 copy (the input
+    embedding stays bf16, a lookup costs nothing), and the config stops tying them: the head is a
+    big matmul every token (49,152 x 576 on SmolLM2), the embedding is not."""
     names = [name for name, module in model.named_modules() if quantizable(name, module, group_size)]
+    output = model.get_output_embeddings()
+    if head and output is not None and output.in_features % group_size == 0 and output.out_features % 16 == 0:
+        names.append("lm_head")
+        model.config.tie_word_embeddings = False
     for name in names:
         parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
+        parent = model.get_submodule(parent_name) if parent_name else model
         linear = getattr(parent, child)
         if quantize_weights:
             replacement = Int4Linear.from_linear(linear, group_size)

@@ -51,13 +51,13 @@ def load_int4(directory: Path, manifest: Manifest, device_map: dict[str, int] | 
 
     from gpu_jobs.int4 import pack_all, replace_linears
 
-    config = AutoConfig.from_pretrained(directory)
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
-    replace_linears(model, manifest.group_size or 32, quantize_weights=False)
     state: dict[str, Any] = {}
     for shard in manifest.shards:
         state.update(load_file(directory / shard.file))
+    config = AutoConfig.from_pretrained(directory)
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
+    replace_linears(model, manifest.group_size or 32, quantize_weights=False, head="lm_head.qweight" in state)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if unexpected or set(missing) - tied:

@@ -45,7 +45,7 @@ def build_tiny_model(directory: Path, seed: int = 0, vocab_size: int = 512) -> P
     tokenizer.save_pretrained(directory)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=-(-len(tokenizer) // 16) * 16,  # padded to a multiple of 16, as real models are
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,

@@ -39,6 +39,12 @@ def model() -> None:
     "--group-size", type=click.Choice(["32", "64", "128"]), default="32", show_default=True, help="int4 group."
 )
 @click.option(
+    "--int4-head/--no-int4-head",
+    default=False,
+    show_default=True,
+    help="int4: quantize the output head too (faster decoding, +2 % perplexity on SmolLM2).",
+)
+@click.option(
     "--sparsity",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=0.5,
@@ -64,6 +70,7 @@ def model() -> None:
 def build_command(
     method: str,
     group_size: str,
+    int4_head: bool,
     sparsity: float,
     output: Path,
     gguf: Path | None,
@@ -93,6 +100,7 @@ def build_command(
         max_shard_size=shard_size,
         group_size=int(group_size),
         sparsity=sparsity,
+        int4_head=int4_head,
     )
     manifest = build(request, progress=lambda step: click.echo(f"{step} ({time.monotonic() - started:.1f} s)"))
     ppl = manifest.perplexity

@@ -156,7 +156,9 @@ class TransformersEngine(GenerationEngine):
             mask[i, width - len(ids) :] = 1
         input_ids, mask = input_ids.to(self._device), mask.to(self._device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        out = self._model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
         batch.cache, batch.mask = out.cache, mask
         batch.next_pos = positions[:, -1:] + 1
         batch.next_ids = self._pick_all(out.logits[:, -1, :], batch.rows)

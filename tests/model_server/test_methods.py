@@ -118,3 +118,13 @@ def test_unstructured_pruning_reaches_the_sparsity_asked_for(tiny_source: Path, 
     weights = load_file(output / manifest.shards[0].file)
     gate = weights["model.layers.1.mlp.gate_proj.weight"]
     assert float((gate == 0).float().mean()) == pytest.approx(0.3, abs=0.001)
+
+
+def test_int4_can_quantize_the_output_head_too(tiny_source: Path, tmp_path: Path) -> None:
+    build(BuildRequest(source=tiny_source, output=tmp_path / "h", method="int4", model_name="tiny", int4_head=True))
+
+    engine = load_engine(tmp_path / "h", ServerSettings.from_environment({}))
+    assert isinstance(engine._model.get_output_embeddings(), int4.Int4Linear)
+    assert engine._model.get_input_embeddings().weight.dtype == torch.bfloat16  # the lookup stays bf16
+    (result,) = engine.generate([GenerationRequest(prompt="one two", max_tokens=3, temperature=0)])
+    assert result.error is None and result.completion_tokens == 3

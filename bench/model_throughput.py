@@ -53,14 +53,37 @@ def post(url: str, body: bytes) -> int:
     return int(result["usage"]["completion_tokens"])
 
 
+def llama_cpp_stream(args: argparse.Namespace) -> dict[str, float]:
+    """llama.cpp on the GGUF the artifact was built from, one request at a time, same prompts."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from stratus.model_commands import wheel_gguf
+
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.sequential)]
+    command = [str(args.llama_python), str(REPO / "bench" / "llama_cpp_stream.py"), str(wheel_gguf())]
+    command += [str(args.threads), str(args.max_tokens), *prompts]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--artifact", type=Path, default=REPO / ".stratus" / "models" / "smollm2-bf16")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sequential", type=int, default=4, help="requests in the sequential baseline")
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "out" / "model_throughput.json")
+    parser.add_argument("--output", type=Path, default=None, help="default: bench/out/model_throughput-<artifact>.json")
+    parser.add_argument(
+        "--llama-python",
+        type=Path,
+        default=None,
+        help="an interpreter with llama-cpp-python: adds llama.cpp single-stream on the source GGUF, same threads",
+    )
     args = parser.parse_args()
+    output = args.output or REPO / "bench" / "out" / f"model_throughput-{args.artifact.name}.json"
 
     import torch
     import uvicorn
@@ -88,6 +111,9 @@ def main() -> None:
         generated += int(out.shape[1] - ids.input_ids.shape[1])
     baseline = generated / (time.perf_counter() - started)
     print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
+    llama = llama_cpp_stream(args) if args.llama_python else None
+    if llama:
+        print(f"llama.cpp single stream (source GGUF): {llama['tok_per_s']:.1f} tok/s ({llama['tokens']} tokens)")
 
     port = free_port()
     holder = ModelHolder(lambda: (engine, ContinuousBatcher(engine, max_batch_size=64, wait_ms=20)))
@@ -105,20 +131,27 @@ def main() -> None:
         with ThreadPoolExecutor(concurrency) as pool:
             tokens = sum(pool.map(lambda i: post(url, pack(i, args.max_tokens)), range(concurrency)))
         rate = tokens / (time.perf_counter() - started)
-        rows.append(
-            {
-                "concurrency": concurrency,
-                "tokens": tokens,
-                "tok_per_s": round(rate, 1),
-                "vs_sequential": round(rate / baseline, 2),
-            }
+        row = {
+            "concurrency": concurrency,
+            "tokens": tokens,
+            "tok_per_s": round(rate, 1),
+            "vs_sequential": round(rate / baseline, 2),
+        }
+        versus = ""
+        if llama:
+            row["vs_llama_cpp_single"] = round(rate / llama["tok_per_s"], 2)
+            versus = f", {rate / llama['tok_per_s']:.2f}x llama.cpp single stream"
+        rows.append(row)
+        print(
+            f"/invocations, {concurrency:>2} concurrent: {rate:7.1f} tok/s  ({rate / baseline:.2f}x sequential{versus})"
         )
-        print(f"/invocations, {concurrency:>2} concurrent: {rate:7.1f} tok/s  ({rate / baseline:.2f}x sequential)")
     server.should_exit = True
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
         json.dumps(
             {
+                "artifact": args.artifact.name,
+                "llama_cpp_single": llama,
                 "threads": args.threads,
                 "max_tokens": args.max_tokens,
                 "sequential_tok_per_s": round(baseline, 1),
@@ -127,7 +160,7 @@ def main() -> None:
             indent=2,
         )
     )
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

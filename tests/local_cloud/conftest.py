@@ -1,0 +1,84 @@
+"""`stratus local up` run as a user runs it: a separate process, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratus.admin_client import AdminApi
+
+MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class Cloud:
+    url: str
+    admin_key: str
+    log: Path
+    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
+
+    def call(self, method: str, path: str, key: str, body: Any = None) -> Any:
+        return AdminApi(self.url, key).call(method, path, body)
+
+    def start(self) -> None:
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{self.url}/openapi.json", timeout=2):
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.3)
+        raise AssertionError("the local cloud did not come up in 120 s")
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def launch(artifact: Path, tmp_path_factory: pytest.TempPathFactory, dtype: str) -> Iterator[Cloud]:
+    port = free_port()
+    admin_key = "sk-" + secrets.token_urlsafe(32)
+    log = tmp_path_factory.mktemp("logs") / "local-up.log"
+    state = tmp_path_factory.mktemp("state") / "local-state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("POWERTOOLS_")}
+    env.update({"STRATUS_DTYPE": dtype, "STRATUS_ADMIN_KEY": admin_key, "HF_HUB_OFFLINE": "1"})
+    command = [sys.executable, "-m", "stratus", "local", "up", "--port", str(port), "--model-dir", str(artifact)]
+    command += ["--idle-seconds", "2", "--state-dir", str(state)]
+    cloud = Cloud(f"http://127.0.0.1:{port}", admin_key, log, None, command, env)  # type: ignore[arg-type]
+    cloud.start()
+    try:
+        yield cloud
+    finally:
+        if cloud.process.poll() is None:
+            cloud.stop()

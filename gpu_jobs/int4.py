@@ -106,7 +106,7 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._packed is None:
             self.pack()
-        flat = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        flat = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()  # the kernels need it
         out: torch.Tensor
         if flat.device.type == "cuda":
             out = torch.ops.aten._weight_int4pack_mm(flat, self._packed, self.group_size, self._scales_and_zeros)

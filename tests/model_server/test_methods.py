@@ -126,5 +126,10 @@ def test_int4_can_quantize_the_output_head_too(tiny_source: Path, tmp_path: Path
     engine = load_engine(tmp_path / "h", ServerSettings.from_environment({}))
     assert isinstance(engine._model.get_output_embeddings(), int4.Int4Linear)
     assert engine._model.get_input_embeddings().weight.dtype == torch.bfloat16  # the lookup stays bf16
-    (result,) = engine.generate([GenerationRequest(prompt="one two", max_tokens=3, temperature=0)])
-    assert result.error is None and result.completion_tokens == 3
+    results = engine.generate(  # two prompts of different lengths: a padded prefill through the int4 head
+        [
+            GenerationRequest(prompt="one two", max_tokens=3, temperature=0),
+            GenerationRequest(prompt="the quick brown fox jumps", max_tokens=3, temperature=0),
+        ]
+    )
+    assert [(r.error, r.completion_tokens) for r in results] == [(None, 3), (None, 3)]

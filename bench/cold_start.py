@@ -4,7 +4,8 @@ against loading bf16 and quantizing to int8 at start (what the artifact build av
 Each sample is a fresh interpreter (imports included, as in a container start); median of N.
 
     .venv/bin/python bench/cold_start.py [--runs 3]   (after `make model` and
-    `stratus model build --method int8 --output .stratus/models/smollm2-int8`)
+    `stratus model build --method int8|int4 --output .stratus/models/smollm2-int8|int4`,
+    `stratus model build --method int4 --int4-head --output .stratus/models/smollm2-int4-head`)
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main() -> None:
     cases = [
         ("bf16 artifact", LOAD, MODELS / "smollm2-bf16"),
         ("int8 artifact", LOAD, MODELS / "smollm2-int8"),
+        ("int4 artifact", LOAD, MODELS / "smollm2-int4"),
+        ("int4 artifact, int4 head", LOAD, MODELS / "smollm2-int4-head"),
         ("bf16 + int8 quantization at start", QUANTIZE_AT_START, MODELS / "smollm2-bf16"),
     ]
     rows = []

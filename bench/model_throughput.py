@@ -18,6 +18,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = [
@@ -93,30 +94,41 @@ def main() -> None:
     from gpu_jobs.server import ModelHolder, create_app
     from gpu_jobs.settings import ServerSettings
 
-    torch.set_num_threads(args.threads)
     settings = ServerSettings.from_environment({"STRATUS_TORCH_THREADS": str(args.threads)})
-    engine = load_engine(args.artifact, settings)
-    model, tokenizer = engine._model, engine._tokenizer  # the very same weights for the baseline
 
-    # Baseline: transformers' generate, one request at a time.
-    generated = 0
-    started = time.perf_counter()
-    for i in range(args.sequential):
-        text = engine.render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(
-                **ids, max_new_tokens=args.max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-        generated += int(out.shape[1] - ids.input_ids.shape[1])
-    baseline = generated / (time.perf_counter() - started)
+    # All torch work happens off the main thread, in threads that end before the server starts:
+    # libgomp throttles its spin-wait once more threads than cores belong to OpenMP teams, and the
+    # main thread's team never goes away (FIELD-NOTES: 2.5x slower decoding in the batcher thread).
+    # `serve` is built the same way: the model loads in a thread that ends, and only the batcher computes.
+    def baseline_run() -> None:
+        nonlocal engine, baseline, generated
+        torch.set_num_threads(args.threads)
+        engine = load_engine(args.artifact, settings)
+        model, tokenizer = engine._model, engine._tokenizer  # the very same weights for the baseline
+        # Baseline: transformers' generate, one request at a time.
+        started = time.perf_counter()
+        for i in range(args.sequential):
+            text = engine.render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+            with torch.inference_mode():
+                out = model.generate(
+                    **ids, max_new_tokens=args.max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
+            generated += int(out.shape[1] - ids.input_ids.shape[1])
+        baseline = generated / (time.perf_counter() - started)
+
+    engine: Any = None
+    baseline, generated = 0.0, 0
+    worker = threading.Thread(target=baseline_run)
+    worker.start()
+    worker.join()
     print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
     llama = llama_cpp_stream(args) if args.llama_python else None
     if llama:
         print(f"llama.cpp single stream (source GGUF): {llama['tok_per_s']:.1f} tok/s ({llama['tokens']} tokens)")
 
     port = free_port()
-    holder = ModelHolder(lambda: (engine, ContinuousBatcher(engine, max_batch_size=64, wait_ms=20)))
+    holder = ModelHolder(lambda: (engine, ContinuousBatcher(engine, 64, 20, args.threads)))
     holder.start()
     holder.wait(60)
     server = uvicorn.Server(uvicorn.Config(create_app(holder, 64), host="127.0.0.1", port=port, log_level="warning"))
@@ -125,6 +137,7 @@ def main() -> None:
     while not server.started:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}/invocations"
+    post(url, pack(0, 4))  # warm-up, untimed: the chat template compiles and the first shapes run once
     rows = []
     for concurrency in (1, 4, 16, 64):
         started = time.perf_counter()

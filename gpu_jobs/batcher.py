@@ -7,6 +7,11 @@ batch runs, every iteration admits whatever is waiting into the free slots (no w
 decode step, and resolves the requests that finished, so a short answer is returned as soon as
 it is done and its slot goes to the next request. A pack larger than the batch size fills the
 slots as they free up.
+
+Only this thread computes once the model is loaded (the loading thread ends): libgomp throttles
+its spin-wait when more threads than cores belong to OpenMP teams, and a second live team (say,
+the main thread's) made decoding here 2.5x slower on 2 cores (FIELD-NOTES). OpenMP's thread count
+is per thread, so it is set again here.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ _Item = tuple[GenerationRequest, "Future[GenerationResult]"]
 
 
 class ContinuousBatcher:
-    def __init__(self, engine: TransformersEngine, max_batch_size: int, wait_ms: int) -> None:
+    def __init__(
+        self, engine: TransformersEngine, max_batch_size: int, wait_ms: int, threads: int | None = None
+    ) -> None:
         self._engine = engine
+        self._threads = threads
         self._max = max_batch_size
         self._wait = wait_ms / 1000
         self._queue: queue.Queue[_Item | None] = queue.Queue()
@@ -68,6 +76,10 @@ class ContinuousBatcher:
         return items
 
     def _run(self) -> None:
+        if self._threads:
+            import torch
+
+            torch.set_num_threads(self._threads)
         running = DecodeBatch()
         while not (self._closed and not running.rows):
             items = self._collect(self._max - len(running.rows), idle=not running.rows)

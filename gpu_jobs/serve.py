@@ -17,7 +17,9 @@ from gpu_jobs.settings import ServerSettings
 def build_holder(settings: ServerSettings) -> ModelHolder:
     def load() -> tuple[GenerationEngine, ContinuousBatcher]:
         engine = load_engine(settings.model_dir, settings)
-        return engine, ContinuousBatcher(engine, settings.max_batch_size, settings.batch_wait_ms)
+        return engine, ContinuousBatcher(
+            engine, settings.max_batch_size, settings.batch_wait_ms, settings.torch_threads
+        )
 
     return ModelHolder(load)
 

@@ -110,3 +110,53 @@ def build_command(
         if ppl
         else f"built {output}"
     )
+
+
+@model.command("upload")
+@click.argument("artifact", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--bucket", required=True, help="S3 bucket for model artifacts (yours, not the stack's data bucket).")
+@click.option("--prefix", default="stratus-models/", show_default=True, help="Key prefix inside the bucket.")
+@click.option("--image-uri", default=None, help="The container image in ECR, to print a complete `sam deploy` line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def upload_command(artifact: Path, bucket: str, prefix: str, image_uri: str | None, as_json: bool) -> None:
+    """Verify the artifact, upload its model.tar.gz (with progress) and print the `sam deploy` parameters.
+
+    The key holds the archive's SHA-256, so a new model is a new ModelDataUrl: CloudFormation then
+    replaces the SageMaker Model and the endpoint picks it up; the same model uploads to the same key.
+    """
+    import json
+
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    from gpu_jobs.artifact import ArtifactError, sha256_file, verify
+    from gpu_jobs.build import package
+
+    try:
+        manifest = verify(artifact)
+    except ArtifactError as refused:
+        raise click.ClickException(f"not uploading: {refused}") from refused
+    archive = artifact / "model.tar.gz"
+    if not archive.exists():
+        package(artifact)
+    digest = sha256_file(archive)
+    key = f"{prefix}{manifest.model_name}/{manifest.method}/{digest[:16]}/model.tar.gz"
+    size = archive.stat().st_size
+    s3 = boto3.client("s3")
+    with click.progressbar(length=size, label=f"uploading {archive.name} ({size / 1e6:.1f} MB)", file=None) as bar:
+        s3.upload_file(
+            str(archive),
+            bucket,
+            key,
+            ExtraArgs={"Metadata": {"sha256": digest, "method": manifest.method}},
+            Config=TransferConfig(multipart_chunksize=64 * 1024 * 1024),
+            Callback=bar.update,
+        )
+    url = f"s3://{bucket}/{key}"
+    overrides = f"ModelDataUrl={url}" + (
+        f" ModelImageUri={image_uri}" if image_uri else " ModelImageUri=<your ECR image>"
+    )
+    if as_json:
+        click.echo(json.dumps({"model_data_url": url, "sha256": digest, "bytes": size, "method": manifest.method}))
+        return
+    click.echo(f"uploaded {url}\n  sha256 {digest}\n\ndeploy with:\n  sam deploy --parameter-overrides {overrides}")

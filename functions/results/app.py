@@ -26,12 +26,15 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def handle_notification(record: SQSRecord) -> None:
     notification = AsyncNotification.model_validate_json(record.body)
-    changed = wiring.results().handle(notification)
+    processor = wiring.results()
+    billed_before = processor.billed_tokens
+    changed = processor.handle(notification)
     logger.info(
         "notification handled",
         extra={"inference_id": notification.inferenceId, "status": notification.invocationStatus, "changed": changed},
     )
     metrics.add_metric(name="JobsFinished", unit=MetricUnit.Count, value=changed)
+    metrics.add_metric(name="TokensBilled", unit=MetricUnit.Count, value=processor.billed_tokens - billed_before)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -71,6 +71,7 @@ class ResultsProcessor:
         self._reader = reader
         self._clock = clock
         self._on_batch_job = on_batch_job_finished
+        self.billed_tokens = 0  # running total of tokens this processor billed (for the TokensBilled metric)
 
     def _finished(self, job: Job, changed: bool) -> int:
         if changed and job.batch_id and self._on_batch_job is not None:
@@ -106,6 +107,8 @@ class ResultsProcessor:
             created = int(job.created_at.timestamp())
             response = completion_object(job.kind, job.job_id, created, job.model, item.choices, item.usage)
             completed = self._ledger.complete(job, item.choices, item.usage, response.model_dump(mode="json"), now)
+            if completed:
+                self.billed_tokens += item.usage.total_tokens
             changed += self._finished(job, completed)
         return changed
 

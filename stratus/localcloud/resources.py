@@ -94,6 +94,8 @@ def create_topics(template: Mapping[str, Any], prefix: str, created: Created) ->
         created.refs[logical_id] = arn
         created.arns[logical_id] = arn
     for props in resources_of_type(template, "AWS::SNS::Subscription").values():
+        if props["Protocol"] != "sqs":  # the alarm e-mail subscription is for a real account only
+            continue
         attributes = {"RawMessageDelivery": "true"} if props.get("RawMessageDelivery") else {}
         client.subscribe(
             TopicArn=created.resolve(props["TopicArn"]),

@@ -54,7 +54,9 @@ def test_authorizer_cache_ttl_is_short_and_is_what_the_api_uses() -> None:
 
 
 def test_results_queue_receives_both_sagemaker_topics_raw() -> None:
-    subscriptions = resources_of_type(load_template(), "AWS::SNS::Subscription").values()
+    subscriptions = [
+        s for s in resources_of_type(load_template(), "AWS::SNS::Subscription").values() if s["Protocol"] == "sqs"
+    ]
     assert {(s["TopicArn"]["Ref"], s["Endpoint"]["Fn::GetAtt"][0], s["RawMessageDelivery"]) for s in subscriptions} == {
         ("InferenceSuccessTopic", "ResultsQueue", True),
         ("InferenceErrorTopic", "ResultsQueue", True),
@@ -67,3 +69,76 @@ def test_every_sqs_triggered_function_reports_partial_batch_failures() -> None:
         for event in resource.get("Properties", {}).get("Events", {}).values():
             if event["Type"] == "SQS":
                 assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], logical_id
+
+
+def test_the_endpoint_scales_to_zero_and_out_from_zero_on_backlog() -> None:
+    resources = load_template()["Resources"]
+    target = resources["EndpointScalableTarget"]["Properties"]
+    assert target["MinCapacity"] == 0 and target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    tracking = resources["BacklogTargetTracking"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["CustomizedMetricSpecification"]["MetricName"] == "ApproximateBacklogSizePerInstance"
+    assert tracking["ScaleInCooldown"] == {"Ref": "ScaleInCooldownSeconds"}
+    alarm = resources["HasBacklogWithoutCapacityAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "HasBacklogWithoutCapacity",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["AlarmActions"] == [{"Ref": "ScaleOutFromZero"}]
+    step = resources["ScaleOutFromZero"]["Properties"]["StepScalingPolicyConfiguration"]
+    assert step["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
+
+
+def test_async_answers_land_where_the_results_and_sweeper_functions_read_them() -> None:
+    resources = load_template()["Resources"]
+    config = resources["EndpointConfig"]["Properties"]["AsyncInferenceConfig"]["OutputConfig"]
+    assert config["S3OutputPath"] == {"Fn::Sub": "s3://${DataBucket}/outputs/"}
+    assert config["S3FailurePath"] == {"Fn::Sub": "s3://${DataBucket}/failures/"}
+    assert config["NotificationConfig"]["SuccessTopic"] == {"Ref": "InferenceSuccessTopic"}
+    assert config["NotificationConfig"]["ErrorTopic"] == {"Ref": "InferenceErrorTopic"}
+    assert resources["Endpoint"]["Properties"]["EndpointName"] == {"Ref": "EndpointName"}
+
+
+def test_every_dead_letter_queue_and_function_has_an_alarm() -> None:
+    template = load_template()
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+    watched_queues = {
+        d["Value"]["Fn::GetAtt"][0] for a in alarms for d in a.get("Dimensions", []) if d["Name"] == "QueueName"
+    }
+    dead_letter_queues = {
+        q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in resources_of_type(template, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q
+    }
+    assert watched_queues == dead_letter_queues
+    watched_functions = {
+        d["Value"]["Ref"]
+        for a in alarms
+        for m in a.get("Metrics", [])
+        if "MetricStat" in m and m["MetricStat"]["Metric"]["MetricName"] == "Errors"
+        for d in m["MetricStat"]["Metric"]["Dimensions"]
+    }
+    assert watched_functions == set(resources_of_type(template, "AWS::Serverless::Function"))
+
+
+def test_data_at_rest_is_encrypted_and_the_bucket_is_private_and_tls_only() -> None:
+    template = load_template()
+    for props in resources_of_type(template, "AWS::DynamoDB::Table").values():
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+    for props in resources_of_type(template, "AWS::SQS::Queue").values():
+        assert props["SqsManagedSseEnabled"] is True
+    for props in resources_of_type(template, "AWS::SNS::Topic").values():
+        assert props["KmsMasterKeyId"] == "alias/aws/sns"
+    bucket = template["Resources"]["DataBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    expiring = {rule.get("Prefix") for rule in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}
+    assert {"requests/", "packs/", "outputs/", "failures/"} <= expiring
+    (tls,) = template["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_outputs_name_what_an_operator_needs() -> None:
+    outputs = load_template()["Outputs"]
+    assert {"ApiUrl", "DataBucketName", "RequestsQueueUrl", "BatchQueueUrl", "TenantsTableName", "EndpointName"} <= set(
+        outputs
+    )

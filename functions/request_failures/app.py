@@ -46,6 +46,8 @@ def fail_request(record: SQSRecord) -> None:
     failed = wiring.ledger().finish_unbilled(
         job, JobStatus.FAILED, JobError(code="dispatch_failed", message=reason), utcnow()
     )
+    if failed and job.batch_id:  # it may have been the batch's last request: finalize it then
+        wiring.batches().maybe_finalize(job.tenant_id, job.batch_id)
     logger.warning(
         "request failed from the dead-letter queue",
         extra={"job_id": job.job_id, "tenant_id": job.tenant_id, "reason": reason, "changed": failed},

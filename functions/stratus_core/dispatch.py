@@ -51,7 +51,9 @@ class Dispatcher:
         *,
         max_pack_size: int,
         clock: Callable[[], datetime] = utcnow,
+        on_batch_job_finished: Callable[[str, str], object] | None = None,
     ) -> None:
+        self._on_batch_job = on_batch_job_finished
         self._jobs = jobs
         self._bodies = bodies
         self._packs = packs
@@ -76,7 +78,9 @@ class Dispatcher:
             request = self._bodies.get(job.body_key)
             if request is None:
                 error = JobError(code="request_missing", message="the stored request body is missing")
-                self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+                failed = self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+                if failed and job.batch_id and self._on_batch_job is not None:
+                    self._on_batch_job(job.tenant_id, job.batch_id)  # it may have been the batch's last request
                 report.failed.append(message_id)
                 continue
             by_model.setdefault(job.model, []).append((message_id, job, request))

@@ -144,7 +144,15 @@ def dispatcher() -> Dispatcher:
 
     settings = get_settings()
     endpoint = AsyncEndpoint(settings.endpoint_name, settings.request_ttl_seconds, settings.invocation_timeout_seconds)
-    return Dispatcher(job_store(), objects(), objects(), endpoint, ledger(), max_pack_size=settings.max_pack_size)
+    return Dispatcher(
+        job_store(),
+        objects(),
+        objects(),
+        endpoint,
+        ledger(),
+        max_pack_size=settings.max_pack_size,
+        on_batch_job_finished=batches().maybe_finalize,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
+from request_failures.app import lambda_handler as request_failures_handler
+from stratus.localcloud.sqs_source import SqsEventSource
 from stratus_core import aws, wiring
 from stratus_core.config import get_settings
 from stratus_core.keys import IssuedKey, Principal, Scope
@@ -340,3 +342,94 @@ def test_large_input_through_a_presigned_upload(call_api: Api, batcher: Principa
     ).body
     pipeline.run()
     assert call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body["status"] == "completed"
+
+
+def test_the_owner_deletes_a_file_and_its_content_goes_with_it(call_api: Api, batcher: Principal) -> None:
+    file_id = upload(call_api, batcher, jsonl([chat_line(0)])).body["id"]
+    s3 = boto3.client("s3")
+    bucket = get_settings().data_bucket
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="files/").get("KeyCount") == 1
+
+    deleted = call_api("DELETE", f"/v1/files/{file_id}", principal=batcher)
+
+    assert deleted.status == 200 and deleted.body == {"id": file_id, "object": "file", "deleted": True}
+    assert call_api("GET", f"/v1/files/{file_id}", principal=batcher).status == 404
+    assert call_api("GET", f"/v1/files/{file_id}/content", principal=batcher).status == 404
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="files/").get("KeyCount") == 0
+    assert call_api("DELETE", f"/v1/files/{file_id}", principal=batcher).status == 404
+
+
+def test_a_throttled_batch_lane_backs_off_and_still_completes(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    batch = start_batch(call_api, batcher, [chat_line(i) for i in range(3)])
+    pipeline.batches.drain()
+    pipeline.endpoint.throttle_next = 1
+
+    handled, failed = pipeline.batch_requests.poll_once(retry_failures_now=True)
+    assert (handled, failed) == (3, 3)  # the whole pack went back to the queue, visibility extended
+    pipeline.run()
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+
+
+def test_batch_requests_whose_bodies_are_gone_fail_and_the_batch_still_finishes(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    batch = start_batch(call_api, batcher, [chat_line(i) for i in range(2)])
+    pipeline.batches.drain()
+    s3 = boto3.client("s3")
+    bucket = get_settings().data_bucket
+    for body in s3.list_objects_v2(Bucket=bucket, Prefix="requests/")["Contents"]:
+        s3.delete_object(Bucket=bucket, Key=body["Key"])
+
+    pipeline.run()  # the last failure, found by the dispatcher, must finalize the batch
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 2, "completed": 0, "failed": 2}
+    errors = call_api("GET", f"/v1/files/{done['error_file_id']}/content", principal=batcher).raw.decode()
+    assert [json.loads(line)["error"]["code"] for line in errors.splitlines()] == ["request_missing"] * 2
+    assert wiring.tenants().get("acme").in_flight == 0
+
+
+def test_trusted_producer_submits_a_jsonl_object_from_the_submissions_prefix(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    bucket = get_settings().data_bucket
+    lines = [
+        {"custom_id": f"s{i}", "method": "POST", "url": "/v1/chat/completions", "body": chat_line(i)["body"]}
+        for i in range(2)
+    ]
+    boto3.client("s3").put_object(Bucket=bucket, Key="submissions/nightly/in.jsonl", Body=jsonl(lines))
+    submission = {
+        "submission_id": "nightly-s3",
+        "tenant_id": "acme",
+        "endpoint": "/v1/chat/completions",
+        "input_s3_uri": f"s3://{bucket}/submissions/nightly/in.jsonl",
+    }
+    boto3.client("sqs").send_message(QueueUrl=pipeline.created.refs["BatchQueue"], MessageBody=json.dumps(submission))
+    pipeline.run()
+
+    (batch,) = call_api("GET", "/v1/batches", principal=batcher).body["data"]
+    assert batch["status"] == "completed" and batch["request_counts"]["completed"] == 2
+
+
+def test_a_batch_request_that_dead_letters_fails_into_the_batch_and_the_batch_finishes(
+    call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
+    batch = start_batch(call_api, batcher, [chat_line(0)])
+    pipeline.batches.drain()
+    pipeline.endpoint.throttle_next = 1_000
+
+    pipeline.batch_requests.drain(retry_failures_now=True)  # maxReceiveCount deliveries, then the DLQ
+    assert pipeline.queue_depth("BatchRequestsDeadLetterQueue") == 1
+    failures = SqsEventSource(
+        pipeline.created.refs["BatchRequestsDeadLetterQueue"], request_failures_handler, context=FakeContext()
+    )
+    failures.drain()
+    pipeline.batches.drain()  # the finalize message the last failure sent
+
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 1, "completed": 0, "failed": 1}
+    assert wiring.tenants().get("acme").in_flight == 0

@@ -348,3 +348,22 @@ def test_inference_needs_the_inference_scope(call_api: Api, make_tenant: Callabl
     response = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
     assert response.status == 403
     assert response.body["error"]["code"] == "insufficient_scope"
+
+
+def test_a_request_whose_stored_body_is_gone_fails_and_releases_its_tokens(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    s3 = boto3.client("s3")
+    bucket = pipeline.created.refs["DataBucket"]
+    (body,) = s3.list_objects_v2(Bucket=bucket, Prefix="requests/")["Contents"]
+    s3.delete_object(Bucket=bucket, Key=body["Key"])
+
+    pipeline.run()
+
+    job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
+    assert (job["status"], job["error"]["code"]) == ("failed", "request_missing")
+    assert wiring.tenants().get("acme").in_flight == 0
+    assert pipeline.endpoint.calls == []
+    assert call_api("GET", "/v1/usage", principal=caller).body["totals"]["total_tokens"] == 0

@@ -1,0 +1,133 @@
+"""A pytest plugin that records, for each Stratus function, the AWS calls its code makes.
+
+Loaded with `-p tests.iam.recorder` and `STRATUS_IAM_RECORD=<file>`: every boto3 call (and every
+presigned URL, which the caller's role must also allow) is attributed to the function whose code
+is on the call stack (`functions/<package>/…`), turned into the IAM action and the resource it
+needs, and written to the file at the end of the session. Calls made by test set-up code are
+not attributed to any function and are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import botocore.signers
+import pytest
+from botocore.client import BaseClient
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+PACKAGES = {"authorizer", "api", "batch", "dispatcher", "results", "request_failures", "sweeper", "billing"}
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+S3_ACTIONS = {
+    "PutObject": "s3:PutObject",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
+    "ListObjectsV2": "s3:ListBucket",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+}
+SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+recorded: dict[str, set[tuple[str, str]]] = defaultdict(set)
+
+
+def logical(physical: str) -> str:
+    """`test-TenantsTable` → `TenantsTable`; bucket names are lower case: `test-databucket` → `DataBucket`."""
+    name = physical.rsplit("/", 1)[-1].split("-", 1)[-1]
+    return "DataBucket" if name == "databucket" else name
+
+
+def calling_package() -> str | None:
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(FUNCTIONS_DIR):
+            package = path.relative_to(FUNCTIONS_DIR).parts[0]
+            if package in PACKAGES:
+                return package
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (IAM action, resource) pairs one call needs; resources by logical ID (+ index or key prefix)."""
+    if service == "dynamodb":
+        if operation == "TransactWriteItems":
+            pairs = []
+            for item in params["TransactItems"]:
+                ((kind, body),) = item.items()
+                pairs.append((f"dynamodb:{TRANSACT_ACTIONS[kind]}", logical(body["TableName"])))
+            return pairs
+        resource = logical(params["TableName"])
+        if params.get("IndexName"):
+            resource += f"/index/{params['IndexName']}"
+        return [(f"dynamodb:{operation}", resource)]
+    if service == "s3":
+        resource = logical(params["Bucket"])
+        if "Key" in params:
+            resource += "/" + params["Key"].split("/", 1)[0] + "/*"
+        return [(S3_ACTIONS[operation], resource)]
+    if service == "sqs":
+        return [(f"sqs:{SQS_ACTIONS.get(operation, operation)}", logical(params["QueueUrl"]))]
+    if service == "sagemaker-runtime":
+        return [(f"sagemaker:{operation}", "Endpoint")]
+    return [(f"{service}:{operation}", "?")]
+
+
+_original_call = BaseClient._make_api_call
+_original_presign = botocore.signers.generate_presigned_url
+
+
+def _recording_call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+    package = calling_package()
+    if package is not None:
+        recorded[package].update(needs(self.meta.service_model.service_name, operation, params))
+    return _original_call(self, operation, params)
+
+
+def _recording_presign(self: BaseClient, ClientMethod: str, Params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    package = calling_package()
+    if package is not None:
+        operation = self.meta.method_to_api_mapping[ClientMethod]
+        recorded[package].update(needs(self.meta.service_model.service_name, operation, Params or {}))
+    return _original_presign(self, ClientMethod, Params, **kwargs)
+
+
+def _record_fake_endpoint() -> None:
+    """The tests' fake SageMaker endpoint stands in for the `sagemaker-runtime` client: record its calls too."""
+    from tests.fakes import FakeAsyncEndpoint
+
+    original = FakeAsyncEndpoint.invoke_endpoint_async
+
+    def invoke(self: FakeAsyncEndpoint, **params: Any) -> Any:
+        package = calling_package()
+        if package is not None:
+            recorded[package].update(needs("sagemaker-runtime", "InvokeEndpointAsync", params))
+        return original(self, **params)
+
+    FakeAsyncEndpoint.invoke_endpoint_async = invoke  # type: ignore[method-assign]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _record_fake_endpoint()
+    BaseClient._make_api_call = _recording_call  # type: ignore[method-assign]
+    botocore.signers.generate_presigned_url = _recording_presign  # clients created from now on get it
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    target = os.environ.get("STRATUS_IAM_RECORD")
+    if target:
+        data = {package: sorted(map(list, pairs)) for package, pairs in sorted(recorded.items())}
+        Path(target).write_text(json.dumps({"exitstatus": int(exitstatus), "calls": data}, indent=1))

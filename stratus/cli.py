@@ -12,6 +12,7 @@ from stratus.bootstrap import BootstrapResult, bootstrap_admin, resolve_tables
 from stratus.local_commands import demo, local
 from stratus.model_commands import model
 from stratus.operator_commands import invoice, keys, tenants, usage
+from stratus.simulate_command import simulate_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +78,7 @@ def _print_bootstrap(result: BootstrapResult, as_json: bool) -> None:
 main.add_command(model)
 main.add_command(local)
 main.add_command(demo)
+main.add_command(simulate_command)
 for command in (tenants, keys, usage, invoice):
     main.add_command(command)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -11,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import admin_routes, batch_routes, inference_routes, tenant_routes
-from stratus_core.errors import PayloadTooLarge, StratusError
+from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError
 from stratus_core.http.auth import principal_from_authorizer, require_scope
 from stratus_core.http.errors import HttpError, http_error, route_not_found, validation_error
 from stratus_core.keys import Scope
@@ -76,10 +78,24 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return refuse_early(event) or app.resolve(event, context)
 
 
+# The scope each route family needs, checked before the body is parsed (the routes check it again).
+ROUTE_SCOPES = (
+    ("/admin/", Scope.ADMIN),
+    ("/v1/chat/completions", Scope.INFERENCE),
+    ("/v1/completions", Scope.INFERENCE),
+    ("/v1/jobs/", Scope.INFERENCE),
+    ("/v1/files", Scope.BATCH),
+    ("/v1/batches", Scope.BATCH),
+    ("/v1/usage", Scope.USAGE),
+)
+MAX_JSON_DEPTH_CHECK = 512  # bodies with more brackets than this are checked for nesting before parsing
+
+
 def refuse_early(event: dict[str, Any]) -> dict[str, Any] | None:
     """What must be refused before anything parses the body (Powertools validates the body before
-    any middleware or route runs): a body over the size cap (413), and admin routes called without
-    the admin scope (401/403), so that such callers learn nothing about the body they sent."""
+    any middleware or route runs): a body over the size cap (413), a route called without its scope
+    (401/403), so that such callers learn nothing about the body they sent, a body that is not UTF-8
+    and JSON nested too deep for the parser (400s instead of a decoder's or RecursionError's 500)."""
     path = str(event.get("rawPath", ""))
     body = event.get("body") or ""
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
@@ -87,9 +103,25 @@ def refuse_early(event: dict[str, Any]) -> dict[str, Any] | None:
     try:
         if size > limit:
             raise PayloadTooLarge(limit)
-        if path.startswith("/admin/"):
+        scope = next((scope for prefix, scope in ROUTE_SCOPES if path.startswith(prefix)), None)
+        if scope is not None:
             authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-            require_scope(principal_from_authorizer(authorizer.get("lambda")), Scope.ADMIN)
+            require_scope(principal_from_authorizer(authorizer.get("lambda")), scope)
+        text = body
+        if event.get("isBase64Encoded") and path != "/v1/files":  # file uploads are multipart, binary is fine
+            try:
+                text = base64.b64decode(body).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidRequest("the request body is not UTF-8 text") from None
+        if text is body and event.get("isBase64Encoded"):
+            text = ""
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH_CHECK:
+            try:
+                json.loads(text)
+            except RecursionError:
+                raise InvalidRequest("the JSON body is nested too deeply") from None
+            except ValueError:
+                pass  # not JSON: the route's own validation says so
     except StratusError as refused:
         result = http_error(refused)
         return {

@@ -1,0 +1,249 @@
+"""Attacks through the whole HTTP path (API Gateway's authorizer semantics + the authorizer + the API
+function) on moto: every route of the OpenAPI document against every kind of bad credential, other
+tenants' IDs, identity smuggled in headers, query or body, traversal in file names, hostile bodies.
+Each case asserts the exact status and that no response ever carries the other tenant's data; at the
+end no key string is in any table, object or log line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from api.app import lambda_handler as api_handler
+from authorizer.app import lambda_handler as authorizer_handler
+from stratus.localcloud.gateway import GatewayResponse, HttpApiGateway
+from stratus_core import keys as keys_module
+from stratus_core import wiring
+from stratus_core.config import get_settings
+from stratus_core.keys import IssuedKey, KeyCreate, Scope
+from stratus_core.tenants import TenantCreate
+
+MODEL = "smollm2-135m-instruct"
+BOUNDARY = "----attack-boundary"
+OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+ROUTES = [(method.upper(), path) for path, ops in OPENAPI["paths"].items() for method in ops]
+ALL_SCOPES = [Scope.INFERENCE, Scope.BATCH, Scope.USAGE]
+
+
+@dataclass
+class World:
+    gateway: HttpApiGateway
+    keys: dict[str, IssuedKey]
+    ids: dict[str, str]  # acme's job, file and batch
+
+    def call(
+        self, method: str, path: str, key: str | None, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> GatewayResponse:
+        sent = {"content-type": "application/json", "prefer": "wait=0", **(headers or {})}
+        if key is not None:
+            sent["authorization"] = f"Bearer {key}"
+        path, _, query = path.partition("?")
+        return self.gateway.handle(method, path, query, sent, body)
+
+    def as_(self, who: str, method: str, path: str, payload: Any = None, **kw: Any) -> GatewayResponse:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        return self.call(method, path, self.keys[who].api_key, body, **kw)
+
+
+def multipart(filename: str, content: bytes) -> tuple[bytes, dict[str, str]]:
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    return body, {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def chat(content: str = "hello") -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 4}
+
+
+@pytest.fixture
+def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    for tenant in ("operators", "acme", "globex"):
+        wiring.tenants().create(TenantCreate(tenant_id=tenant, name=tenant.title()))
+    create = wiring.keys().create
+    keys = {
+        "admin": create("operators", KeyCreate(scopes=[Scope.ADMIN, Scope.USAGE])),
+        "acme": create("acme", KeyCreate(scopes=ALL_SCOPES)),
+        "globex": create("globex", KeyCreate(scopes=ALL_SCOPES)),
+        "acme_usage_only": create("acme", KeyCreate(scopes=[Scope.USAGE])),
+        "acme_revoked": create("acme", KeyCreate(scopes=ALL_SCOPES)),
+        "acme_expiring": create(
+            "acme", KeyCreate(scopes=ALL_SCOPES, expires_at=datetime.now(UTC) + timedelta(minutes=5))
+        ),
+    }
+    wiring.keys().revoke(keys["acme_revoked"].key_id)
+    gateway = HttpApiGateway(authorizer_handler, api_handler, cache_ttl_seconds=0)
+    world = World(gateway, keys, {})
+    job = world.as_("acme", "POST", "/v1/chat/completions", chat("acme's secret question"))
+    assert job.status == 202, job.body
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": chat()}
+    body, headers = multipart("acme-input.jsonl", (json.dumps(line) + "\n").encode())
+    file = world.call("POST", "/v1/files", keys["acme"].api_key, body, headers)
+    assert file.status == 200, file.body
+    file_id = json.loads(file.body)["id"]
+    batch = world.as_(
+        "acme",
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+    )
+    assert batch.status == 200, batch.body
+    world.ids.update(job=json.loads(job.body)["id"], file=file_id, batch=json.loads(batch.body)["id"])
+    # the expiring key is past its expiry from here on
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    monkeypatch.setattr(keys_module, "utcnow", lambda: later)
+    yield world
+
+
+def concrete(path: str, world: World) -> str:
+    return (
+        path.replace("{job_id}", world.ids["job"])
+        .replace("{file_id}", world.ids["file"])
+        .replace("{batch_id}", world.ids["batch"])
+        .replace("{tenant_id}", "acme")
+        .replace("{key_id}", world.keys["acme"].key_id)
+        .replace("{month}", f"{datetime.now(UTC):%Y-%m}")
+    )
+
+
+def acme_secrets(world: World) -> list[str]:
+    return [world.ids["job"], world.ids["file"], world.ids["batch"], "acme's secret question", "acme-input"]
+
+
+def test_every_route_refuses_a_missing_malformed_revoked_or_expired_key(world: World) -> None:
+    bad = {
+        None: 401,
+        "not-a-key": 403,
+        "sk-" + "A" * 43: 403,  # well formed, unknown
+        world.keys["acme_revoked"].api_key: 403,
+        world.keys["acme_expiring"].api_key: 403,
+        world.keys["acme"].api_key[:-1] + ("A" if world.keys["acme"].api_key[-1] != "A" else "B"): 403,
+    }
+    for method, path in ROUTES:
+        for key, status in bad.items():
+            answer = world.call(method, concrete(path, world), key, b"{}")
+            assert answer.status == status, (method, path, key and key[:6], answer.status)
+            assert all(secret.encode() not in answer.body for secret in acme_secrets(world))
+
+
+def test_another_tenants_ids_are_404_and_never_echo_its_data(world: World) -> None:
+    for method, path in ROUTES:
+        if not any(part in path for part in ("{job_id}", "{file_id}", "{batch_id}")):
+            continue
+        answer = world.as_("globex", method, concrete(path, world))
+        assert answer.status == 404, (method, path, answer.status)
+        assert json.loads(answer.body)["error"]["type"] == "invalid_request_error"
+        assert all(secret.encode() not in answer.body for secret in acme_secrets(world)[3:])
+    for path in ("/v1/files", "/v1/batches", "/v1/usage"):
+        listing = world.as_("globex", "GET", path)
+        assert listing.status == 200
+        assert all(secret.encode() not in listing.body for secret in acme_secrets(world))
+
+
+def test_admin_routes_refuse_tenant_keys_whatever_their_scopes(world: World) -> None:
+    for method, path in ROUTES:
+        if path.startswith("/admin/"):
+            for who in ("acme", "globex", "acme_usage_only"):
+                answer = world.as_(who, method, concrete(path, world), {})
+                assert answer.status == 403, (who, method, path, answer.status)
+                assert json.loads(answer.body)["error"]["code"] == "insufficient_scope"
+
+
+def test_a_key_without_the_routes_scope_is_403(world: World) -> None:
+    for method, path in ROUTES:
+        if path.startswith("/v1/") and path not in ("/v1/usage", "/v1/models"):
+            answer = world.as_("acme_usage_only", method, concrete(path, world), chat())
+            assert answer.status == 403, (method, path, answer.status)
+    assert world.as_("acme_usage_only", "GET", "/v1/usage").status == 200
+
+
+@pytest.mark.parametrize(
+    "smuggle",
+    [
+        {"headers": {"x-tenant-id": "acme", "x-stratus-tenant": "acme", "x-amzn-oidc-identity": "acme"}},
+        {"query": "tenant_id=acme&tenant=acme"},
+        {"body": {"tenant_id": "acme", "user": "acme"}},
+    ],
+    ids=["headers", "query", "body"],
+)
+def test_identity_comes_from_the_key_not_from_headers_query_or_body(world: World, smuggle: dict[str, Any]) -> None:
+    query = f"?{smuggle['query']}" if "query" in smuggle else ""
+    headers = smuggle.get("headers")
+    usage = world.as_("globex", "GET", f"/v1/usage{query}", headers=headers)
+    assert usage.status == 200 and json.loads(usage.body)["tenant_id"] == "globex"
+    job = world.as_("globex", "GET", f"/v1/jobs/{world.ids['job']}{query}", headers=headers)
+    assert job.status == 404
+    body = {**chat(), **smuggle.get("body", {})}
+    created = world.as_("globex", "POST", f"/v1/chat/completions{query}", body, headers=headers)
+    if "body" in smuggle:
+        assert created.status == 400  # unknown fields are refused, never used
+    else:
+        assert created.status == 202
+        job_id = json.loads(created.body)["id"]
+        assert world.as_("globex", "GET", f"/v1/jobs/{job_id}").status == 200
+        assert world.as_("acme", "GET", f"/v1/jobs/{job_id}").status == 404
+
+
+@pytest.mark.parametrize("filename", ["../../etc/passwd", "..\\\\..\\\\boot.ini", "/abs/path.jsonl", "a/../../b.jsonl"])
+def test_traversal_in_a_file_name_never_leaves_the_tenants_prefix(world: World, filename: str) -> None:
+    line = {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": chat()}
+    body, headers = multipart(filename, (json.dumps(line) + "\n").encode())
+    answer = world.call("POST", "/v1/files", world.keys["globex"].api_key, body, headers)
+    assert answer.status in (200, 400), answer.body
+    bucket = get_settings().data_bucket
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert all(".." not in key and not key.startswith("/") for key in keys)
+    if answer.status == 200:
+        file_id = json.loads(answer.body)["id"]
+        assert any(key.startswith(f"files/globex/{file_id}") for key in keys), keys
+
+
+def test_hostile_bodies_get_clear_errors_not_500s(world: World) -> None:
+    key = world.keys["globex"].api_key
+    oversized = json.dumps({**chat("x" * (1024 * 1024 + 1))}).encode()
+    assert world.call("POST", "/v1/chat/completions", key, oversized).status == 413
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    nested = world.call("POST", "/v1/chat/completions", key, deep)
+    assert nested.status == 400 and json.loads(nested.body)["error"]["type"] == "invalid_request_error"
+    not_utf8 = b'{"model": "\xff\xfe\xfa", "messages": []}'
+    invalid = world.call("POST", "/v1/chat/completions", key, not_utf8)
+    assert invalid.status == 400 and json.loads(invalid.body)["error"]["type"] == "invalid_request_error"
+    for method, path in ROUTES:
+        if method in ("POST", "PATCH"):
+            who = world.keys["admin" if path.startswith("/admin/") else "globex"].api_key
+            answer = world.call(method, concrete(path, world), who, deep)
+            assert answer.status in (400, 404, 413), (method, path, answer.status)
+
+
+def test_no_key_string_in_tables_objects_or_logs_after_the_attacks(
+    world: World, capsys: pytest.CaptureFixture[str], service_logs: pytest.LogCaptureFixture
+) -> None:
+    test_every_route_refuses_a_missing_malformed_revoked_or_expired_key(world)
+    test_another_tenants_ids_are_404_and_never_echo_its_data(world)
+
+    dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    dump = json.dumps([dynamodb.scan(TableName=t)["Items"] for t in dynamodb.list_tables()["TableNames"]])
+    bucket = get_settings().data_bucket
+    for entry in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        dump += s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read().decode("utf-8", "replace")
+    captured = capsys.readouterr()
+    logs = captured.out + captured.err + service_logs.text
+    assert "denied" in logs  # the authorizer logged its refusals
+    for issued in world.keys.values():
+        for haystack in (dump, logs):
+            assert issued.api_key not in haystack
+            assert issued.api_key[9:] not in haystack

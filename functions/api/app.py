@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import admin_routes, batch_routes, inference_routes, tenant_routes
 from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError
 from stratus_core.http.auth import principal_from_authorizer, require_scope
-from stratus_core.http.errors import HttpError, http_error, route_not_found, validation_error
+from stratus_core.http.errors import HttpError, error, http_error, route_not_found, validation_error
 from stratus_core.keys import Scope
 
 logger = Logger()
@@ -50,6 +54,19 @@ def handle_domain_error(error: StratusError) -> Response[Any]:
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(error: RequestValidationError) -> Response[Any]:
     return _respond(validation_error(error.errors()))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def handle_unsupported_content_type(_: RequestUnsupportedContentType) -> Response[Any]:
+    return _respond(
+        error(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Content-Type: send application/json (multipart/form-data for file uploads)",
+            "invalid_request_error",
+            "unsupported_media_type",
+            "content-type",
+        )
+    )
 
 
 @app.not_found
@@ -107,6 +124,10 @@ def refuse_early(event: dict[str, Any]) -> dict[str, Any] | None:
         if scope is not None:
             authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
             require_scope(principal_from_authorizer(authorizer.get("lambda")), scope)
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        content_type = headers.get("content-type", "").lower()
+        if content_type.startswith("multipart/form-data") and "boundary=" not in content_type:
+            raise InvalidRequest("multipart/form-data needs a boundary parameter", param="content-type")
         text = body
         if event.get("isBase64Encoded") and path != "/v1/files":  # file uploads are multipart, binary is fine
             try:

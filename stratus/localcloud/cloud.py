@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from stratus.localcloud import state
 from stratus.localcloud.endpoint import LocalAsyncEndpoint, free_port
@@ -30,7 +28,6 @@ from stratus.localcloud.sqs_source import SqsEventSource
 from stratus.template import function_environment, load_template
 
 logger = logging.getLogger("local.cloud")
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 @dataclass
@@ -193,12 +190,21 @@ class LocalCloud:
         return run
 
     @staticmethod
-    def _gateway_app(gateway: HttpApiGateway) -> Starlette:
-        async def route(request: Request) -> Response:
+    def _gateway_app(gateway: HttpApiGateway) -> Any:
+        """Every method and path (encoded newlines included) to the gateway, as API Gateway's `ANY`
+        routes do; a plain ASGI callable because a routing table would answer some paths itself."""
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            request = Request(scope, receive)
             body = await request.body()
             answer = await run_in_threadpool(
                 gateway.handle, request.method, request.url.path, request.url.query, dict(request.headers), body
             )
-            return Response(answer.body, answer.status, headers=answer.headers)
+            await Response(answer.body, answer.status, headers=answer.headers)(scope, receive, send)
 
-        return Starlette(routes=[Route("/{path:path}", route, methods=METHODS)])
+        return app

@@ -1,0 +1,101 @@
+"""50 concurrent clients on one tenant with small limits, through the local cloud (tiny model): no limit
+is exceeded, and every admitted request finishes and is billed exactly what its client was told."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from gpu_jobs.build import BuildRequest, build
+from gpu_jobs.tiny import build_tiny_model
+from tests.local_cloud.conftest import MODEL, Cloud, launch
+
+LIMITS = {"requests_per_minute": 12, "tokens_per_minute": 100_000, "tokens_per_month": 4000, "max_in_flight": 4}
+CLIENTS = 50
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    source = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    artifact = tmp_path_factory.mktemp("artifact")
+    build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
+    with launch(artifact, tmp_path_factory, dtype="float32") as running:
+        yield running
+
+
+def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Prefer": "wait=25"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def client(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
+    """One client: retries while the tenant is at max_in_flight, gives up on any other refusal."""
+    for attempt in range(1, 200):
+        status, answer = post(url, key, body)
+        if status != 429 or answer["error"]["code"] != "max_in_flight":
+            return status, answer, attempt
+        time.sleep(0.2)
+    return status, answer, attempt
+
+
+def test_fifty_clients_never_exceed_a_limit_and_every_admitted_request_is_billed(cloud: Cloud) -> None:
+    admin = cloud.admin_key
+    cloud.call("POST", "/admin/tenants", admin, {"tenant_id": "hot", "name": "Hot", "limits": LIMITS})
+    key = cloud.call("POST", "/admin/tenants/hot/keys", admin, {"scopes": ["inference", "usage"]})["api_key"]
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 8}
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        answers = list(pool.map(lambda _: client(f"{cloud.url}/v1/chat/completions", key, body), range(CLIENTS)))
+    elapsed = time.monotonic() - started
+
+    admitted = [b for status, b, _ in answers if status in (200, 202)]
+    refused = [b for status, b, _ in answers if status == 429]
+    assert len(admitted) + len(refused) == CLIENTS, [s for s, _, _ in answers]
+    assert sum(attempts for _, _, attempts in answers) > CLIENTS  # max_in_flight did turn clients away
+    assert {b["error"]["code"] for b in refused} <= {"requests_per_minute", "tokens_per_month"}
+
+    # every admitted request finishes; what the clients were told is what is billed
+    reported = 0
+    minutes: dict[int, int] = {}
+    for answer in admitted:
+        job = answer
+        deadline = time.monotonic() + 120
+        while job.get("object") == "job" and job.get("status") not in ("completed", "failed", "expired"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.5)
+            job = cloud.call("GET", f"/v1/jobs/{answer['id']}", key)
+        result = job.get("result") or job
+        assert result["object"] == "chat.completion", job
+        reported += result["usage"]["total_tokens"]
+        minutes[result["created"] // 60] = minutes.get(result["created"] // 60, 0) + 1
+    # no calendar minute admitted more than the per-minute limit (a run may straddle two minutes)
+    assert max(minutes.values()) <= LIMITS["requests_per_minute"], (minutes, elapsed)
+    if any(b["error"]["code"] == "requests_per_minute" for b in refused):  # refused only once a minute was full
+        assert LIMITS["requests_per_minute"] in minutes.values(), minutes
+    usage = cloud.call("GET", "/v1/usage", key)["totals"]
+    assert (usage["requests"], usage["total_tokens"]) == (len(admitted), reported)
+    assert usage["total_tokens"] <= LIMITS["tokens_per_month"]
+    tenant = cloud.call("GET", "/admin/tenants/hot", admin)
+    assert tenant.get("in_flight", 0) == 0, tenant
+    invoices = cloud.call("GET", f"/admin/invoices/{datetime.now(UTC):%Y-%m}", admin)["data"]
+    assert {i["tenant_id"]: i["total_tokens"] for i in invoices}["hot"] == reported

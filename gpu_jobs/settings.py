@@ -22,6 +22,7 @@ class ServerSettings:
     max_concurrent_invocations: int
     torch_threads: int | None
     dtype: str
+    engine: str = "transformers"  # "echo": no model, instant answers (load tests of the serverless path)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> ServerSettings:
@@ -36,4 +37,5 @@ class ServerSettings:
             max_concurrent_invocations=int(env.get("SAGEMAKER_MAX_CONCURRENT_INVOCATIONS", "4")),
             torch_threads=int(threads) if threads else None,
             dtype=env.get("STRATUS_DTYPE", "bfloat16"),
+            engine=env.get("STRATUS_ENGINE", "transformers"),
         )

@@ -19,7 +19,7 @@ PACKAGES := functions stratus gpu_jobs
 
 MODEL_DIR := .stratus/models/smollm2-bf16
 
-.PHONY: help demo up venv lint test test-slow build model fuzz openapi bench clean
+.PHONY: help demo up venv lint test test-slow build model fuzz reliability openapi bench clean
 
 demo: model ## The whole path on the local cloud with the real model and the official openai client
 	HF_HUB_OFFLINE=1 $(BIN)/stratus demo --model-dir $(MODEL_DIR)
@@ -68,6 +68,9 @@ test-slow: model ## The tests that need the real SmolLM2 artifact
 
 fuzz: venv ## schemathesis: >= 1,000 generated requests against the OpenAPI document (no 5xx, OpenAI error shape)
 	STRATUS_FUZZ_EXAMPLES=60 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
+
+reliability: venv ## 1,000 requests from 10 tenants under every fault at once; rewrites docs/RELIABILITY.md
+	STRATUS_RELIABILITY_REQUESTS=1000 STRATUS_RELIABILITY_REPORT=docs/RELIABILITY.md $(BIN)/pytest -q -p no:cacheprovider tests/reliability
 
 openapi: venv ## Regenerate docs/openapi.json from the routes
 	$(BIN)/python -m stratus.openapi > docs/openapi.json

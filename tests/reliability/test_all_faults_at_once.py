@@ -1,0 +1,320 @@
+"""Requests from 10 tenants, interactive and batch, under every fault at once; then the invariants.
+
+The fault layer wraps the parts around the handlers, never the production code: the fake SageMaker
+endpoint throttles, fails packs (error notifications), loses, duplicates, delays and reorders its
+notifications; the dispatcher and results functions crash mid-batch (after their writes, before the
+messages are acknowledged, so SQS delivers them again); poison messages are sent to the requests
+queue. The sweeper runs at the end, two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS`
+sets the size (CI: 300; `make reliability`: 1,000, which also rewrites docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from stratus_core import wiring
+from stratus_core.keys import IssuedKey, Principal, Scope
+from tests.fakes import FakeAsyncEndpoint
+from tests.helpers import ApiResponse, FakeContext, principal_of
+from tests.integration.conftest import Pipeline
+
+MODEL = "smollm2-135m-instruct"
+REQUESTS = int(os.environ.get("STRATUS_RELIABILITY_REQUESTS", "300"))
+REPORT = os.environ.get("STRATUS_RELIABILITY_REPORT")
+TENANTS = [f"tenant-{i}" for i in range(10)]
+ROOMY = {"requests_per_minute": 100_000, "max_in_flight": 10_000}
+TIGHT = {**ROOMY, "tokens_per_month": 400}  # tenant-9 runs into its monthly quota
+FAULTS = {
+    "endpoint throttling (per invocation)": 0.10,
+    "endpoint failure: error notification (per pack)": 0.05,
+    "notification lost (per notification)": 0.05,
+    "notification duplicated": 0.15,
+    "notification delayed to a later round (then reordered)": 0.25,
+    "dispatcher crash after its writes, before the ack (per batch)": 0.10,
+    "results crash after its writes, before the ack (per batch)": 0.10,
+}
+POISON = 5
+Api = Callable[..., ApiResponse]
+
+
+@dataclass
+class FaultyEndpoint:
+    """Wraps the fake endpoint: the faults SageMaker and SNS can produce."""
+
+    inner: FakeAsyncEndpoint
+    rng: random.Random
+    held: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def count(self, fault: str) -> bool:
+        if self.rng.random() < FAULTS[fault]:
+            self.injected[fault] = self.injected.get(fault, 0) + 1
+            return True
+        return False
+
+    def invoke_endpoint_async(self, **params: Any) -> dict[str, Any]:
+        if self.count("endpoint throttling (per invocation)"):
+            self.inner.throttle_next = 1
+        return self.inner.invoke_endpoint_async(**params)
+
+    def run_pending(self) -> int:
+        """Run every queued invocation (some fail), then publish the notifications with SNS's faults."""
+        sns = boto3.client("sns")
+        self.inner.notify = False
+        produced = []
+        queued, self.inner.pending = self.inner.pending, []
+        for invocation in queued:
+            self.inner.fail_packs = self.count("endpoint failure: error notification (per pack)")
+            self.inner.pending = [invocation]
+            (notification,) = self.inner.run_pending()
+            failed = notification.get("invocationStatus") != "Completed"
+            produced.append((self.inner.error_topic if failed else self.inner.success_topic, notification))
+        ready, self.held = self.held, []
+        for topic, notification in produced:
+            if self.count("notification lost (per notification)"):
+                continue
+            for _ in range(2 if self.count("notification duplicated") else 1):
+                if self.count("notification delayed to a later round (then reordered)"):
+                    self.held.append((topic, notification))
+                else:
+                    ready.append((topic, notification))
+        self.rng.shuffle(ready)
+        for topic, notification in ready:
+            sns.publish(TopicArn=topic, Message=json.dumps(notification))
+        return len(produced) + len(ready)
+
+
+def crashing(handler: Callable[..., Any], rng: random.Random, fault: str, injected: dict[str, int]) -> Any:
+    def run(event: dict[str, Any], context: Any) -> Any:
+        response = handler(event, context)
+        if rng.random() < FAULTS[fault]:
+            injected[fault] = injected.get(fault, 0) + 1
+            raise RuntimeError("injected crash after the writes, before the ack")
+        return response
+
+    return run
+
+
+def chat(i: int) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": f"question {i} about things"}], "max_tokens": 6}
+
+
+def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    service_logs: pytest.LogCaptureFixture,
+) -> None:
+    # small packs: more invocations and notifications for the faults to hit
+    from stratus_core.config import get_settings
+
+    monkeypatch.setenv("MAX_PACK_SIZE", "4")
+    get_settings.cache_clear()
+    wiring.reset()
+    rng = random.Random(20261129)
+    faulty = FaultyEndpoint(pipeline.endpoint, rng)
+    monkeypatch.setattr("stratus_core.aws.sagemaker_runtime", lambda: faulty)
+    injected = faulty.injected
+    pipeline.requests._handler = crashing(pipeline.requests._handler, rng, list(FAULTS)[5], injected)
+    pipeline.batch_requests._handler = crashing(pipeline.batch_requests._handler, rng, list(FAULTS)[5], injected)
+    pipeline.results._handler = crashing(pipeline.results._handler, rng, list(FAULTS)[6], injected)
+
+    callers: dict[str, Principal] = {}
+    for tenant in TENANTS:
+        limits = TIGHT if tenant == TENANTS[-1] else ROOMY
+        callers[tenant] = principal_of(make_tenant(tenant, scopes=[Scope.INFERENCE, Scope.BATCH], **limits))
+    interactive: dict[str, list[str]] = {t: [] for t in TENANTS}
+    batches: dict[str, str] = {}
+    refused = 0
+    per_tenant = REQUESTS // len(TENANTS)
+    batch_lines = per_tenant * 3 // 10
+    for tenant in TENANTS:
+        for i in range(per_tenant - batch_lines):
+            answer = call_api(
+                "POST", "/v1/chat/completions", chat(i), principal=callers[tenant], headers={"prefer": "wait=0"}
+            )
+            if answer.status == 202:
+                interactive[tenant].append(answer.body["id"])
+            else:
+                assert answer.status == 429 and tenant == TENANTS[-1], answer.body
+                refused += 1
+        lines = "".join(
+            json.dumps({"custom_id": f"b{i}", "method": "POST", "url": "/v1/chat/completions", "body": chat(i)}) + "\n"
+            for i in range(batch_lines)
+        )
+        file_id = upload(call_api, callers[tenant], lines.encode())
+        created = call_api(
+            "POST",
+            "/v1/batches",
+            {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+            principal=callers[tenant],
+        )
+        assert created.status == 200, created.body
+        batches[tenant] = created.body["id"]
+    sqs = boto3.client("sqs")
+    for i in range(POISON):
+        sqs.send_message(QueueUrl=pipeline.created.refs["RequestsQueue"], MessageBody=f"not a request #{i}")
+
+    # drive everything until it is quiet, with failures made visible again at once
+    for _ in range(400):
+        moved = (
+            pipeline.batches.drain(retry_failures_now=True)
+            + pipeline.requests.drain(retry_failures_now=True)
+            + pipeline.batch_requests.drain(retry_failures_now=True)
+            + faulty.run_pending()
+            + pipeline.results.drain(retry_failures_now=True)
+            + pipeline.request_failures.drain()
+        )
+        if not moved and not faulty.held:
+            break
+
+    # the sweeper's schedule: interactive jobs are overdue after their 1 h TTL, batch jobs only after
+    # their batch's 24 h window; a day and an hour later every lost notification has been resolved
+    # from S3 (or its job expired)
+    from sweeper import app as sweeper_app
+
+    later = datetime.now(UTC) + timedelta(hours=25)
+    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
+    monkeypatch.setattr("stratus_core.results.utcnow", lambda: later)
+    swept = sweeper_app.lambda_handler({}, FakeContext())
+    pipeline.batches.drain(retry_failures_now=True)
+
+    # INVARIANTS
+    start = datetime.now(UTC).date()
+    statuses: dict[str, int] = {}
+    received: dict[str, int] = {t: 0 for t in TENANTS}
+    for tenant, job_ids in interactive.items():
+        for job_id in job_ids:
+            job = call_api("GET", f"/v1/jobs/{job_id}", principal=callers[tenant]).body
+            status = job.get("status") or ("completed" if job.get("object") == "chat.completion" else "?")
+            statuses[status] = statuses.get(status, 0) + 1
+            assert status in ("completed", "failed", "expired"), job
+            result = job.get("result") or (job if job.get("object") == "chat.completion" else None)
+            if status == "completed" and result:
+                received[tenant] += result["usage"]["total_tokens"]
+    for tenant, batch_id in batches.items():
+        batch = call_api("GET", f"/v1/batches/{batch_id}", principal=callers[tenant]).body
+        assert batch["status"] in ("completed", "failed", "expired"), (batch["status"], batch["request_counts"])
+        counts = batch["request_counts"]
+        assert counts["completed"] + counts["failed"] == counts["total"], batch
+        if batch.get("output_file_id"):
+            content = call_api("GET", f"/v1/files/{batch['output_file_id']}/content", principal=callers[tenant]).raw
+            for line in content.decode().splitlines():
+                received[tenant] += json.loads(line)["response"]["body"]["usage"]["total_tokens"]
+    billed = {t: wiring.usage().report(t, start.replace(day=1), later.date()).totals.total_tokens for t in TENANTS}
+    assert billed == received
+    for tenant in TENANTS:
+        stored = wiring.tenants().get(tenant)
+        assert stored.in_flight == 0, tenant
+    assert billed[TENANTS[-1]] <= TIGHT["tokens_per_month"]
+    held = wiring.admission()._store.pending_before(later + timedelta(days=1), 1000)  # type: ignore[attr-defined]
+    assert held == []  # no reservation still held
+    depths = {
+        q: pipeline.queue_depth(q)
+        for q in (
+            "RequestsDeadLetterQueue",
+            "BatchRequestsDeadLetterQueue",
+            "BatchDeadLetterQueue",
+            "ResultsDeadLetterQueue",
+        )
+    }
+    assert depths == dict.fromkeys(depths, 0)
+    poisoned = {
+        getattr(record, "message_id", None)
+        for record in service_logs.records
+        if record.getMessage() == "dead letter is not a request message" and getattr(record, "reason", None)
+    }
+    reasons = len(poisoned)
+    assert reasons == POISON  # each poison message reached the DLQ and was logged once, with its reason
+    assert all(injected.get(fault, 0) > 0 for fault in FAULTS), injected
+
+    if REPORT:
+        write_report(Path(REPORT), statuses, batches, billed, received, injected, swept, refused, reasons)
+
+
+def upload(call_api: Api, caller: Principal, content: bytes) -> str:
+    import base64
+
+    boundary = "----reliability"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    answer = call_api(
+        "POST",
+        "/v1/files",
+        principal=caller,
+        raw_body=base64.b64encode(body).decode(),
+        base64_encoded=True,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert answer.status == 200, answer.body
+    return str(answer.body["id"])
+
+
+def write_report(
+    path: Path,
+    statuses: dict[str, int],
+    batches: dict[str, str],
+    billed: dict[str, int],
+    received: dict[str, int],
+    injected: dict[str, int],
+    swept: dict[str, int],
+    refused: int,
+    reasons: int,
+) -> None:
+    rows = "\n".join(f"| {fault} | {FAULTS[fault]:.0%} | {injected.get(fault, 0)} |" for fault in FAULTS)
+    tenants = "\n".join(f"| {t} | {received[t]} | {billed[t]} |" for t in TENANTS)
+    path.write_text(
+        f"""# Reliability report (generated)
+
+Written by `make reliability` (`tests/reliability/test_all_faults_at_once.py` with
+STRATUS_RELIABILITY_REQUESTS={REQUESTS}); do not edit by hand. Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+
+## Scenario: {REQUESTS} requests from {len(TENANTS)} tenants under every fault at once
+
+On moto in process, through the real handlers (API, dispatcher, results, request failures, batch,
+sweeper) and the fake SageMaker endpoint. 70 % interactive requests, 30 % batch lines (one batch per
+tenant); {POISON} poison messages; tenant-9 has a {TIGHT["tokens_per_month"]}-token monthly quota.
+
+| fault injected | rate | times |
+| --- | ---: | ---: |
+{rows}
+| poison messages on the requests queue | — | {POISON} |
+
+Interactive jobs at the end: {json.dumps(statuses)}; refused at admission (quota): {refused};
+batches: {len(batches)}, all terminal; the sweeper resolved {swept.get("resolved", 0)} of
+{swept.get("overdue", 0)} overdue jobs.
+
+## Invariants (each asserted by the test)
+
+| invariant | held |
+| --- | --- |
+| every job and batch is terminal | yes |
+| billed tokens per tenant == the sum of `usage` the clients received | yes |
+| no reservation left (in flight 0 for every tenant, no orphan to release) | yes |
+| no tenant over its monthly quota | yes |
+| dead-letter queues empty at the end; every poison message logged with its reason | yes ({reasons} reasons) |
+
+| tenant | tokens received by clients | tokens billed |
+| --- | ---: | ---: |
+{tenants}
+""",
+        encoding="utf-8",
+    )

@@ -19,7 +19,7 @@ PACKAGES := functions stratus gpu_jobs
 
 MODEL_DIR := .stratus/models/smollm2-bf16
 
-.PHONY: help demo up venv lint test test-slow build model fuzz reliability openapi bench clean
+.PHONY: help demo up venv lint audit test test-slow build model fuzz reliability openapi bench clean
 
 demo: model ## The whole path on the local cloud with the real model and the official openai client
 	HF_HUB_OFFLINE=1 $(BIN)/stratus demo --model-dir $(MODEL_DIR)
@@ -53,6 +53,15 @@ lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/hadolint gpu_jobs/Dockerfile
 
+AUDIT_VENV := .venv-audit
+$(AUDIT_VENV)/.installed:
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet --disable-pip-version-check pip-audit==2.10.1
+	touch $@
+
+audit: venv $(AUDIT_VENV)/.installed ## pip-audit of every installed dependency; fails on a known vulnerability or on one it could not check
+	$(AUDIT_VENV)/bin/pip-audit --strict --progress-spinner off --path $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
 build: venv ## sam build (no container) of every function
 	PYENV_VERSION=$(LAMBDA_PYENV) $(SAM_VENV)/bin/sam build --template template.yaml --parallel --cached
 
@@ -69,8 +78,16 @@ test-slow: model ## The tests that need the real SmolLM2 artifact
 fuzz: venv ## schemathesis: >= 1,000 generated requests against the OpenAPI document (no 5xx, OpenAI error shape)
 	STRATUS_FUZZ_EXAMPLES=60 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
-reliability: venv ## 1,000 requests from 10 tenants under every fault at once; rewrites docs/RELIABILITY.md
-	STRATUS_RELIABILITY_REQUESTS=1000 STRATUS_RELIABILITY_REPORT=docs/RELIABILITY.md $(BIN)/pytest -q -p no:cacheprovider tests/reliability
+# Fault rates for `make reliability`'s local-cloud run (a `stratus local up --faults` spec); override per run.
+RELIABILITY_FAULTS ?= throttle=0.1,endpoint_error=0.05,lost=0.05,duplicate=0.15,delay=0.25,delay_seconds=10,dispatcher_crash=0.1,results_crash=0.1,poison=5
+RELIABILITY_REQUESTS ?= 1000
+
+reliability: venv ## Every scenario at full size (faults at 1,000 requests, in process and on the local cloud; limits; attacks; fuzzing); rewrites docs/RELIABILITY.md
+	rm -rf .stratus/reliability
+	STRATUS_RELIABILITY_DIR=.stratus/reliability STRATUS_RELIABILITY_REQUESTS=$(RELIABILITY_REQUESTS) \
+	STRATUS_CLOUD_FAULT_REQUESTS=$(RELIABILITY_REQUESTS) STRATUS_FAULTS=$(RELIABILITY_FAULTS) STRATUS_FUZZ_EXAMPLES=60 \
+	$(BIN)/pytest -q -p no:cacheprovider tests/reliability tests/local_cloud/test_limits_under_load.py tests/security tests/fuzz
+	$(BIN)/python -m tests.reliability.report .stratus/reliability docs/RELIABILITY.md
 
 openapi: venv ## Regenerate docs/openapi.json from the routes
 	$(BIN)/python -m stratus.openapi > docs/openapi.json

@@ -47,21 +47,76 @@ def local() -> None:
     help="Tables, buckets and queued messages are saved here at Ctrl-C and restored at the next start.",
 )
 @click.option("--fresh", is_flag=True, help="Throw away the saved state and start empty.")
-def up(port: int, model_dir: Path, admin_key: str | None, idle_seconds: float, state_dir: Path, fresh: bool) -> None:
+@click.option("--sweep-seconds", default=30.0, show_default=True, help="How often the scheduled sweeper runs.")
+@click.option(
+    "--faults",
+    default=None,
+    metavar="SPEC",
+    help="Inject faults, e.g. throttle=0.1,endpoint_error=0.05,lost=0.05,duplicate=0.15,delay=0.25,"
+    "delay_seconds=10,dispatcher_crash=0.1,results_crash=0.1,poison=5 (see stratus/localcloud/faults.py).",
+)
+@click.option("--fault-seed", default=0, show_default=True, help="Seed of the faults' random draws.")
+@click.option(
+    "--fault-report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the faults that fired here (JSON) at stop.",
+)
+@click.option(
+    "--visibility-timeout",
+    type=int,
+    default=None,
+    help="Every queue's visibility timeout in seconds (the template's by default).",
+)
+@click.option(
+    "--parameter",
+    "parameters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a template parameter, as `sam deploy --parameter-overrides` does (e.g. MaxPackSize=4). Repeatable.",
+)
+def up(
+    port: int,
+    model_dir: Path,
+    admin_key: str | None,
+    idle_seconds: float,
+    state_dir: Path,
+    fresh: bool,
+    sweep_seconds: float,
+    faults: str | None,
+    fault_seed: int,
+    fault_report: Path | None,
+    visibility_timeout: int | None,
+    parameters: tuple[str, ...],
+) -> None:
     """Start everything and serve until Ctrl-C (which saves the state for the next start)."""
     from stratus.localcloud.cloud import LocalCloud, LocalCloudConfig
+    from stratus.localcloud.faults import FaultRates
 
     configure_logging()
     if not (model_dir / "manifest.json").exists():
         raise click.ClickException(f"no model artifact at {model_dir}: run `make model` first")
+    try:
+        rates = FaultRates.parse(faults) if faults else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--faults") from None
+    overrides = dict(p.split("=", 1) for p in parameters if "=" in p)
+    if len(overrides) != len(parameters):
+        raise click.BadParameter("use NAME=VALUE", param_hint="--parameter")
     cloud = LocalCloud(
         LocalCloudConfig(
             model_dir=model_dir,
             port=port,
             idle_seconds=idle_seconds,
+            sweep_seconds=sweep_seconds,
             admin_key=admin_key,
             state_dir=state_dir,
             fresh=fresh,
+            faults=rates,
+            fault_seed=fault_seed,
+            fault_report=fault_report,
+            visibility_timeout=visibility_timeout,
+            parameters=overrides,
         )
     ).start()
     click.echo(

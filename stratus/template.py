@@ -58,11 +58,18 @@ def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
 
 
-def function_environment(template: Mapping[str, Any], physical_names: Mapping[str, str]) -> dict[str, str]:
+def function_environment(
+    template: Mapping[str, Any], physical_names: Mapping[str, str], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The Globals environment every function gets, with `!Ref`s resolved to the names given
-    (resources) or to the parameters' defaults."""
+    (resources) or to the parameters' values: `overrides` (as `sam deploy --parameter-overrides`),
+    else their defaults."""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     parameters = parameter_defaults(template)
+    unknown = set(overrides or {}) - set(parameters)
+    if unknown:
+        raise KeyError(f"the template has no parameter {', '.join(sorted(unknown))}")
+    parameters.update(overrides or {})
     resolved: dict[str, str] = {}
     for name, value in variables.items():
         if isinstance(value, dict) and "Ref" in value:

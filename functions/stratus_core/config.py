@@ -25,6 +25,7 @@ class Settings:
     endpoint_name: str
     request_ttl_seconds: int
     invocation_timeout_seconds: int
+    result_check_seconds: int
     max_pack_size: int
     job_retention_days: int
     files_table: str
@@ -55,6 +56,7 @@ def get_settings() -> Settings:
         endpoint_name=os.environ.get("ENDPOINT_NAME", ""),
         request_ttl_seconds=int(os.environ.get("REQUEST_TTL_SECONDS", "3600")),
         invocation_timeout_seconds=int(os.environ.get("INVOCATION_TIMEOUT_SECONDS", "900")),
+        result_check_seconds=int(os.environ.get("RESULT_CHECK_SECONDS", "300")),
         max_pack_size=int(os.environ.get("MAX_PACK_SIZE", "32")),
         job_retention_days=int(os.environ.get("JOB_RETENTION_DAYS", "30")),
         files_table=os.environ.get("FILES_TABLE", ""),

@@ -122,6 +122,10 @@ class JobStore(Protocol):
 
     def overdue(self, before: datetime, limit: int) -> list[Job]: ...
 
+    def unanswered(self, before: datetime, limit: int) -> list[Job]: ...
+
+    def recheck_later(self, job: Job, now: datetime) -> None: ...
+
 
 class Ledger(Protocol):
     """Terminal transitions, each atomic with the job's reservation."""

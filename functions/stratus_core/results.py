@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -125,19 +126,52 @@ class ResultsProcessor:
     def sweep(self, job: Job) -> bool:
         """Resolve one overdue job: from SageMaker's output or failure file if one exists (the
         notification was lost), else expire it."""
-        if job.output_location:
-            result = self._reader.read_result(job.output_location)
-            if result is not None:
-                self.apply_result(result)
-                refreshed = self._jobs.get(job.tenant_id, job.job_id)
-                if refreshed is not None and refreshed.status.is_terminal:
-                    return True
-        if job.failure_location:
-            reason = self._reader.read_text(job.failure_location)
-            if reason is not None:
-                error = JobError(code="inference_failed", message=reason[:1000] or "the endpoint failed")
-                return bool(
-                    self._finished(job, self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock()))
-                )
+        if self._resolve_from_files(job, FileCache()):
+            return True
         error = JobError(code="expired", message="no result before the request's deadline")
         return bool(self._finished(job, self._ledger.finish_unbilled(job, JobStatus.EXPIRED, error, self._clock())))
+
+    def recover_unanswered(self, now: datetime, limit: int) -> int:
+        """Dispatched jobs whose notification is late: resolve those whose output or failure file
+        exists (the notification was lost); look again later at the others. Returns how many were
+        resolved. Each file is read once per call, however many jobs of its pack are late."""
+        files = FileCache()
+        recovered = 0
+        for job in self._jobs.unanswered(now, limit):
+            if self._resolve_from_files(job, files):
+                recovered += 1
+            else:
+                self._jobs.recheck_later(job, now)
+        if recovered:
+            logger.warning("resolved jobs whose notification never came", extra={"jobs": recovered})
+        return recovered
+
+    def _resolve_from_files(self, job: Job, files: FileCache) -> bool:
+        """True once the job is terminal from SageMaker's output or failure file; False if neither
+        file exists (or the output does not settle this job)."""
+        if job.output_location:
+            if job.output_location not in files.outputs:
+                result = files.outputs[job.output_location] = self._reader.read_result(job.output_location)
+                if result is not None:
+                    self.apply_result(result)
+            if files.outputs[job.output_location] is not None:
+                refreshed = self._jobs.get(job.tenant_id, job.job_id)
+                if refreshed is None or refreshed.status.is_terminal:
+                    return True
+        if job.failure_location:
+            if job.failure_location not in files.failures:
+                files.failures[job.failure_location] = self._reader.read_text(job.failure_location)
+            reason = files.failures[job.failure_location]
+            if reason is not None:
+                error = JobError(code="inference_failed", message=reason[:1000] or "the endpoint failed")
+                self._finished(job, self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock()))
+                return True
+        return False
+
+
+@dataclass
+class FileCache:
+    """SageMaker's files read during one sweep (None: not there)."""
+
+    outputs: dict[str, PackResult | None] = field(default_factory=dict)
+    failures: dict[str, str | None] = field(default_factory=dict)

@@ -7,6 +7,7 @@ authorizer never imports admission or billing).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -101,7 +102,11 @@ def job_store() -> DynamoJobStore:
     from stratus_core.dynamo.job_store import DynamoJobStore
 
     settings = get_settings()
-    return DynamoJobStore(settings.jobs_table, settings.job_retention_days * 86_400)
+    return DynamoJobStore(
+        settings.jobs_table,
+        settings.job_retention_days * 86_400,
+        timedelta(seconds=settings.result_check_seconds),
+    )
 
 
 @lru_cache(maxsize=1)

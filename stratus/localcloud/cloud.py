@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import uvicorn
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from stratus.localcloud import state
 from stratus.localcloud.endpoint import LocalAsyncEndpoint, free_port
+from stratus.localcloud.faults import FaultLayer, FaultRates
 from stratus.localcloud.functions import handler, schedules, sqs_sources
 from stratus.localcloud.gateway import HttpApiGateway, LocalContext
 from stratus.localcloud.moto_server import LocalMotoServer
@@ -28,6 +30,9 @@ from stratus.localcloud.sqs_source import SqsEventSource
 from stratus.template import function_environment, load_template
 
 logger = logging.getLogger("local.cloud")
+
+# the functions a fault run crashes after their writes (a poller's handler → the fault's name)
+CRASHABLE = {"DispatcherFunction": "dispatcher_crash", "ResultsFunction": "results_crash"}
 
 
 @dataclass
@@ -42,6 +47,11 @@ class LocalCloudConfig:
     function_log_level: str | None = None  # overrides the template's LogLevel for the handlers
     state_dir: Path | None = None  # keep tables, buckets and queues here between runs (None: in memory only)
     fresh: bool = False  # throw away what state_dir holds before starting
+    faults: FaultRates | None = None  # inject these faults (see faults.py); None: none
+    fault_seed: int = 0
+    fault_report: Path | None = None  # the faults that fired, as JSON, written at stop
+    visibility_timeout: int | None = None  # every queue's (the template's if None): redeliveries come sooner
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides (MaxPackSize=4, …)
 
 
 @dataclass
@@ -55,6 +65,7 @@ class LocalCloud:
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _faults: FaultLayer | None = None
 
     def start(self) -> LocalCloud:
         self._moto = LocalMotoServer()
@@ -71,7 +82,14 @@ class LocalCloud:
         template = load_template()
         created = self._created = create_all("stratus")
         self._restore_state(created)
-        os.environ.update(function_environment(template, created.refs))
+        os.environ.update(function_environment(template, created.refs, self.config.parameters))
+        if self.config.parameters:
+            logger.info("template parameters overridden: %s", self.config.parameters)
+        if self.config.visibility_timeout is not None:
+            self._set_visibility_timeouts(created, self.config.visibility_timeout)
+        if self.config.faults is not None:
+            self._faults = FaultLayer(self.config.faults, self.config.fault_seed, self.config.fault_report)
+            logger.warning("fault injection on: %s (seed %d)", self.config.faults.describe(), self.config.fault_seed)
         if self.config.function_log_level:
             os.environ["POWERTOOLS_LOG_LEVEL"] = self.config.function_log_level
         logger.info("moto on %s; tables, queues, topics and bucket created from template.yaml", self._moto.url)
@@ -84,6 +102,7 @@ class LocalCloud:
             created.refs["InferenceErrorTopic"],
             idle_seconds=self.config.idle_seconds,
             threads=self.config.torch_threads,
+            faults=self._faults,
         )
         self.endpoint.start()
         endpoint_port = free_port()
@@ -95,9 +114,13 @@ class LocalCloud:
 
         wiring.reset()
         for source in sqs_sources(template):
+            function = handler(template, source.function)
+            crash = CRASHABLE.get(source.function)
+            if self._faults is not None and crash is not None:
+                function = self._faults.crashing(function, crash)
             events = SqsEventSource(
                 created.refs[source.queue],
-                handler(template, source.function),
+                function,
                 batch_size=source.batch_size,
                 batching_window=source.batching_window,
                 context=LocalContext(source.function),
@@ -107,6 +130,8 @@ class LocalCloud:
             if schedule.function == "SweeperFunction":  # billing runs monthly: on demand locally
                 self._loop("sweeper", self._scheduled(handler(template, schedule.function)), self.config.sweep_seconds)
 
+        if self._faults is not None:
+            self._faults.poison(boto3.client("sqs"), created.refs["RequestsQueue"])
         self.admin_key = self._bootstrap()  # before the gateway opens: a first call must find the key
         gateway = HttpApiGateway(
             handler(template, "AuthorizerFunction"),
@@ -126,11 +151,21 @@ class LocalCloud:
             self.endpoint.stop()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._faults is not None:
+            self._faults.write_report()
         if self.config.state_dir is not None and self._created is not None:
             counts = state.save(self.config.state_dir, self._created)
             logger.info("state saved to %s: %s", self.config.state_dir, counts.describe())
         if self._moto is not None:
             self._moto.stop()
+
+    @staticmethod
+    def _set_visibility_timeouts(created: Created, seconds: int) -> None:
+        sqs = boto3.client("sqs")
+        for logical_id, url in created.refs.items():
+            if logical_id.endswith("Queue") and url.startswith("http"):
+                sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": str(seconds)})
+        logger.info("every queue's visibility timeout set to %d s", seconds)
 
     def _restore_state(self, created: Created) -> None:
         directory = self.config.state_dir

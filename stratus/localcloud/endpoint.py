@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from stratus.localcloud.faults import FaultLayer
 from stratus_core.s3_store import split_uri
 
 logger = logging.getLogger("local.endpoint")
@@ -130,8 +131,10 @@ class LocalAsyncEndpoint:
         idle_seconds: float = 60,
         workers: int = 2,
         threads: int = 2,
+        faults: FaultLayer | None = None,
     ) -> None:
         self.name = name
+        self._faults = faults
         self._bucket = bucket
         self._success = success_topic
         self._error = error_topic
@@ -164,6 +167,10 @@ class LocalAsyncEndpoint:
             if endpoint != self.name:
                 return JSONResponse(
                     {"message": f"Endpoint {endpoint} not found."}, 400, headers={"x-amzn-ErrorType": "ValidationError"}
+                )
+            if self._faults is not None and self._faults.fires("throttle"):
+                return JSONResponse(
+                    {"message": "Rate exceeded"}, 400, headers={"x-amzn-ErrorType": "ThrottlingException"}
                 )
             input_location = request.headers.get("x-amzn-sagemaker-inputlocation", "")
             inference_id = request.headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
@@ -218,6 +225,9 @@ class LocalAsyncEndpoint:
             self._busy += 1
             try:
                 self._ensure_instance()
+                if self._faults is not None and self._faults.fires("endpoint_error"):
+                    self._fail(invocation, s3, sns, "ModelError: injected fault endpoint_error")
+                    continue
                 self._run(invocation, s3, sns)
             except Exception:  # the failure is reported to the error topic, as SageMaker would
                 logger.exception("invocation %s failed", invocation.inference_id)
@@ -288,4 +298,8 @@ class LocalAsyncEndpoint:
         }
         if reason:
             message["failureReason"] = reason
-        sns.publish(TopicArn=topic, Message=json.dumps(message))
+        body = json.dumps(message)
+        if self._faults is None:
+            sns.publish(TopicArn=topic, Message=body)
+        else:
+            self._faults.publish(lambda: sns.publish(TopicArn=topic, Message=body))

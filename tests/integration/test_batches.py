@@ -433,3 +433,25 @@ def test_a_batch_request_that_dead_letters_fails_into_the_batch_and_the_batch_fi
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
     assert done["status"] == "completed" and done["request_counts"] == {"total": 1, "completed": 0, "failed": 1}
     assert wiring.tenants().get("acme").in_flight == 0
+
+
+def test_lost_notifications_of_a_batch_are_found_within_minutes_not_at_its_24h_deadline(
+    call_api: Api, batcher: Principal, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper import app as sweeper_app
+
+    batch = start_batch(call_api, batcher, [chat_line(i) for i in range(5)])
+    pipeline.endpoint.notify = False  # SageMaker writes the outputs; every notification is lost
+    pipeline.run()
+    assert call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body["status"] == "in_progress"
+
+    soon = datetime.now(UTC) + timedelta(seconds=get_settings().result_check_seconds + 1)
+    monkeypatch.setattr(sweeper_app, "utcnow", lambda: soon)
+    swept = sweeper_app.lambda_handler({}, FakeContext())
+    pipeline.batches.drain()
+
+    assert swept == {"recovered": 5, "overdue": 0, "resolved": 0}
+    done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
+    assert (done["status"], done["request_counts"]) == ("completed", {"total": 5, "completed": 5, "failed": 0})
+    today = datetime.now(UTC).date()
+    assert wiring.usage().report("acme", today, today).totals.total_tokens == done["usage"]["total_tokens"] == 55

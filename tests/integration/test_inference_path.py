@@ -247,14 +247,15 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
     monkeypatch.setattr("stratus_core.results.utcnow", lambda: later)
 
-    assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 2, "resolved": 2}
+    # the first is found from its output (late notification), the second expires at its deadline
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {"recovered": 1, "overdue": 1, "resolved": 1}
 
     assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "completed"
     expired = call_api("GET", f"/v1/jobs/{lost}", principal=caller).body
     assert expired["status"] == "expired"
     assert usage_totals("acme")["requests"] == 1
     assert wiring.tenants().get("acme").in_flight == 0
-    assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 0, "resolved": 0}
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {"recovered": 0, "overdue": 0, "resolved": 0}
 
 
 def test_lost_error_notification_fails_the_job_from_the_failure_file(
@@ -271,7 +272,7 @@ def test_lost_error_notification_fails_the_job_from_the_failure_file(
     later = datetime.now(UTC) + timedelta(hours=2)
     monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
 
-    assert sweeper_app.lambda_handler({}, FakeContext()) == {"overdue": 1, "resolved": 1}
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {"recovered": 1, "overdue": 0, "resolved": 0}
 
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert (job["status"], job["error"]) == ("failed", {"code": "inference_failed", "message": "model crashed"})
@@ -367,3 +368,39 @@ def test_a_request_whose_stored_body_is_gone_fails_and_releases_its_tokens(
     assert wiring.tenants().get("acme").in_flight == 0
     assert pipeline.endpoint.calls == []
     assert call_api("GET", "/v1/usage", principal=caller).body["totals"]["total_tokens"] == 0
+
+
+def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its_deadline(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No output yet is not a failure (the endpoint may be scaling out from zero): the job stays
+    dispatched, is looked for again after longer and longer waits, and completes when the output
+    appears, long before its deadline."""
+    from stratus_core.config import get_settings
+    from sweeper import app as sweeper_app
+    from tests.helpers import FakeContext
+
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.notify = False
+    job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    pipeline.requests.drain()  # dispatched; the endpoint has not run it yet
+    dispatched = datetime.now(UTC)
+    check = timedelta(seconds=get_settings().result_check_seconds)
+    clock = {"now": dispatched}
+    monkeypatch.setattr(sweeper_app, "utcnow", lambda: clock["now"])
+
+    def sweep_at(after: timedelta) -> dict[str, int]:
+        clock["now"] = dispatched + after
+        return sweeper_app.lambda_handler({}, FakeContext())  # type: ignore[no-any-return]
+
+    assert sweep_at(check / 2) == {"recovered": 0, "overdue": 0, "resolved": 0}
+    assert sweep_at(check + timedelta(seconds=1)) == {"recovered": 0, "overdue": 0, "resolved": 0}  # looked: nothing
+    pipeline.endpoint.run_pending()  # the output appears; its notification is lost
+    # the next look waits as long as the job has waited so far, so a sweep soon after does not see it
+    assert sweep_at(check + timedelta(seconds=2)) == {"recovered": 0, "overdue": 0, "resolved": 0}
+    assert call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"] == "dispatched"
+    assert sweep_at(check * 2 + timedelta(seconds=3)) == {"recovered": 1, "overdue": 0, "resolved": 0}
+    job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
+    assert job["status"] == "completed"
+    assert usage_totals("acme")["total_tokens"] == job["result"]["usage"]["total_tokens"]
+    assert wiring.tenants().get("acme").in_flight == 0

@@ -36,6 +36,11 @@ class Cloud:
     def call(self, method: str, path: str, key: str, body: Any = None) -> Any:
         return AdminApi(self.url, key).call(method, path, body)
 
+    def call_raw(self, method: str, path: str, key: str) -> bytes:
+        request = urllib.request.Request(f"{self.url}{path}", method=method, headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return bytes(answer.read())
+
     def start(self) -> None:
         with self.log.open("a") as out:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
@@ -66,7 +71,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def launch(artifact: Path, tmp_path_factory: pytest.TempPathFactory, dtype: str) -> Iterator[Cloud]:
+def launch(
+    artifact: Path, tmp_path_factory: pytest.TempPathFactory, dtype: str, extra: list[str] | None = None
+) -> Iterator[Cloud]:
     port = free_port()
     admin_key = "sk-" + secrets.token_urlsafe(32)
     log = tmp_path_factory.mktemp("logs") / "local-up.log"
@@ -74,7 +81,7 @@ def launch(artifact: Path, tmp_path_factory: pytest.TempPathFactory, dtype: str)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("POWERTOOLS_")}
     env.update({"STRATUS_DTYPE": dtype, "STRATUS_ADMIN_KEY": admin_key, "HF_HUB_OFFLINE": "1"})
     command = [sys.executable, "-m", "stratus", "local", "up", "--port", str(port), "--model-dir", str(artifact)]
-    command += ["--idle-seconds", "2", "--state-dir", str(state)]
+    command += ["--idle-seconds", "2", "--state-dir", str(state), *(extra or [])]
     cloud = Cloud(f"http://127.0.0.1:{port}", admin_key, log, None, command, env)  # type: ignore[arg-type]
     cloud.start()
     try:

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 from gpu_jobs.build import BuildRequest, build
 from gpu_jobs.tiny import build_tiny_model
 from tests.local_cloud.conftest import MODEL, Cloud, launch
+from tests.reliability.report import Section, write_section
 
 LIMITS = {"requests_per_minute": 12, "tokens_per_minute": 100_000, "tokens_per_month": 4000, "max_in_flight": 4}
 CLIENTS = 50
@@ -99,3 +100,30 @@ def test_fifty_clients_never_exceed_a_limit_and_every_admitted_request_is_billed
     assert tenant.get("in_flight", 0) == 0, tenant
     invoices = cloud.call("GET", f"/admin/invoices/{datetime.now(UTC):%Y-%m}", admin)["data"]
     assert {i["tenant_id"]: i["total_tokens"] for i in invoices}["hot"] == reported
+
+    attempts = sum(a for _, _, a in answers)
+    write_section(
+        Section(
+            order=3,
+            requests=attempts,
+            title=f"{CLIENTS} concurrent clients on one tenant with small limits, on the local cloud",
+            how=(
+                "`stratus local up` in its own process with a tiny random model; 50 threads post chat "
+                "completions at once for one tenant with limits " + json.dumps(LIMITS) + "; a client refused "
+                f"for max_in_flight retries after 0.2 s, other refusals are final. Took {elapsed:.0f} s."
+            ),
+            injected={
+                "requests sent (retries included)": attempts,
+                "admitted": len(admitted),
+                "refused (requests_per_minute or tokens_per_month)": len(refused),
+                "refused for max_in_flight, then retried": attempts - CLIENTS,
+            },
+            outcome=f"admitted per calendar minute {json.dumps(minutes)}; {reported} tokens reported and billed",
+            invariants=[
+                "no calendar minute admitted more than requests_per_minute",
+                "billed tokens (usage and invoice) == what the clients were told; under the monthly quota",
+                "every admitted request finished; in flight 0 at the end",
+            ],
+            tenants={"hot": (reported, usage["total_tokens"])},
+        )
+    )

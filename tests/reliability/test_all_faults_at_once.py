@@ -5,7 +5,7 @@ endpoint throttles, fails packs (error notifications), loses, duplicates, delays
 notifications; the dispatcher and results functions crash mid-batch (after their writes, before the
 messages are acknowledged, so SQS delivers them again); poison messages are sent to the requests
 queue. The sweeper runs at the end, two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS`
-sets the size (CI: 300; `make reliability`: 1,000, which also rewrites docs/RELIABILITY.md).
+sets the size (CI: 300; `make reliability`: 1,000, which also writes its section of docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -27,10 +26,10 @@ from stratus_core.keys import IssuedKey, Principal, Scope
 from tests.fakes import FakeAsyncEndpoint
 from tests.helpers import ApiResponse, FakeContext, principal_of
 from tests.integration.conftest import Pipeline
+from tests.reliability.report import Section, write_section
 
 MODEL = "smollm2-135m-instruct"
 REQUESTS = int(os.environ.get("STRATUS_RELIABILITY_REQUESTS", "300"))
-REPORT = os.environ.get("STRATUS_RELIABILITY_REPORT")
 TENANTS = [f"tenant-{i}" for i in range(10)]
 ROOMY = {"requests_per_minute": 100_000, "max_in_flight": 10_000}
 TIGHT = {**ROOMY, "tokens_per_month": 400}  # tenant-9 runs into its monthly quota
@@ -239,8 +238,38 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
     assert reasons == POISON  # each poison message reached the DLQ and was logged once, with its reason
     assert all(injected.get(fault, 0) > 0 for fault in FAULTS), injected
 
-    if REPORT:
-        write_report(Path(REPORT), statuses, batches, billed, received, injected, swept, refused, reasons)
+    write_section(
+        Section(
+            order=1,
+            requests=REQUESTS,
+            title=f"{REQUESTS} requests from {len(TENANTS)} tenants in process, every fault at once",
+            how=(
+                "moto in process, the real handlers (API, dispatcher, results, request failures, batch, sweeper) "
+                "driven round by round, and the fake SageMaker endpoint (echo answers) wrapped in the faults "
+                "SageMaker and SNS can produce; small packs (4) for more invocations and notifications. The "
+                "sweeper runs once at the end, 25 hours later, as its schedule would, so interactive jobs past "
+                "their deadline expire. 70 % interactive requests, 30 % batch lines (one batch per tenant); "
+                f"tenant-9 has a {TIGHT['tokens_per_month']}-token monthly quota. Rates: "
+                + ", ".join(f"{fault} {rate:.0%}" for fault, rate in FAULTS.items())
+                + "."
+            ),
+            injected={**injected, "poison messages on the requests queue": POISON},
+            outcome=(
+                f"interactive jobs {json.dumps(statuses)}; refused at admission (quota): {refused}; "
+                f"{len(batches)} batches, all terminal; the sweeper resolved {swept.get('recovered', 0)} late "
+                f"notifications and {swept.get('resolved', 0)} of {swept.get('overdue', 0)} overdue jobs"
+            ),
+            invariants=[
+                "every job and batch is terminal",
+                "billed tokens per tenant == the sum of `usage` the clients received",
+                "no reservation left (in flight 0 for every tenant, no pending reservation)",
+                "no tenant over its monthly quota",
+                f"dead-letter queues empty at the end; each of the {reasons} poison messages logged with its reason",
+                "every fault fired at least once",
+            ],
+            tenants={t: (received[t], billed[t]) for t in TENANTS},
+        )
+    )
 
 
 def upload(call_api: Api, caller: Principal, content: bytes) -> str:
@@ -266,55 +295,3 @@ def upload(call_api: Api, caller: Principal, content: bytes) -> str:
     )
     assert answer.status == 200, answer.body
     return str(answer.body["id"])
-
-
-def write_report(
-    path: Path,
-    statuses: dict[str, int],
-    batches: dict[str, str],
-    billed: dict[str, int],
-    received: dict[str, int],
-    injected: dict[str, int],
-    swept: dict[str, int],
-    refused: int,
-    reasons: int,
-) -> None:
-    rows = "\n".join(f"| {fault} | {FAULTS[fault]:.0%} | {injected.get(fault, 0)} |" for fault in FAULTS)
-    tenants = "\n".join(f"| {t} | {received[t]} | {billed[t]} |" for t in TENANTS)
-    path.write_text(
-        f"""# Reliability report (generated)
-
-Written by `make reliability` (`tests/reliability/test_all_faults_at_once.py` with
-STRATUS_RELIABILITY_REQUESTS={REQUESTS}); do not edit by hand. Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
-
-## Scenario: {REQUESTS} requests from {len(TENANTS)} tenants under every fault at once
-
-On moto in process, through the real handlers (API, dispatcher, results, request failures, batch,
-sweeper) and the fake SageMaker endpoint. 70 % interactive requests, 30 % batch lines (one batch per
-tenant); {POISON} poison messages; tenant-9 has a {TIGHT["tokens_per_month"]}-token monthly quota.
-
-| fault injected | rate | times |
-| --- | ---: | ---: |
-{rows}
-| poison messages on the requests queue | — | {POISON} |
-
-Interactive jobs at the end: {json.dumps(statuses)}; refused at admission (quota): {refused};
-batches: {len(batches)}, all terminal; the sweeper resolved {swept.get("resolved", 0)} of
-{swept.get("overdue", 0)} overdue jobs.
-
-## Invariants (each asserted by the test)
-
-| invariant | held |
-| --- | --- |
-| every job and batch is terminal | yes |
-| billed tokens per tenant == the sum of `usage` the clients received | yes |
-| no reservation left (in flight 0 for every tenant, no orphan to release) | yes |
-| no tenant over its monthly quota | yes |
-| dead-letter queues empty at the end; every poison message logged with its reason | yes ({reasons} reasons) |
-
-| tenant | tokens received by clients | tokens billed |
-| --- | ---: | ---: |
-{tenants}
-""",
-        encoding="utf-8",
-    )

@@ -25,12 +25,15 @@ from stratus_core import wiring
 from stratus_core.config import get_settings
 from stratus_core.keys import IssuedKey, KeyCreate, Scope
 from stratus_core.tenants import TenantCreate
+from tests.reliability.report import Section, write_section
 
 MODEL = "smollm2-135m-instruct"
 BOUNDARY = "----attack-boundary"
 OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
 ROUTES = [(method.upper(), path) for path, ops in OPENAPI["paths"].items() for method in ops]
 ALL_SCOPES = [Scope.INFERENCE, Scope.BATCH, Scope.USAGE]
+SENT: dict[str, int] = {}  # attack requests per test (for docs/RELIABILITY.md)
+CURRENT = {"test": ""}
 
 
 @dataclass
@@ -46,6 +49,7 @@ class World:
         if key is not None:
             sent["authorization"] = f"Bearer {key}"
         path, _, query = path.partition("?")
+        SENT[CURRENT["test"]] = SENT.get(CURRENT["test"], 0) + 1
         return self.gateway.handle(method, path, query, sent, body)
 
     def as_(self, who: str, method: str, path: str, payload: Any = None, **kw: Any) -> GatewayResponse:
@@ -71,7 +75,7 @@ def chat(content: str = "hello") -> dict[str, Any]:
 
 
 @pytest.fixture
-def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[World]:
     for tenant in ("operators", "acme", "globex"):
         wiring.tenants().create(TenantCreate(tenant_id=tenant, name=tenant.title()))
     create = wiring.keys().create
@@ -88,6 +92,7 @@ def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Wo
     wiring.keys().revoke(keys["acme_revoked"].key_id)
     gateway = HttpApiGateway(authorizer_handler, api_handler, cache_ttl_seconds=0)
     world = World(gateway, keys, {})
+    CURRENT["test"] = "setting up acme's job, file and batch"
     job = world.as_("acme", "POST", "/v1/chat/completions", chat("acme's secret question"))
     assert job.status == 202, job.body
     line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": chat()}
@@ -106,7 +111,41 @@ def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Wo
     # the expiring key is past its expiry from here on
     later = datetime.now(UTC) + timedelta(minutes=10)
     monkeypatch.setattr(keys_module, "utcnow", lambda: later)
+    CURRENT["test"] = request.node.originalname.removeprefix("test_").replace("_", " ")
     yield world
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report(request: pytest.FixtureRequest) -> Iterator[None]:
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before or not SENT:
+        return
+    SENT.pop("setting up acme's job, file and batch", None)
+    write_section(
+        Section(
+            order=4,
+            requests=sum(SENT.values()),
+            title="Attacks on every route",
+            how=(
+                "tests/security/test_attacks.py through API Gateway's authorizer semantics (the local gateway), "
+                "the authorizer and the API function on moto; tenants acme and globex, an admin, revoked, "
+                "expiring and unscoped keys. Each request's exact status is asserted, and that no response "
+                "carries another tenant's data."
+            ),
+            injected=dict(SENT),
+            outcome="every attack refused with the expected status and the OpenAI error shape; no 5xx",
+            invariants=[
+                "no key / malformed / unknown / revoked / expired key: 401 or 403 on every route",
+                "another tenant's job, file and batch IDs: 404, nothing of theirs echoed",
+                "admin routes with tenant keys, routes without their scope: 403",
+                "identity in headers, query or body ignored or refused (the tenant comes from the key)",
+                "file names with traversal stay under files/<tenant>/<id>",
+                "oversized, 100k-deep and non-UTF-8 bodies: 413/400, no 500",
+                "no key string in any table, object or captured log line",
+            ],
+        )
+    )
 
 
 def concrete(path: str, world: World) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stratus.template import function_environment, load_template, resources_of_type
 
 
@@ -36,6 +38,13 @@ def test_function_environment_resolves_refs_to_created_names_and_parameter_defau
     assert environment["JOBS_TABLE"] == "j"
     assert environment["REQUESTS_QUEUE_URL"] == "https://queue"
     assert environment["BATCH_REQUESTS_QUEUE_URL"] == "https://brq"
+    assert environment["RESULT_CHECK_SECONDS"] == "300"
+
+    # parameters can be overridden, as `sam deploy --parameter-overrides` does; unknown names are refused
+    overridden = function_environment(load_template(), names, {"MaxPackSize": "4", "ResultCheckSeconds": "5"})
+    assert (overridden["MAX_PACK_SIZE"], overridden["RESULT_CHECK_SECONDS"]) == ("4", "5")
+    with pytest.raises(KeyError, match="MaxPackSise"):
+        function_environment(load_template(), names, {"MaxPackSise": "4"})
 
 
 def test_functions_never_capture_responses_in_traces() -> None:

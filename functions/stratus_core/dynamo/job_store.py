@@ -1,14 +1,16 @@
 """Jobs table: `tenant_id` + `job_id`, so a job is only ever found under its own tenant.
 
 While a job is not terminal it carries `active` and `deadline`, which put it in the sparse
-`ActiveJobsIndex`; the sweeper queries that index for jobs past their deadline. Every terminal
-transition removes `active`.
+`ActiveJobsIndex`; the sweeper queries that index for jobs past their deadline. Once dispatched it
+also carries `recheck_at`, which puts it in `DispatchedJobsIndex`: the sweeper looks for SageMaker's
+output of jobs whose notification is late (lost), and pushes `recheck_at` back when there is none
+yet. Every terminal transition removes `active`, which takes the job out of both indexes.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,6 +21,8 @@ from stratus_core.errors import Conflict
 from stratus_core.jobs import Job, JobStatus
 
 ACTIVE_INDEX = "ActiveJobsIndex"
+DISPATCHED_INDEX = "DispatchedJobsIndex"
+MAX_RECHECK = timedelta(hours=1)
 ACTIVE = "1"
 NON_TERMINAL = {":queued": {"S": JobStatus.QUEUED.value}, ":dispatched": {"S": JobStatus.DISPATCHED.value}}
 
@@ -40,7 +44,7 @@ def job_item(job: Job, retention_seconds: int) -> dict[str, Any]:
 def parse_job(item: dict[str, Any]) -> Job:
     values = from_item(item)
     result = values.pop("result_json", None)
-    for internal in ("active", "expires_at"):
+    for internal in ("active", "expires_at", "recheck_at"):
         values.pop(internal, None)
     if result is not None:
         values["result"] = json.loads(result)
@@ -48,9 +52,10 @@ def parse_job(item: dict[str, Any]) -> Job:
 
 
 class DynamoJobStore:
-    def __init__(self, table: str, retention_seconds: int) -> None:
+    def __init__(self, table: str, retention_seconds: int, result_check: timedelta = timedelta(minutes=5)) -> None:
         self.table = table
         self.retention = retention_seconds
+        self.result_check = result_check
 
     def create(self, job: Job) -> None:
         try:
@@ -73,12 +78,13 @@ class DynamoJobStore:
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime
     ) -> bool:
         """queued → dispatched; False if the job had moved on (already dispatched, or finished)."""
-        sets = ["#status = :dispatched", "pack_id = :pack", "dispatched_at = :at"]
+        sets = ["#status = :dispatched", "pack_id = :pack", "dispatched_at = :at", "recheck_at = :recheck"]
         values: dict[str, Any] = {
             ":dispatched": {"S": JobStatus.DISPATCHED.value},
             ":queued": {"S": JobStatus.QUEUED.value},
             ":pack": {"S": pack_id},
             ":at": to_attr(at),
+            ":recheck": to_attr(at + self.result_check),
         }
         for name, location in (("output_location", output_location), ("failure_location", failure_location)):
             if location:
@@ -123,6 +129,37 @@ class DynamoJobStore:
         keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in response.get("Items", [])]
         jobs = [self.get(tenant_id, job_id) for tenant_id, job_id in keys]
         return [job for job in jobs if job is not None and not job.status.is_terminal]
+
+    def unanswered(self, before: datetime, limit: int) -> list[Job]:
+        """Dispatched jobs whose notification is overdue (`recheck_at` before `before`)."""
+        response = aws.dynamodb().query(
+            TableName=self.table,
+            IndexName=DISPATCHED_INDEX,
+            KeyConditionExpression="active = :active AND recheck_at < :before",
+            ExpressionAttributeValues={":active": {"S": ACTIVE}, ":before": to_attr(before)},
+            Limit=limit,
+        )
+        keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in response.get("Items", [])]
+        jobs = [self.get(tenant_id, job_id) for tenant_id, job_id in keys]
+        return [job for job in jobs if job is not None and job.status is JobStatus.DISPATCHED]
+
+    def recheck_later(self, job: Job, now: datetime) -> None:
+        """No output yet: look again after as long as the job has waited so far (the checks of a job
+        in a long queue thin out), at least the configured interval and at most an hour."""
+        waited = now - (job.dispatched_at or now)
+        later = now + min(max(self.result_check, waited), MAX_RECHECK)
+        try:
+            aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=job_key(job.tenant_id, job.job_id),
+                UpdateExpression="SET recheck_at = :later",
+                ConditionExpression="#status = :dispatched",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":later": to_attr(later), ":dispatched": {"S": JobStatus.DISPATCHED.value}},
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":  # it finished meanwhile
+                raise
 
     def terminal_item(
         self, job: Job, status: JobStatus, at: datetime, sets: dict[str, dict[str, Any]]

@@ -133,18 +133,16 @@ class ResultsProcessor:
 
     def recover_unanswered(self, now: datetime, limit: int) -> int:
         """Dispatched jobs whose notification is late: resolve those whose output or failure file
-        exists (the notification was lost); look again later at the others. Returns how many were
-        resolved. Each file is read once per call, however many jobs of its pack are late."""
+        exists (the notification was lost); look again later at the others. Returns how many jobs
+        this call finished (not those a notification finished meanwhile). Each file is read once
+        per call, however many jobs of its pack are late."""
         files = FileCache()
-        recovered = 0
         for job in self._jobs.unanswered(now, limit):
-            if self._resolve_from_files(job, files):
-                recovered += 1
-            else:
+            if not self._resolve_from_files(job, files):
                 self._jobs.recheck_later(job, now)
-        if recovered:
-            logger.warning("resolved jobs whose notification never came", extra={"jobs": recovered})
-        return recovered
+        if files.changed:
+            logger.warning("finished jobs whose notification never came", extra={"jobs": files.changed})
+        return files.changed
 
     def _resolve_from_files(self, job: Job, files: FileCache) -> bool:
         """True once the job is terminal from SageMaker's output or failure file; False if neither
@@ -153,7 +151,7 @@ class ResultsProcessor:
             if job.output_location not in files.outputs:
                 result = files.outputs[job.output_location] = self._reader.read_result(job.output_location)
                 if result is not None:
-                    self.apply_result(result)
+                    files.changed += self.apply_result(result)
             if files.outputs[job.output_location] is not None:
                 refreshed = self._jobs.get(job.tenant_id, job.job_id)
                 if refreshed is None or refreshed.status.is_terminal:
@@ -164,7 +162,9 @@ class ResultsProcessor:
             reason = files.failures[job.failure_location]
             if reason is not None:
                 error = JobError(code="inference_failed", message=reason[:1000] or "the endpoint failed")
-                self._finished(job, self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock()))
+                files.changed += self._finished(
+                    job, self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
+                )
                 return True
         return False
 
@@ -175,3 +175,4 @@ class FileCache:
 
     outputs: dict[str, PackResult | None] = field(default_factory=dict)
     failures: dict[str, str | None] = field(default_factory=dict)
+    changed: int = 0  # jobs finished from these files

@@ -60,8 +60,10 @@ class Cloud:
         try:
             return self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # every thread's stack into the log
+            time.sleep(2)
             self.process.kill()
-            raise
+            raise AssertionError("the local cloud did not stop in 60 s:\n" + self.log.read_text()[-8000:]) from None
 
 
 def free_port() -> int:

@@ -256,8 +256,8 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             injected={**injected, "poison messages on the requests queue": POISON},
             outcome=(
                 f"interactive jobs {json.dumps(statuses)}; refused at admission (quota): {refused}; "
-                f"{len(batches)} batches, all terminal; the sweeper resolved {swept.get('recovered', 0)} late "
-                f"notifications and {swept.get('resolved', 0)} of {swept.get('overdue', 0)} overdue jobs"
+                f"{len(batches)} batches, all terminal; the sweeper finished {swept.get('recovered', 0)} jobs "
+                f"from S3 (lost notifications) and {swept.get('resolved', 0)} of {swept.get('overdue', 0)} overdue jobs"
             ),
             invariants=[
                 "every job and batch is terminal",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,3 +30,35 @@ ADMIN = Principal(tenant_id="operators", key_id="key_00000000000000aa", scopes=f
 
 def principal_of(key: IssuedKey) -> Principal:
     return Principal(tenant_id=key.tenant_id, key_id=key.key_id, scopes=frozenset(key.scopes))
+
+
+BOUNDARY = "----stratus-test-boundary"
+
+
+def multipart_file(filename: str, content: bytes) -> tuple[bytes, dict[str, str]]:
+    """A `POST /v1/files` body (purpose batch) and its content-type header."""
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    return body, {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def upload(
+    call_api: Callable[..., ApiResponse], caller: Principal, content: bytes, filename: str = "input.jsonl"
+) -> ApiResponse:
+    """Upload a batch input file through the API function (base64, as API Gateway passes binary)."""
+    body, headers = multipart_file(filename, content)
+    return call_api(
+        "POST",
+        "/v1/files",
+        principal=caller,
+        raw_body=base64.b64encode(body).decode(),
+        base64_encoded=True,
+        headers=headers,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,13 +15,12 @@ from stratus.localcloud.sqs_source import SqsEventSource
 from stratus_core import aws, wiring
 from stratus_core.config import get_settings
 from stratus_core.keys import IssuedKey, Principal, Scope
-from tests.helpers import ApiResponse, FakeContext, principal_of
+from tests.helpers import ApiResponse, FakeContext, principal_of, upload
 
 from .conftest import Pipeline
 
 Api = Callable[..., ApiResponse]
 MODEL = "smollm2-135m-instruct"
-BOUNDARY = "----stratus-test-boundary"
 
 
 def jsonl(lines: list[dict[str, Any]]) -> bytes:
@@ -40,26 +38,6 @@ def chat_line(i: int, content: str | None = None, max_tokens: int = 8) -> dict[s
             "max_tokens": max_tokens,
         },
     }
-
-
-def upload(call_api: Api, caller: Principal, content: bytes, filename: str = "input.jsonl") -> ApiResponse:
-    body = (
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
-    return call_api(
-        "POST",
-        "/v1/files",
-        principal=caller,
-        raw_body=base64.b64encode(body).decode(),
-        base64_encoded=True,
-        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
-    )
 
 
 def start_batch(call_api: Api, caller: Principal, lines: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -64,6 +65,32 @@ class Cloud:
             time.sleep(2)
             self.process.kill()
             raise AssertionError("the local cloud did not stop in 60 s:\n" + self.log.read_text()[-8000:]) from None
+
+
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model built into an fp32 artifact, as `stratus model build` writes one (CI-fast)."""
+    from gpu_jobs.build import BuildRequest, build
+    from gpu_jobs.tiny import build_tiny_model
+
+    source = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    artifact = tmp_path_factory.mktemp("artifact")
+    build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
+    return artifact
+
+
+def post(url: str, key: str, body: dict[str, Any], prefer: str) -> tuple[int, dict[str, Any]]:
+    """POST JSON with a tenant's key and a `Prefer` header; the status and the JSON answer (errors too)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Prefer": prefer},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def free_port() -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -16,9 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from gpu_jobs.build import BuildRequest, build
-from gpu_jobs.tiny import build_tiny_model
-from tests.local_cloud.conftest import MODEL, Cloud, launch
+from tests.local_cloud.conftest import MODEL, Cloud, launch, post, tiny_artifact
 from tests.reliability.report import Section, write_section
 
 LIMITS = {"requests_per_minute": 12, "tokens_per_minute": 100_000, "tokens_per_month": 4000, "max_in_flight": 4}
@@ -27,31 +23,14 @@ CLIENTS = 50
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    source = build_tiny_model(tmp_path_factory.mktemp("tiny"))
-    artifact = tmp_path_factory.mktemp("artifact")
-    build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
-    with launch(artifact, tmp_path_factory, dtype="float32") as running:
+    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32") as running:
         yield running
-
-
-def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Prefer": "wait=25"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def client(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
     """One client: retries while the tenant is at max_in_flight, gives up on any other refusal."""
     for attempt in range(1, 200):
-        status, answer = post(url, key, body)
+        status, answer = post(url, key, body, prefer="wait=25")
         if status != 429 or answer["error"]["code"] != "max_in_flight":
             return status, answer, attempt
         time.sleep(0.2)

@@ -15,17 +15,12 @@ pytest.importorskip("torch")
 
 import openai
 
-from gpu_jobs.build import BuildRequest, build
-from gpu_jobs.tiny import build_tiny_model
-from tests.local_cloud.conftest import MODEL, Cloud, launch
+from tests.local_cloud.conftest import MODEL, Cloud, launch, tiny_artifact
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    source = build_tiny_model(tmp_path_factory.mktemp("tiny"))
-    artifact = tmp_path_factory.mktemp("artifact")
-    build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
-    with launch(artifact, tmp_path_factory, dtype="float32") as running:
+    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32") as running:
         yield running
 
 

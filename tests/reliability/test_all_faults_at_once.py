@@ -24,7 +24,7 @@ import pytest
 from stratus_core import wiring
 from stratus_core.keys import IssuedKey, Principal, Scope
 from tests.fakes import FakeAsyncEndpoint
-from tests.helpers import ApiResponse, FakeContext, principal_of
+from tests.helpers import ApiResponse, FakeContext, principal_of, upload
 from tests.integration.conftest import Pipeline
 from tests.reliability.report import Section, write_section
 
@@ -152,7 +152,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             json.dumps({"custom_id": f"b{i}", "method": "POST", "url": "/v1/chat/completions", "body": chat(i)}) + "\n"
             for i in range(batch_lines)
         )
-        file_id = upload(call_api, callers[tenant], lines.encode())
+        file_id = upload_input(call_api, callers[tenant], lines.encode())
         created = call_api(
             "POST",
             "/v1/batches",
@@ -217,7 +217,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
         stored = wiring.tenants().get(tenant)
         assert stored.in_flight == 0, tenant
     assert billed[TENANTS[-1]] <= TIGHT["tokens_per_month"]
-    held = wiring.admission()._store.pending_before(later + timedelta(days=1), 1000)  # type: ignore[attr-defined]
+    held = wiring.admission()._store.pending_before(later + timedelta(days=1), 1000)
     assert held == []  # no reservation still held
     depths = {
         q: pipeline.queue_depth(q)
@@ -272,26 +272,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
     )
 
 
-def upload(call_api: Api, caller: Principal, content: bytes) -> str:
-    import base64
-
-    boundary = "----reliability"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    answer = call_api(
-        "POST",
-        "/v1/files",
-        principal=caller,
-        raw_body=base64.b64encode(body).decode(),
-        base64_encoded=True,
-        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
-    )
+def upload_input(call_api: Api, caller: Principal, content: bytes) -> str:
+    answer = upload(call_api, caller, content, "in.jsonl")
     assert answer.status == 200, answer.body
     return str(answer.body["id"])

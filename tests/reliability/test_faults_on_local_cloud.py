@@ -17,8 +17,6 @@ import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -32,10 +30,8 @@ pytest.importorskip("torch")
 
 import openai
 
-from gpu_jobs.build import BuildRequest, build
-from gpu_jobs.tiny import build_tiny_model
 from stratus.localcloud.faults import FaultRates
-from tests.local_cloud.conftest import MODEL, Cloud, launch
+from tests.local_cloud.conftest import MODEL, Cloud, launch, post, tiny_artifact
 from tests.reliability.report import Section, write_section
 
 REQUESTS = int(os.environ.get("STRATUS_CLOUD_FAULT_REQUESTS", "100"))
@@ -52,9 +48,7 @@ TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    source = build_tiny_model(tmp_path_factory.mktemp("tiny"))
-    artifact = tmp_path_factory.mktemp("artifact")
-    build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
+    artifact = tiny_artifact(tmp_path_factory)
     report = tmp_path_factory.mktemp("faults") / "injected.json"
     extra = ["--faults", FAULTS, "--fault-seed", "7", "--fault-report", str(report)]
     # redeliveries within seconds, not the template's minutes; a late notification's output looked for after 20 s
@@ -63,20 +57,6 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     with launch(artifact, tmp_path_factory, dtype="float32", extra=extra) as running:
         running.env["FAULT_REPORT"] = str(report)
         yield running
-
-
-def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Prefer": "wait=0"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def chat(i: int) -> dict[str, Any]:
@@ -116,7 +96,10 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
     work = [(tenant, i) for i in range(per_tenant - batch_lines) for tenant in TENANTS]
     with ThreadPoolExecutor(10) as pool:
         answers = list(
-            pool.map(lambda w: (w[0], *post(f"{cloud.url}/v1/chat/completions", keys[w[0]], chat(w[1]))), work)
+            pool.map(
+                lambda w: (w[0], *post(f"{cloud.url}/v1/chat/completions", keys[w[0]], chat(w[1]), prefer="wait=0")),
+                work,
+            )
         )
     interactive: dict[str, list[str]] = {t: [] for t in TENANTS}
     refused = 0

@@ -25,10 +25,10 @@ from stratus_core import wiring
 from stratus_core.config import get_settings
 from stratus_core.keys import IssuedKey, KeyCreate, Scope
 from stratus_core.tenants import TenantCreate
+from tests.helpers import multipart_file
 from tests.reliability.report import Section, write_section
 
 MODEL = "smollm2-135m-instruct"
-BOUNDARY = "----attack-boundary"
 OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
 ROUTES = [(method.upper(), path) for path, ops in OPENAPI["paths"].items() for method in ops]
 ALL_SCOPES = [Scope.INFERENCE, Scope.BATCH, Scope.USAGE]
@@ -57,19 +57,6 @@ class World:
         return self.call(method, path, self.keys[who].api_key, body, **kw)
 
 
-def multipart(filename: str, content: bytes) -> tuple[bytes, dict[str, str]]:
-    body = (
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
-    return body, {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
-
-
 def chat(content: str = "hello") -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 4}
 
@@ -96,7 +83,7 @@ def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytes
     job = world.as_("acme", "POST", "/v1/chat/completions", chat("acme's secret question"))
     assert job.status == 202, job.body
     line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": chat()}
-    body, headers = multipart("acme-input.jsonl", (json.dumps(line) + "\n").encode())
+    body, headers = multipart_file("acme-input.jsonl", (json.dumps(line) + "\n").encode())
     file = world.call("POST", "/v1/files", keys["acme"].api_key, body, headers)
     assert file.status == 200, file.body
     file_id = json.loads(file.body)["id"]
@@ -240,7 +227,7 @@ def test_identity_comes_from_the_key_not_from_headers_query_or_body(world: World
 @pytest.mark.parametrize("filename", ["../../etc/passwd", "..\\\\..\\\\boot.ini", "/abs/path.jsonl", "a/../../b.jsonl"])
 def test_traversal_in_a_file_name_never_leaves_the_tenants_prefix(world: World, filename: str) -> None:
     line = {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": chat()}
-    body, headers = multipart(filename, (json.dumps(line) + "\n").encode())
+    body, headers = multipart_file(filename, (json.dumps(line) + "\n").encode())
     answer = world.call("POST", "/v1/files", world.keys["globex"].api_key, body, headers)
     assert answer.status in (200, 400), answer.body
     bucket = get_settings().data_bucket

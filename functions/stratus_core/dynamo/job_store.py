@@ -119,29 +119,26 @@ class DynamoJobStore:
         return jobs
 
     def overdue(self, before: datetime, limit: int) -> list[Job]:
-        response = aws.dynamodb().query(
-            TableName=self.table,
-            IndexName=ACTIVE_INDEX,
-            KeyConditionExpression="active = :active AND deadline < :before",
-            ExpressionAttributeValues={":active": {"S": ACTIVE}, ":before": to_attr(before)},
-            Limit=limit,
-        )
-        keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in response.get("Items", [])]
-        jobs = [self.get(tenant_id, job_id) for tenant_id, job_id in keys]
-        return [job for job in jobs if job is not None and not job.status.is_terminal]
+        jobs = self._active_before(ACTIVE_INDEX, "deadline", before, limit)
+        return [job for job in jobs if not job.status.is_terminal]
 
     def unanswered(self, before: datetime, limit: int) -> list[Job]:
         """Dispatched jobs whose notification is overdue (`recheck_at` before `before`)."""
+        jobs = self._active_before(DISPATCHED_INDEX, "recheck_at", before, limit)
+        return [job for job in jobs if job.status is JobStatus.DISPATCHED]
+
+    def _active_before(self, index: str, sort_key: str, before: datetime, limit: int) -> list[Job]:
+        """Up to `limit` jobs of a sparse index of active jobs whose `sort_key` is before `before`,
+        read again from the table (the index is eventually consistent and keys only)."""
         response = aws.dynamodb().query(
             TableName=self.table,
-            IndexName=DISPATCHED_INDEX,
-            KeyConditionExpression="active = :active AND recheck_at < :before",
+            IndexName=index,
+            KeyConditionExpression=f"active = :active AND {sort_key} < :before",
             ExpressionAttributeValues={":active": {"S": ACTIVE}, ":before": to_attr(before)},
             Limit=limit,
         )
         keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in response.get("Items", [])]
-        jobs = [self.get(tenant_id, job_id) for tenant_id, job_id in keys]
-        return [job for job in jobs if job is not None and job.status is JobStatus.DISPATCHED]
+        return [job for job in (self.get(tenant_id, job_id) for tenant_id, job_id in keys) if job is not None]
 
     def recheck_later(self, job: Job, now: datetime) -> None:
         """No output yet: look again after as long as the job has waited so far (the checks of a job

@@ -68,8 +68,10 @@ class InferenceService:
         reservation releases it, and a failure after the job exists fails the job."""
         job_id = new_job_id()
         texts = [m.content for m in messages] if messages is not None else [prompt or ""]
-        self._admission.reserve(tenant_id, job_id, model, worst_case_prompt_tokens(texts), params.max_tokens)
-        now = self._clock()
+        reservation = self._admission.reserve(
+            tenant_id, job_id, model, worst_case_prompt_tokens(texts), params.max_tokens
+        )
+        now = reservation.created_at  # the instant the limits counted it in, not after the transaction
         request = PackedRequest(
             job_id=job_id,
             tenant_id=tenant_id,

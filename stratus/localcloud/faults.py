@@ -5,8 +5,10 @@ A layer around the emulated parts, never inside the functions' code: the async e
 notifications are lost, duplicated, or delayed (so they arrive out of order); the Lambda-like
 pollers crash a function after its handler has done its writes but before the messages are
 acknowledged (so SQS delivers them again); poison messages are put on the requests queue.
-Each fault fires with its own probability from one seeded generator; what fired is counted and
-written as JSON (`--fault-report`) when the cloud stops.
+Each configured fault fires at its first opportunity, then with its own probability from one
+seeded generator: a run of any size shows every fault it was given (a rate drawn a handful of times
+may otherwise never fire, and a check that every fault fired would fail by chance). What fired is
+counted and written as JSON (`--fault-report`) when the cloud stops.
 """
 
 from __future__ import annotations
@@ -75,9 +77,12 @@ class FaultLayer:
         self._timers: list[threading.Timer] = []
 
     def fires(self, fault: str) -> bool:
-        """Draw for `fault` (a probability field); count it when it fires."""
+        """Draw for `fault` (a probability field); count it when it fires. A fault with a rate above
+        zero always fires the first time it is drawn for."""
         with self._lock:
-            if self._rng.random() >= getattr(self.rates, fault):
+            rate = getattr(self.rates, fault)
+            first = rate > 0 and fault not in self.injected
+            if self._rng.random() >= rate and not first:
                 return False
             self.injected[fault] = self.injected.get(fault, 0) + 1
         logger.info("fault injected: %s", fault)

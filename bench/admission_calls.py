@@ -100,16 +100,23 @@ def main() -> None:
     from moto import mock_aws
 
     with mock_aws():
+        from datetime import timedelta
+
         from stratus.localcloud.resources import create_resources
-        from stratus_core import aws, wiring
-        from stratus_core.admission import TokenUsage, worst_case_prompt_tokens
+        from stratus_core.adapters import aws
+        from stratus_core.admission import worst_case_prompt_tokens
+        from stratus_core.clock import utcnow
+        from stratus_core.contract import Usage
         from stratus_core.http.auth import authorize
+        from stratus_core.intake import JobIntake
+        from stratus_core.jobs import Job
         from stratus_core.keys import KeyCreate, Scope
+        from stratus_core.services import Services
         from stratus_core.tenants import TenantCreate, TenantLimits
 
         os.environ.update(create_resources("bench"))
-        wiring.reset()
-        wiring.tenants().create(
+        services = Services()
+        services.tenants.create(
             TenantCreate(
                 tenant_id="acme",
                 name="Acme",
@@ -118,35 +125,47 @@ def main() -> None:
                 ),
             )
         )
-        key = wiring.keys().create("acme", KeyCreate(scopes=[Scope.INFERENCE])).api_key
+        key = services.keys.create("acme", KeyCreate(scopes=[Scope.INFERENCE])).api_key
         client = aws.dynamodb()
         phases: dict[str, Recorder] = {}
         prompt = "Summarise the following paragraph in one sentence: " + "lorem ipsum " * 40
-        from datetime import timedelta
-
-        from stratus_core.admission import AdmissionService
-        from stratus_core.clock import utcnow
-        from stratus_core.config import get_settings
-        from stratus_core.dynamo.admission_store import DynamoAdmissionStore
-
         # Settlement usually lands in a later minute than admission (generation takes time).
-        settings = get_settings()
-        store = DynamoAdmissionStore(settings.usage_table, settings.tenants_table)
-        later = AdmissionService(
-            wiring.tenant_store(), store, wiring.catalog(), clock=lambda: utcnow() + timedelta(minutes=2)
-        )
+        later = Services(clock=lambda: utcnow() + timedelta(minutes=2))
+
+        def job(job_id: str) -> Job:
+            """The job row the intake writes after admission (written outside the measured calls)."""
+            reservation = services.admission_store.get("acme", job_id)
+            assert reservation is not None
+            from stratus_core.contract import PackedRequest, SamplingParams
+
+            request = PackedRequest(
+                job_id=job_id,
+                tenant_id="acme",
+                kind="completion",
+                model=MODEL,
+                prompt=prompt,
+                params=SamplingParams(max_tokens=256),
+            )
+            stored = JobIntake.job_for(request, reservation.created_at, reservation.created_at + timedelta(hours=1))
+            services.job_store.create(stored)
+            return stored
+
         for phase in ("authorize", "reserve", "settle", "reserve2", "settle_later_minute"):
+            jobs = {}
+            if phase.startswith("settle"):
+                source = "reserve" if phase == "settle" else "reserve2"
+                jobs = {i: job(f"{source}-{i}") for i in range(args.requests)}
             recorder = phases[phase] = Recorder()
             client.meta.events.register("provide-client-params.dynamodb.*", recorder.before)
             for i in range(args.requests):
                 if phase == "authorize":
-                    authorize(f"Bearer {key}", wiring.keys())
+                    authorize(f"Bearer {key}", services.keys)
                 elif phase.startswith("reserve"):
-                    wiring.admission().reserve("acme", f"{phase}-{i}", MODEL, worst_case_prompt_tokens([prompt]), 256)
+                    services.admission.reserve("acme", f"{phase}-{i}", MODEL, worst_case_prompt_tokens([prompt]), 256)
                 elif phase == "settle":
-                    wiring.admission().settle("acme", f"reserve-{i}", TokenUsage.of(130, 200))
+                    services.settlement.complete(jobs[i], Usage.of(130, 200), {"object": "text_completion"})
                 else:
-                    later.settle("acme", f"reserve2-{i}", TokenUsage.of(130, 200))
+                    later.settlement.complete(jobs[i], Usage.of(130, 200), {"object": "text_completion"})
             client.meta.events.unregister("provide-client-params.dynamodb.*", recorder.before)
             recorder.settle_sizes(client)
 

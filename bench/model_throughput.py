@@ -5,7 +5,7 @@ concurrent single-request packs (N = 1, 4, 16, 64) of greedy chat completions; t
 transformers' `generate` on the same model object, one request at a time, same threads and
 prompts. Reports completion tokens per second and the ratio. Run alone: the machine has 2 cores.
 
-    .venv/bin/python bench/model_throughput.py [--artifact .stratus/models/smollm2-bf16] [--max-tokens 64]
+    .venv/bin/python bench/model_throughput.py [--artifact .stratus/models/smollm2-int4] [--max-tokens 64]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def llama_cpp_stream(args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--artifact", type=Path, default=REPO / ".stratus" / "models" / "smollm2-bf16")
+    parser.add_argument("--artifact", type=Path, default=REPO / ".stratus" / "models" / "smollm2-int4")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sequential", type=int, default=4, help="requests in the sequential baseline")
@@ -98,7 +98,7 @@ def main() -> None:
 
     # All torch work happens off the main thread, in threads that end before the server starts:
     # libgomp throttles its spin-wait once more threads than cores belong to OpenMP teams, and the
-    # main thread's team never goes away (FIELD-NOTES: 2.5x slower decoding in the batcher thread).
+    # main thread's team never goes away (2.5x slower decoding in the batcher thread: gpu_jobs/batcher.py).
     # `serve` is built the same way: the model loads in a thread that ends, and only the batcher computes.
     def baseline_run() -> None:
         nonlocal engine, baseline, generated

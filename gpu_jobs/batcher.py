@@ -10,8 +10,9 @@ slots as they free up.
 
 Only this thread computes once the model is loaded (the loading thread ends): libgomp throttles
 its spin-wait when more threads than cores belong to OpenMP teams, and a second live team (say,
-the main thread's) made decoding here 2.5x slower on 2 cores (FIELD-NOTES). OpenMP's thread count
-is per thread, so it is set again here.
+the main thread's) made decoding here 2.5x slower on 2 cores (measured: a 576x1536 int4 matmul took
+31 us in the main thread, 80 us in a second thread while the main thread's team existed, 31 us in
+a thread alone; `bench/RESULTS.md`). OpenMP's thread count is per thread, so it is set again here.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import threading
 import time
 from concurrent.futures import Future
 
-from gpu_jobs.engine.base import GenerationRequest, GenerationResult
-from gpu_jobs.engine.transformers_engine import DecodeBatch, TransformersEngine
+from gpu_jobs.engine.base import GenerationEngine, GenerationRequest, GenerationResult
+from gpu_jobs.engine.decode_batch import DecodeBatch
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,7 @@ _Item = tuple[GenerationRequest, "Future[GenerationResult]"]
 
 
 class ContinuousBatcher:
-    def __init__(
-        self, engine: TransformersEngine, max_batch_size: int, wait_ms: int, threads: int | None = None
-    ) -> None:
+    def __init__(self, engine: GenerationEngine, max_batch_size: int, wait_ms: int, threads: int | None = None) -> None:
         self._engine = engine
         self._threads = threads
         self._max = max_batch_size

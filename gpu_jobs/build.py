@@ -83,7 +83,8 @@ def convert(model: Any, request: BuildRequest, scratch: Path) -> Converted:
         return Converted(model.to(torch.float32), 32, "float32")
     if method == "int8":
         # transformers' TorchAoConfig quantizes while loading and its result saves as safetensors;
-        # torchao's quantize_() on a loaded model does not serialise (FIELD-NOTES), hence the round trip.
+        # torchao's quantize_() on a loaded model does not serialise ("invalid python storage" from
+        # save_pretrained, torchao 0.18: docs/platform-notes.md), hence the round trip.
         from torchao.quantization import Int8WeightOnlyConfig
         from transformers import AutoModelForCausalLM, TorchAoConfig
 

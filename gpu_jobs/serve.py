@@ -9,7 +9,6 @@ import uvicorn
 
 from gpu_jobs.batcher import ContinuousBatcher
 from gpu_jobs.engine.base import GenerationEngine
-from gpu_jobs.engine.transformers_engine import TransformersEngine
 from gpu_jobs.loader import load_engine
 from gpu_jobs.server import ModelHolder, create_app
 from gpu_jobs.settings import ServerSettings
@@ -20,7 +19,7 @@ def build_holder(settings: ServerSettings) -> ModelHolder:
         if settings.engine == "echo":
             from gpu_jobs.engine.echo import EchoEngine
 
-            engine: TransformersEngine = EchoEngine.from_artifact(settings.model_dir)
+            engine: GenerationEngine = EchoEngine.from_artifact(settings.model_dir)
         else:
             engine = load_engine(settings.model_dir, settings)
         return engine, ContinuousBatcher(

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from gpu_jobs.batcher import ContinuousBatcher
 from gpu_jobs.engine.base import GenerationEngine, GenerationRequest, GenerationResult
-from stratus_core.contract import Choice, InferencePack, PackedRequest, PackResult, RequestError, RequestResult, Usage
+from stratus_core.contract import Choice, InferencePack, JobError, PackedRequest, PackResult, RequestResult, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def to_result(request: PackedRequest, result: GenerationResult) -> RequestResult
         return RequestResult(
             job_id=request.job_id,
             tenant_id=request.tenant_id,
-            error=RequestError(code=result.error_code or "invalid_request", message=result.error),
+            error=JobError(code=result.error_code or "invalid_request", message=result.error),
         )
     return RequestResult(
         job_id=request.job_id,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import boto3
 import click
 
-from stratus_core.dynamo.key_store import DynamoKeyStore
-from stratus_core.dynamo.tenant_store import DynamoTenantStore
+from stratus_core.adapters.dynamo.key_store import DynamoKeyStore
+from stratus_core.adapters.dynamo.tenant_store import DynamoTenantStore
 from stratus_core.errors import Conflict
 from stratus_core.keys import IssuedKey, KeyCreate, KeyService, Scope
 from stratus_core.tenants import TenantCreate, TenantLimits, TenantService

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-bf16")
+DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-int4")
 DEFAULT_STATE_DIR = Path(".stratus/local-state")
 
 
@@ -129,7 +129,11 @@ def up(
     stopped = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    stopped.wait()
+    # A timed wait: Python runs signal handlers in the main thread only, between bytecodes. When the
+    # kernel hands Ctrl-C to another of our threads, an untimed wait here never wakes to run it (a
+    # fault run once sat 60 s past its SIGINT); waking twice a second bounds the delay.
+    while not stopped.wait(timeout=0.5):
+        pass
     click.echo("stopping …")
     cloud.stop()
     # Everything is saved and the model server is stopped. Leave without the interpreter's final

@@ -31,7 +31,7 @@ def model() -> None:
 @click.option(
     "--method",
     type=click.Choice(["bf16", "fp32", "int8", "int4", "prune-unstructured", "prune-2:4"]),
-    default="bf16",
+    default="int4",
     show_default=True,
     help="bf16 reference; int8/int4 weight-only; magnitude pruning (unstructured or 2:4).",
 )

@@ -15,9 +15,10 @@ import pytest
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
+from stratus.localcloud.functions import reset_services
 from stratus.localcloud.resources import Created, create_all
 from stratus.template import function_environment, load_template
-from stratus_core import wiring
+from stratus_core.services import Services
 
 # Powertools reads these when a handler module is imported, which is at collection time.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "StratusTests")
@@ -41,19 +42,26 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
     """moto in process with every resource template.yaml declares (tables, bucket, queues, topics)."""
+    template = load_template()
     with mock_aws():
-        wiring.reset()
+        reset_services(template)
         resources = create_all("test")
-        for name, value in function_environment(load_template(), resources.refs).items():
+        for name, value in function_environment(template, resources.refs).items():
             monkeypatch.setenv(name, value)
         yield resources
-        wiring.reset()
+        reset_services(template)
 
 
 @pytest.fixture
 def cloud(created: Created) -> dict[str, str]:
     """The functions' environment (from the template's Globals) on the moto of `created`."""
     return function_environment(load_template(), created.refs)
+
+
+@pytest.fixture
+def services(created: Created) -> Services:
+    """The services a function builds, over the moto of `created` (for setting up and checking)."""
+    return Services()
 
 
 @pytest.fixture

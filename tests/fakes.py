@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from stratus_core.contract import Choice, InferencePack, PackedRequest, PackResult, RequestError, RequestResult, Usage
-from stratus_core.s3_store import split_uri
+from stratus_core.adapters.s3_objects import split_uri
+from stratus_core.contract import Choice, InferencePack, JobError, PackedRequest, PackResult, RequestResult, Usage
 
 
 def echo(request: PackedRequest) -> RequestResult:
@@ -25,7 +25,7 @@ def echo(request: PackedRequest) -> RequestResult:
         return RequestResult(
             job_id=request.job_id,
             tenant_id=request.tenant_id,
-            error=RequestError(code="invalid_request", message="the model refused this input"),
+            error=JobError(code="invalid_request", message="the model refused this input"),
         )
     words = ("echo: " + text).split()
     completion = words[: request.params.max_tokens]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from stratus_core.contract import PackedRequest, SamplingParams, Usage
+from stratus_core.jobs import Job, new_job_id
 from stratus_core.keys import IssuedKey, Principal, Scope
+from stratus_core.services import Services
 
 
 class FakeContext:
@@ -62,3 +66,27 @@ def upload(
         base64_encoded=True,
         headers=headers,
     )
+
+
+def bill(
+    tenant_id: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    *,
+    at: datetime | None = None,
+    model: str = "smollm2-135m-instruct",
+) -> Job:
+    """A request admitted through the job intake (at `at`, or now) and completed through settlement
+    with the model server's counts: what a real request leaves in the usage table."""
+    services = Services(clock=lambda: at) if at is not None else Services()
+    request = PackedRequest(
+        job_id=new_job_id(),
+        tenant_id=tenant_id,
+        kind="completion",
+        model=model,
+        prompt="hello",
+        params=SamplingParams(max_tokens=16),
+    )
+    job = services.intake.accept(request)
+    assert services.settlement.complete(job, Usage.of(prompt_tokens, completion_tokens), {"object": "text_completion"})
+    return job

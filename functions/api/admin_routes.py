@@ -8,8 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from api.caller import caller
-from stratus_core import wiring
+from api.caller import caller, services
 from stratus_core.billing import MONTH_PATTERN, MonthlyInvoices
 from stratus_core.clock import utcnow
 from stratus_core.keys import ApiKeyView, IssuedKey, KeyCreate, KeyList, KeyRotate, Scope
@@ -29,51 +28,51 @@ def _admin() -> None:
 @router.post("/admin/tenants", status_code=201, summary="Create a tenant", tags=["admin"])
 def create_tenant(body: TenantCreate) -> Tenant:
     _admin()
-    return wiring.tenants().create(body)
+    return services(router).tenants.create(body)
 
 
 @router.get("/admin/tenants", summary="List tenants", tags=["admin"])
 def list_tenants() -> TenantList:
     _admin()
-    return TenantList(data=wiring.tenants().list())
+    return TenantList(data=services(router).tenants.list())
 
 
 @router.get("/admin/tenants/<tenant_id>", summary="Show a tenant", tags=["admin"])
 def get_tenant(tenant_id: TenantId) -> Tenant:
     _admin()
-    return wiring.tenants().get(tenant_id)
+    return services(router).tenants.get(tenant_id)
 
 
 @router.patch("/admin/tenants/<tenant_id>", summary="Change a tenant's name, status, limits or models", tags=["admin"])
 def update_tenant(tenant_id: TenantId, body: TenantUpdate) -> Tenant:
     _admin()
-    return wiring.tenants().update(tenant_id, body)
+    return services(router).tenants.update(tenant_id, body)
 
 
 @router.post("/admin/tenants/<tenant_id>/keys", status_code=201, summary="Issue an API key", tags=["admin"])
 def create_key(tenant_id: TenantId, body: KeyCreate) -> IssuedKey:
     """The response is the only place the key ever appears; it is stored as a SHA-256 hash."""
     _admin()
-    return wiring.keys().create(tenant_id, body)
+    return services(router).keys.create(tenant_id, body)
 
 
 @router.get("/admin/tenants/<tenant_id>/keys", summary="List a tenant's keys (never the secrets)", tags=["admin"])
 def list_keys(tenant_id: TenantId) -> KeyList:
     _admin()
-    return KeyList(data=wiring.keys().list(tenant_id))
+    return KeyList(data=services(router).keys.list(tenant_id))
 
 
 @router.delete("/admin/keys/<key_id>", summary="Revoke an API key", tags=["admin"])
 def revoke_key(key_id: KeyId) -> ApiKeyView:
     _admin()
-    return wiring.keys().revoke(key_id)
+    return services(router).keys.revoke(key_id)
 
 
 @router.post("/admin/keys/<key_id>/rotate", status_code=201, summary="Rotate an API key", tags=["admin"])
 def rotate_key(key_id: KeyId, body: KeyRotate | None = None) -> IssuedKey:
     """Issues a replacement; the old key keeps working for the grace period, then expires."""
     _admin()
-    return wiring.keys().rotate(key_id, body or KeyRotate())
+    return services(router).keys.rotate(key_id, body or KeyRotate())
 
 
 @router.get("/admin/tenants/<tenant_id>/usage", summary="A tenant's usage by day and model", tags=["admin"])
@@ -83,12 +82,12 @@ def tenant_usage(
     end: Annotated[date | None, Query()] = None,
 ) -> UsageReport:
     _admin()
-    wiring.tenants().get(tenant_id)
+    services(router).tenants.get(tenant_id)
     today = utcnow().date()
-    return wiring.usage().report(tenant_id, start or today.replace(day=1), end or today)
+    return services(router).usage.report(tenant_id, start or today.replace(day=1), end or today)
 
 
 @router.get("/admin/invoices/<month>", summary="Every tenant's invoice for a month (YYYY-MM)", tags=["admin"])
 def month_invoices(month: Annotated[str, Path(pattern=MONTH_PATTERN)]) -> MonthlyInvoices:
     _admin()
-    return wiring.billing().month(month)
+    return services(router).billing.month(month)

@@ -16,22 +16,24 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api import admin_routes, batch_routes, inference_routes, tenant_routes
+from api import admin_routes, batch_routes, inference_routes, model_and_usage_routes
 from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError
 from stratus_core.http.auth import principal_from_authorizer, require_scope
 from stratus_core.http.errors import HttpError, error, http_error, route_not_found, validation_error
 from stratus_core.keys import Scope
+from stratus_core.services import Services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+services = Services()
 MAX_BODY_BYTES = 1_048_576
 MAX_FILE_BODY_BYTES = 10 * 1_048_576  # API Gateway's own cap; larger files use a presigned upload
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
-app.include_router(tenant_routes.router)
+app.include_router(model_and_usage_routes.router)
 app.include_router(admin_routes.router)
 app.include_router(inference_routes.router)
 app.include_router(batch_routes.router)
@@ -88,11 +90,15 @@ def get_openapi() -> Response[Any]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document(app))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse_early(event) or app.resolve(event, context)
+    refused = refuse_early(event)
+    if refused is not None:
+        return refused
+    app.append_context(services=services)
+    return app.resolve(event, context)
 
 
 # The scope each route family needs, checked before the body is parsed (the routes check it again).

@@ -10,9 +10,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from api.caller import caller
-from stratus_core import wiring
-from stratus_core.batches import Batch, BatchCreate, BatchList
+from api.caller import caller, services
+from stratus_core.batches.models import Batch, BatchCreate, BatchList
 from stratus_core.errors import InvalidRequest
 from stratus_core.files import FileDeleted, FileList, FileObject, PresignedUpload, UploadRequest
 from stratus_core.keys import Scope
@@ -53,7 +52,7 @@ def upload_file() -> FileObject:
     if "file" not in form:
         raise InvalidRequest("the form has no 'file' field", param="file")
     filename, content = form["file"]
-    return wiring.files().create(principal.tenant_id, filename or "input.jsonl", "batch", content)
+    return services(router).files.create(principal.tenant_id, filename or "input.jsonl", "batch", content)
 
 
 @router.post(
@@ -64,33 +63,33 @@ def upload_file() -> FileObject:
 )
 def presign_upload(body: UploadRequest) -> PresignedUpload:
     principal = caller(router, Scope.BATCH)
-    return wiring.files().presign(principal.tenant_id, body)
+    return services(router).files.presign(principal.tenant_id, body)
 
 
 @router.get("/v1/files", summary="The caller's files", tags=["files"])
 def list_files() -> FileList:
-    return wiring.files().list(caller(router, Scope.BATCH).tenant_id)
+    return services(router).files.list(caller(router, Scope.BATCH).tenant_id)
 
 
 @router.get("/v1/files/<file_id>", summary="A file's metadata", tags=["files"])
 def get_file(file_id: FileId) -> FileObject:
-    return wiring.files().view(caller(router, Scope.BATCH).tenant_id, file_id)
+    return services(router).files.view(caller(router, Scope.BATCH).tenant_id, file_id)
 
 
 @router.get("/v1/files/<file_id>/content", summary="A file's content", tags=["files"])
 def get_file_content(file_id: FileId) -> Response[Any]:
-    content = wiring.files().content(caller(router, Scope.BATCH).tenant_id, file_id)
+    content = services(router).files.content(caller(router, Scope.BATCH).tenant_id, file_id)
     return Response(HTTPStatus.OK, "application/octet-stream", body=content)
 
 
 @router.delete("/v1/files/<file_id>", summary="Delete a file", tags=["files"])
 def delete_file(file_id: FileId) -> FileDeleted:
-    return wiring.files().delete(caller(router, Scope.BATCH).tenant_id, file_id)
+    return services(router).files.delete(caller(router, Scope.BATCH).tenant_id, file_id)
 
 
 @router.post("/v1/batches", summary="Create a batch from an uploaded JSONL file", tags=["batches"])
 def create_batch(body: BatchCreate) -> Batch:
-    return wiring.batches().create(caller(router, Scope.BATCH).tenant_id, body)
+    return services(router).batches.create(caller(router, Scope.BATCH).tenant_id, body)
 
 
 @router.get("/v1/batches", summary="The caller's batches, newest first", tags=["batches"])
@@ -98,14 +97,14 @@ def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> BatchList:
-    return wiring.batches().list(caller(router, Scope.BATCH).tenant_id, limit, after)
+    return services(router).batches.list(caller(router, Scope.BATCH).tenant_id, limit, after)
 
 
 @router.get("/v1/batches/<batch_id>", summary="A batch", tags=["batches"])
 def get_batch(batch_id: BatchId) -> Batch:
-    return wiring.batches().get(caller(router, Scope.BATCH).tenant_id, batch_id).view()
+    return services(router).batches.get(caller(router, Scope.BATCH).tenant_id, batch_id).view()
 
 
 @router.post("/v1/batches/<batch_id>/cancel", summary="Cancel a batch", tags=["batches"])
 def cancel_batch(batch_id: BatchId) -> Batch:
-    return wiring.batches().cancel(caller(router, Scope.BATCH).tenant_id, batch_id)
+    return services(router).batches.cancel(caller(router, Scope.BATCH).tenant_id, batch_id)

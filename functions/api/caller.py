@@ -1,4 +1,4 @@
-"""The calling principal of the current request, with a scope check."""
+"""The calling principal of the current request (with a scope check), and the process's services."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from stratus_core.http.auth import principal_from_authorizer, require_scope
 from stratus_core.keys import Principal, Scope
+from stratus_core.services import Services
 
 
 def caller(router: Router, scope: Scope | None) -> Principal:
@@ -13,3 +14,10 @@ def caller(router: Router, scope: Scope | None) -> Principal:
     authorizer = router.current_event.request_context.authorizer  # type: ignore[attr-defined]
     principal = principal_from_authorizer(authorizer.get_lambda if authorizer else None)
     return principal if scope is None else require_scope(principal, scope)
+
+
+def services(router: Router) -> Services:
+    """The services `api.app` built for this process, handed to the routes in the resolver's context."""
+    found = router.context["services"]
+    assert isinstance(found, Services)
+    return found

@@ -10,9 +10,9 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 
-from api.caller import caller
-from stratus_core import wiring
+from api.caller import caller, services
 from stratus_core.http.errors import job_failure
+from stratus_core.inference import MAX_WAIT_SECONDS
 from stratus_core.jobs import Job, JobStatus, JobView
 from stratus_core.keys import Scope
 from stratus_core.openai_types import ChatCompletion, ChatCompletionRequest, CompletionRequest, TextCompletion
@@ -30,7 +30,7 @@ PreferHeader = Annotated[
 
 def wait_seconds(prefer: str | None) -> int:
     match = _WAIT.search(prefer or "")
-    return min(int(match.group(1)), 25) if match else DEFAULT_WAIT_SECONDS
+    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else DEFAULT_WAIT_SECONDS
 
 
 def _answer(job: Job, waited: int) -> Response[Any]:
@@ -39,9 +39,8 @@ def _answer(job: Job, waited: int) -> Response[Any]:
         return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body=job.result, headers=headers)
     if job.status.is_terminal:
         failure = job_failure(
-            job.status.value,
-            job.error.code if job.error else None,
-            job.error.message if job.error else "the request did not complete",
+            job.error.code if job.error else job.status.value,
+            job.error.message if job.error else f"the request was {job.status.value}",
         )
         return Response(failure.status, content_types.APPLICATION_JSON, body=failure.body.model_dump(), headers=headers)
     headers["Location"] = f"/v1/jobs/{job.job_id}"
@@ -64,10 +63,8 @@ def _answer(job: Job, waited: int) -> Response[Any]:
 )
 def chat_completions(body: ChatCompletionRequest, prefer: PreferHeader = None) -> Response[Any]:
     principal = caller(router, Scope.INFERENCE)
-    service = wiring.inference()
-    job = service.submit(
-        principal.tenant_id, body.model, body.sampling(), messages=[message.to_message() for message in body.messages]
-    )
+    service = services(router).inference
+    job = service.submit(principal.tenant_id, body)
     waited = wait_seconds(prefer)
     return _answer(service.wait(principal.tenant_id, job.job_id, waited) if waited else job, waited)
 
@@ -83,8 +80,8 @@ def chat_completions(body: ChatCompletionRequest, prefer: PreferHeader = None) -
 )
 def completions(body: CompletionRequest, prefer: PreferHeader = None) -> Response[Any]:
     principal = caller(router, Scope.INFERENCE)
-    service = wiring.inference()
-    job = service.submit(principal.tenant_id, body.model, body.sampling(), prompt=body.prompt_text())
+    service = services(router).inference
+    job = service.submit(principal.tenant_id, body)
     waited = wait_seconds(prefer)
     return _answer(service.wait(principal.tenant_id, job.job_id, waited) if waited else job, waited)
 
@@ -92,4 +89,4 @@ def completions(body: CompletionRequest, prefer: PreferHeader = None) -> Respons
 @router.get("/v1/jobs/<job_id>", summary="Status and result of an inference request", tags=["inference"])
 def get_job(job_id: Annotated[str, Path(pattern=r"^job_[0-9a-f]{24}$")]) -> JobView:
     principal = caller(router, Scope.INFERENCE)
-    return JobView.of(wiring.inference().get(principal.tenant_id, job_id))
+    return JobView.of(services(router).inference.get(principal.tenant_id, job_id))

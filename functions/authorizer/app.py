@@ -18,22 +18,23 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stratus_core import wiring
 from stratus_core.errors import Forbidden, Unauthenticated
 from stratus_core.http.auth import authorize
+from stratus_core.services import Services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+services = Services()
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @event_source(data_class=APIGatewayAuthorizerEventV2)
 def lambda_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
     try:
-        principal = authorize(event.headers.get("authorization"), wiring.keys())
+        principal = authorize(event.headers.get("authorization"), services.keys)
     except (Unauthenticated, Forbidden) as denied:
         logger.info("denied", extra={"reason": str(denied), "route": event.route_key})
         metrics.add_metric(name="AuthorizerDenied", unit=MetricUnit.Count, value=1)

@@ -16,14 +16,15 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stratus_core import aws, wiring
-from stratus_core.config import get_settings
+from stratus_core.adapters import aws
 from stratus_core.jobs import RequestMessage
+from stratus_core.services import Services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+services = Services()
+batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 MAX_BACKOFF_SECONDS = 900
 
@@ -42,7 +43,7 @@ class Collector:
 
 def queue_url(arn: str) -> str:
     """The URL of the queue a record came from (interactive or batch lane)."""
-    settings = get_settings()
+    settings = services.settings
     name = arn.rsplit(":", 1)[-1]
     for url in (settings.requests_queue_url, settings.batch_requests_queue_url):
         if url.rstrip("/").rsplit("/", 1)[-1] == name:
@@ -61,17 +62,17 @@ def back_off(records: list[SQSRecord]) -> None:
         )
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     collector = Collector()
-    with processor(records=event["Records"], handler=collector, lambda_context=context):
-        processor.process()
-    response = processor.response()
+    with batch_processor(records=event["Records"], handler=collector, lambda_context=context):
+        batch_processor.process()
+    response = batch_processor.response()
     for failure in response["batchItemFailures"]:
         logger.error("malformed request message", extra={"message_id": failure["itemIdentifier"]})
-    report = wiring.dispatcher().dispatch(collector.messages)
+    report = services.dispatcher.dispatch(collector.messages)
     if report.retry:
         back_off([collector.records[message_id] for message_id in report.retry])
         response["batchItemFailures"].extend({"itemIdentifier": message_id} for message_id in report.retry)

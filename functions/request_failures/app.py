@@ -13,14 +13,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from stratus_core import wiring
-from stratus_core.clock import utcnow
-from stratus_core.jobs import JobError, JobStatus, RequestMessage
+from stratus_core.contract import JobError
+from stratus_core.jobs import JobStatus, RequestMessage
+from stratus_core.services import Services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+services = Services()
+batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def fail_request(record: SQSRecord) -> None:
@@ -38,16 +39,12 @@ def fail_request(record: SQSRecord) -> None:
         )
         metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
         return
-    job = wiring.job_store().get(message.tenant_id, message.job_id)
+    job = services.job_store.get(message.tenant_id, message.job_id)
     if job is None or job.status.is_terminal:
         logger.info("dead letter for a finished or unknown job", extra={"job_id": message.job_id})
         return
     reason = f"not dispatched: the endpoint stayed unavailable or throttled through every retry ({receives} receives)"
-    failed = wiring.ledger().finish_unbilled(
-        job, JobStatus.FAILED, JobError(code="dispatch_failed", message=reason), utcnow()
-    )
-    if failed and job.batch_id:  # it may have been the batch's last request: finalize it then
-        wiring.batches().maybe_finalize(job.tenant_id, job.batch_id)
+    failed = services.settlement.fail(job, JobStatus.FAILED, JobError(code="dispatch_failed", message=reason))
     logger.warning(
         "request failed from the dead-letter queue",
         extra={"job_id": job.job_id, "tenant_id": job.tenant_id, "reason": reason, "changed": failed},
@@ -55,8 +52,10 @@ def fail_request(record: SQSRecord) -> None:
     metrics.add_metric(name="RequestsDeadLettered", unit=MetricUnit.Count, value=1)
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=fail_request, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=fail_request, processor=batch_processor, context=context
+    )

@@ -15,32 +15,33 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stratus_core import wiring
 from stratus_core.results import AsyncNotification
+from stratus_core.services import Services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+services = Services()
+batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def handle_notification(record: SQSRecord) -> None:
     notification = AsyncNotification.model_validate_json(record.body)
-    processor = wiring.results()
-    billed_before = processor.billed_tokens
-    changed = processor.handle(notification)
+    settlement = services.settlement
+    billed_before = settlement.billed_tokens
+    changed = services.results.handle(notification)
     logger.info(
         "notification handled",
         extra={"inference_id": notification.inferenceId, "status": notification.invocationStatus, "changed": changed},
     )
     metrics.add_metric(name="JobsFinished", unit=MetricUnit.Count, value=changed)
-    metrics.add_metric(name="TokensBilled", unit=MetricUnit.Count, value=processor.billed_tokens - billed_before)
+    metrics.add_metric(name="TokensBilled", unit=MetricUnit.Count, value=settlement.billed_tokens - billed_before)
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
-        event=event, record_handler=handle_notification, processor=processor, context=context
+        event=event, record_handler=handle_notification, processor=batch_processor, context=context
     )

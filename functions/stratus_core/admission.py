@@ -1,4 +1,4 @@
-"""Admission: reserve a request's worst-case tokens before it runs, settle or release it after.
+"""Admission: reserve a request's worst-case tokens before it runs.
 
 Every limit is enforced by DynamoDB conditions inside one transaction, never by reading a
 counter and writing it back: 50 concurrent requests against a limit of 10 admit exactly 10.
@@ -6,7 +6,8 @@ counter and writing it back: 50 concurrent requests against a limit of 10 admit 
 The reserved amount is an upper bound found without a tokenizer. Byte-level BPE tokenizers
 (the Llama/SmolLM family, GPT-2) never make more tokens than UTF-8 bytes, so the bound is the
 prompt's bytes, plus the chat template's special tokens and default system prompt, plus
-`max_tokens`. Settlement then replaces the bound with the model server's own counts.
+`max_tokens`. When the job ends, `settlement.Settlement` replaces the bound with the model
+server's own counts, or gives it back: admission only ever adds.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from stratus_core.clock import day_key, minute_key, month_key, seconds_to_next_minute, seconds_to_next_month, utcnow
 from stratus_core.errors import (
@@ -30,7 +31,8 @@ from stratus_core.errors import (
     TenantSuspended,
     Unavailable,
 )
-from stratus_core.pricing import Cost, Money, PriceCatalog
+from stratus_core.jobs import Lane
+from stratus_core.pricing import Money, PriceCatalog
 from stratus_core.tenants import Tenant, TenantStore
 
 logger = logging.getLogger(__name__)
@@ -52,28 +54,6 @@ class ReservationState(StrEnum):
     RELEASED = "released"
 
 
-class TokenUsage(BaseModel):
-    """The model server's own counts for one request."""
-
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
-    total_tokens: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _total_is_the_sum(self) -> TokenUsage:
-        if self.total_tokens != self.prompt_tokens + self.completion_tokens:
-            raise ValueError("total_tokens must equal prompt_tokens + completion_tokens")
-        return self
-
-    @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int) -> TokenUsage:
-        return cls(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt_tokens + completion_tokens,
-        )
-
-
 class Reservation(BaseModel):
     """One admitted request's claim on its tenant's limits; also its usage record once settled."""
 
@@ -86,19 +66,12 @@ class Reservation(BaseModel):
     month: str
     created_at: datetime
     state: ReservationState = ReservationState.RESERVED
-    lane: Literal["interactive", "batch"] = Field(
-        default="interactive", description="Batch reservations count against the month only."
-    )
+    lane: Lane = Field(default="interactive", description="Batch reservations count against the month only.")
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost: Money | None = None
     finished_at: datetime | None = None
     release_reason: str | None = None
-
-
-class Outcome(StrEnum):
-    APPLIED = "applied"
-    ALREADY_DONE = "already_done"
 
 
 # What the store reports; the service turns these into the errors callers see.
@@ -126,14 +99,6 @@ class AdmissionStore(Protocol):
     def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
         """Like `reserve`, against the monthly quota only."""
         ...
-
-    def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
-
-    def pending_before(self, before: datetime, limit: int) -> list[Reservation]: ...
-
-    def settle(self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime) -> Outcome: ...
-
-    def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome: ...
 
 
 class AdmissionService:
@@ -167,7 +132,7 @@ class AdmissionService:
         model: str,
         prompt_tokens_bound: int,
         max_tokens: int,
-        lane: Literal["interactive", "batch"] = "interactive",
+        lane: Lane = "interactive",
     ) -> Reservation:
         """Admit one request or raise the error that says which limit refused it."""
         tokens = prompt_tokens_bound + max_tokens
@@ -201,45 +166,6 @@ class AdmissionService:
             except RetryableConflict:  # limits edited meanwhile, or a transaction conflict on a hot item
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
         raise Unavailable("too much concurrent admission traffic for this tenant; retry shortly")
-
-    def settle(self, tenant_id: str, job_id: str, usage: TokenUsage) -> Outcome:
-        """Replace the reservation with the model server's counts and record billable usage, once."""
-        reservation = self._existing(tenant_id, job_id)
-        if reservation.state is not ReservationState.RESERVED:
-            return Outcome.ALREADY_DONE
-        if usage.total_tokens > reservation.tokens:
-            logger.warning(
-                "usage above the reserved bound",
-                extra={"job_id": job_id, "reserved": reservation.tokens, "used": usage.total_tokens},
-            )
-        cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens)
-        return self._store.settle(reservation, usage, cost, self._clock())
-
-    def release(self, tenant_id: str, job_id: str, reason: str) -> Outcome:
-        """Give back a reservation whose request produced nothing billable, once."""
-        reservation = self._existing(tenant_id, job_id)
-        if reservation.state is not ReservationState.RESERVED:
-            return Outcome.ALREADY_DONE
-        return self._store.release(reservation, reason, self._clock())
-
-    def get(self, tenant_id: str, job_id: str) -> Reservation:
-        return self._existing(tenant_id, job_id)
-
-    def release_orphans(self, job_is_live: Callable[[str, str], bool], older_than: timedelta, limit: int = 100) -> int:
-        """Give back reservations whose job never got recorded (a crash between admission and the
-        job's creation) or already ended; without this a tenant could lose in-flight slots for good."""
-        released = 0
-        for reservation in self._store.pending_before(self._clock() - older_than, limit):
-            if not job_is_live(reservation.tenant_id, reservation.job_id):
-                outcome = self.release(reservation.tenant_id, reservation.job_id, "orphaned: no live job")
-                released += outcome is Outcome.APPLIED
-        return released
-
-    def _existing(self, tenant_id: str, job_id: str) -> Reservation:
-        reservation = self._store.get(tenant_id, job_id)
-        if reservation is None:
-            raise NotFound("reservation", job_id)
-        return reservation
 
     def _check_model(self, tenant: Tenant, model: str) -> None:
         self._catalog.price(model)

@@ -73,6 +73,20 @@ class Usage(BaseModel):
     completion_tokens: int = Field(ge=0)
     total_tokens: int = Field(ge=0)
 
+    @model_validator(mode="after")
+    def _total_is_the_sum(self) -> Usage:
+        if self.total_tokens != self.prompt_tokens + self.completion_tokens:
+            raise ValueError("total_tokens must equal prompt_tokens + completion_tokens")
+        return self
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
 
 class Choice(BaseModel):
     index: int = 0
@@ -80,8 +94,8 @@ class Choice(BaseModel):
     finish_reason: Literal["stop", "length"]
 
 
-class RequestError(BaseModel):
-    code: str
+class JobError(BaseModel):
+    code: str  # why the request (its job) produced no completion: a code of `stratus_core.failures`
     message: str
 
 
@@ -90,7 +104,7 @@ class RequestResult(BaseModel):
     tenant_id: str
     choices: list[Choice] | None = None
     usage: Usage | None = None
-    error: RequestError | None = None
+    error: JobError | None = None
 
     @model_validator(mode="after")
     def _result_or_error(self) -> RequestResult:

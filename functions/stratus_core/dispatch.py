@@ -10,11 +10,22 @@ from datetime import datetime
 from typing import Protocol
 
 from stratus_core.clock import utcnow
-from stratus_core.contract import InferencePack, PackedRequest
-from stratus_core.endpoint import EndpointBusy, Invocation
-from stratus_core.jobs import BodyStore, Job, JobError, JobStatus, JobStore, Ledger, RequestMessage
+from stratus_core.contract import InferencePack, JobError, PackedRequest
+from stratus_core.jobs import BodyStore, Job, JobStatus, JobStore, RequestMessage
+from stratus_core.settlement import Settlement
 
 logger = logging.getLogger(__name__)
+
+
+class EndpointBusy(Exception):
+    """The endpoint refused for now (throttled, unavailable, updating); retry later."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    inference_id: str
+    output_location: str | None
+    failure_location: str | None
 
 
 class PackStore(Protocol):
@@ -22,7 +33,10 @@ class PackStore(Protocol):
 
 
 class Endpoint(Protocol):
-    def invoke(self, input_location: str, inference_id: str) -> Invocation: ...
+    def invoke(self, input_location: str, inference_id: str) -> Invocation:
+        """Queue one pack (an endpoint at zero instances accepts it and scales out); `EndpointBusy`
+        when it cannot take it now."""
+        ...
 
 
 @dataclass
@@ -47,18 +61,16 @@ class Dispatcher:
         bodies: BodyStore,
         packs: PackStore,
         endpoint: Endpoint,
-        ledger: Ledger,
+        settlement: Settlement,
         *,
         max_pack_size: int,
         clock: Callable[[], datetime] = utcnow,
-        on_batch_job_finished: Callable[[str, str], object] | None = None,
     ) -> None:
-        self._on_batch_job = on_batch_job_finished
         self._jobs = jobs
         self._bodies = bodies
         self._packs = packs
         self._endpoint = endpoint
-        self._ledger = ledger
+        self._settlement = settlement
         self._max = max_pack_size
         self._clock = clock
 
@@ -78,9 +90,7 @@ class Dispatcher:
             request = self._bodies.get(job.body_key)
             if request is None:
                 error = JobError(code="request_missing", message="the stored request body is missing")
-                failed = self._ledger.finish_unbilled(job, JobStatus.FAILED, error, self._clock())
-                if failed and job.batch_id and self._on_batch_job is not None:
-                    self._on_batch_job(job.tenant_id, job.batch_id)  # it may have been the batch's last request
+                self._settlement.fail(job, JobStatus.FAILED, error)
                 report.failed.append(message_id)
                 continue
             by_model.setdefault(job.model, []).append((message_id, job, request))

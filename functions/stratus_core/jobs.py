@@ -1,9 +1,9 @@
 """Jobs: one per accepted inference request, from `queued` to exactly one terminal state.
 
-Every terminal transition moves the job and its reservation together (see `dynamo/ledger.py`):
-completing settles the usage, failing / expiring / cancelling releases it. So a duplicate or
-late result can neither bill twice nor move a finished job, and a job that is finished always
-has its tokens counted exactly once (or released).
+Every terminal transition goes through `settlement.Settlement`, which moves the job and its
+reservation together: completing settles the usage, failing / expiring / cancelling releases it.
+So a duplicate or late result can neither bill twice nor move a finished job, and a job that is
+finished always has its tokens counted exactly once (or released).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus_core.contract import Choice, PackedRequest, Usage
+from stratus_core.contract import JobError, PackedRequest, Usage
+
+Lane = Literal["interactive", "batch"]
 
 
 class JobStatus(StrEnum):
@@ -29,11 +31,6 @@ class JobStatus(StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self not in (JobStatus.QUEUED, JobStatus.DISPATCHED)
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
 
 
 class Job(BaseModel):
@@ -93,6 +90,10 @@ class JobView(BaseModel):
         )
 
 
+class RequestQueue(Protocol):
+    def send(self, message: RequestMessage) -> None: ...
+
+
 class RequestMessage(BaseModel):
     """The requests queue's message (version 1): which job to run; the body waits in S3."""
 
@@ -125,14 +126,6 @@ class JobStore(Protocol):
     def unanswered(self, before: datetime, limit: int) -> list[Job]: ...
 
     def recheck_later(self, job: Job, now: datetime) -> None: ...
-
-
-class Ledger(Protocol):
-    """Terminal transitions, each atomic with the job's reservation."""
-
-    def complete(self, job: Job, choices: list[Choice], usage: Usage, result: dict[str, Any], at: datetime) -> bool: ...
-
-    def finish_unbilled(self, job: Job, status: JobStatus, error: JobError, at: datetime) -> bool: ...
 
 
 class BodyStore(Protocol):

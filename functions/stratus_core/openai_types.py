@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stratus_core.contract import Choice, Message, SamplingParams, Usage
+from stratus_core.contract import Choice, Message, PackedRequest, SamplingParams, Usage
 
 MAX_MESSAGES = 256
 MAX_OUTPUT_TOKENS = 4096
@@ -132,6 +132,30 @@ class CompletionRequest(_Sampling):
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+InferenceRequest = ChatCompletionRequest | CompletionRequest
+
+
+def packed_request(request: InferenceRequest, job_id: str, tenant_id: str) -> PackedRequest:
+    """The request as the model server receives it (the endpoint contract)."""
+    if isinstance(request, ChatCompletionRequest):
+        return PackedRequest(
+            job_id=job_id,
+            tenant_id=tenant_id,
+            kind="chat",
+            model=request.model,
+            messages=[message.to_message() for message in request.messages],
+            params=request.sampling(),
+        )
+    return PackedRequest(
+        job_id=job_id,
+        tenant_id=tenant_id,
+        kind="completion",
+        model=request.model,
+        prompt=request.prompt_text(),
+        params=request.sampling(),
+    )
 
 
 class AssistantMessage(BaseModel):

@@ -10,10 +10,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from stratus_core.config import get_settings
 from stratus_core.errors import NotFound
 
-PER_MILLION = 6  # prices are per 10**6 tokens
+PRICE_UNIT_EXPONENT = 6
+"""Prices are per 10**6 tokens: a cost is the price times the tokens, shifted this many places."""
 
 
 def plain_decimal(value: Decimal) -> str:
@@ -59,15 +59,14 @@ class PriceCatalog(BaseModel):
         """Exact cost: `scaleb` moves the decimal point, so no rounding happens here."""
         price = self.price(model)
         return Cost(
-            prompt_cost=(price.prompt_per_million * prompt_tokens).scaleb(-PER_MILLION),
-            completion_cost=(price.completion_per_million * completion_tokens).scaleb(-PER_MILLION),
+            prompt_cost=(price.prompt_per_million * prompt_tokens).scaleb(-PRICE_UNIT_EXPONENT),
+            completion_cost=(price.completion_per_million * completion_tokens).scaleb(-PRICE_UNIT_EXPONENT),
         )
 
 
-@lru_cache(maxsize=1)
-def load_catalog() -> PriceCatalog:
-    """`PRICE_CATALOG` (JSON) from the template's parameter, else the catalog shipped with the code."""
-    override = get_settings().price_catalog_json
+@lru_cache(maxsize=4)
+def load_catalog(override: str | None = None) -> PriceCatalog:
+    """`override` (the template's `PriceCatalog` parameter, as JSON), else the catalog shipped with the code."""
     if override:
         return PriceCatalog.model_validate_json(override)
     text = resources.files("stratus_core").joinpath("catalog.json").read_text(encoding="utf-8")

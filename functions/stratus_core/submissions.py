@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stratus_core import wiring
-from stratus_core.batches import Batch, BatchCreate, BatchEndpoint
+from stratus_core.batches.models import Batch, BatchCreate, BatchEndpoint
+from stratus_core.batches.service import BatchService
 from stratus_core.errors import InvalidRequest, NotFound, TenantSuspended
-from stratus_core.s3_store import split_uri
+from stratus_core.files import FileService
+from stratus_core.tenants import TenantService
 
 MAX_INLINE = 1000
 SUBMISSIONS_PREFIX = "submissions/"
@@ -51,34 +53,52 @@ class BatchSubmission(BaseModel):
         return self
 
 
-def submit(submission: BatchSubmission) -> Batch:
-    tenant = wiring.tenants().get(submission.tenant_id)  # NotFound for an unknown tenant
-    if not tenant.is_active:
-        raise TenantSuspended(tenant.tenant_id)
-    content = _content(submission)
-    file = wiring.files().create(tenant.tenant_id, f"{submission.submission_id}.jsonl", "batch", content)
-    batch_id = "batch_" + hashlib.sha256(f"{tenant.tenant_id}/{submission.submission_id}".encode()).hexdigest()[:24]
-    request = BatchCreate(
-        input_file_id=file.id,
-        endpoint=submission.endpoint,
-        completion_window=submission.completion_window,
-        metadata=submission.metadata,
-    )
-    return wiring.batches().create(tenant.tenant_id, request, batch_id=batch_id)
+class SubmissionInputs(Protocol):
+    """The data bucket, where a producer's JSONL input waits under `submissions/`."""
+
+    bucket: str
+
+    def get_bytes(self, key: str) -> bytes | None: ...
 
 
-def _content(submission: BatchSubmission) -> bytes:
-    if submission.requests is not None:
-        lines = [
-            {"custom_id": r.custom_id, "method": "POST", "url": submission.endpoint, "body": r.body}
-            for r in submission.requests
-        ]
-        return "".join(json.dumps(line) + "\n" for line in lines).encode()
-    bucket, key = split_uri(submission.input_s3_uri or "")
-    objects = wiring.objects()
-    if bucket != objects.bucket or not key.startswith(SUBMISSIONS_PREFIX) or ".." in key:
-        raise InvalidRequest(f"inputs must be under s3://{objects.bucket}/{SUBMISSIONS_PREFIX}", param="input_s3_uri")
-    data = objects.get_bytes(key)
-    if data is None:
-        raise NotFound("submission input", submission.input_s3_uri or "")
-    return data
+class SubmissionService:
+    def __init__(
+        self, tenants: TenantService, files: FileService, batches: BatchService, inputs: SubmissionInputs
+    ) -> None:
+        self._tenants = tenants
+        self._files = files
+        self._batches = batches
+        self._inputs = inputs
+
+    def submit(self, submission: BatchSubmission) -> Batch:
+        tenant = self._tenants.get(submission.tenant_id)  # NotFound for an unknown tenant
+        if not tenant.is_active:
+            raise TenantSuspended(tenant.tenant_id)
+        content = self._content(submission)
+        file = self._files.create(tenant.tenant_id, f"{submission.submission_id}.jsonl", "batch", content)
+        digest = hashlib.sha256(f"{tenant.tenant_id}/{submission.submission_id}".encode()).hexdigest()
+        request = BatchCreate(
+            input_file_id=file.id,
+            endpoint=submission.endpoint,
+            completion_window=submission.completion_window,
+            metadata=submission.metadata,
+        )
+        return self._batches.create(tenant.tenant_id, request, batch_id="batch_" + digest[:24])
+
+    def _content(self, submission: BatchSubmission) -> bytes:
+        if submission.requests is not None:
+            lines = [
+                {"custom_id": r.custom_id, "method": "POST", "url": submission.endpoint, "body": r.body}
+                for r in submission.requests
+            ]
+            return "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uri = urlparse(submission.input_s3_uri or "")
+        bucket, key = uri.netloc, uri.path.lstrip("/")
+        if uri.scheme != "s3" or bucket != self._inputs.bucket or not key.startswith(SUBMISSIONS_PREFIX) or ".." in key:
+            raise InvalidRequest(
+                f"inputs must be under s3://{self._inputs.bucket}/{SUBMISSIONS_PREFIX}", param="input_s3_uri"
+            )
+        data = self._inputs.get_bytes(key)
+        if data is None:
+            raise NotFound("submission input", submission.input_s3_uri or "")
+        return data

@@ -1,10 +1,15 @@
-"""The generation engine's interface: a batch of requests in, one result per request out."""
+"""The generation engine's interface: requests are admitted into a decoding batch, which steps
+until every row is finished. `generate` (a fixed set of requests, no arrivals) is built on the two;
+the continuous batcher calls them directly, so that requests can join between any two steps."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from gpu_jobs.engine.decode_batch import DecodeBatch
 
 
 @dataclass(frozen=True)
@@ -42,4 +47,21 @@ class GenerationEngine(ABC):
         """The model's chat template applied, ready for the assistant's turn."""
 
     @abstractmethod
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]: ...
+    def admit(self, requests: list[GenerationRequest], tickets: list[Any] | None = None) -> DecodeBatch:
+        """Start decoding `requests` as a new batch (each row's first token picked already); a
+        request that cannot run is in `finished` with an error result. `tickets` ride on the rows."""
+
+    @abstractmethod
+    def step(self, batch: DecodeBatch) -> None:
+        """One decode step for every row of `batch`; rows that finish move to `batch.finished`."""
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Generate for `requests` together (no new arrivals); results in the requests' order."""
+        batch = self.admit(requests, tickets=list(range(len(requests))))
+        results: list[GenerationResult] = [GenerationResult() for _ in requests]
+        while True:
+            for row in batch.take_finished():
+                results[row.ticket] = row.result
+            if not batch.rows:
+                return results
+            self.step(batch)

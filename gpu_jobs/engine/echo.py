@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpu_jobs.engine.base import GenerationRequest, GenerationResult
-from gpu_jobs.engine.transformers_engine import DecodeBatch, TransformersEngine, _Row
+from gpu_jobs.engine.base import GenerationEngine, GenerationRequest, GenerationResult
+from gpu_jobs.engine.decode_batch import DecodeBatch, Row
 
 
-class EchoEngine(TransformersEngine):
-    def __init__(self, tokenizer: Any, name: str) -> None:  # no model: nothing of the parent's state is used
+class EchoEngine(GenerationEngine):
+    def __init__(self, tokenizer: Any, name: str) -> None:
         self._tokenizer = tokenizer
         self._name = name
 
@@ -27,7 +27,15 @@ class EchoEngine(TransformersEngine):
 
         return cls(AutoTokenizer.from_pretrained(directory), verify(directory).model_name)
 
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        return str(self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
     def admit(self, requests: list[GenerationRequest], tickets: list[Any] | None = None) -> DecodeBatch:
+        """Every request is finished here: its answer is its own prompt's first tokens."""
         batch = DecodeBatch()
         for i, request in enumerate(requests):
             ids = self._tokenizer(request.prompt, add_special_tokens=False).input_ids
@@ -39,8 +47,8 @@ class EchoEngine(TransformersEngine):
                 completion_tokens=len(echoed),
                 token_ids=list(echoed),
             )
-            batch.finished.append(_Row(request, result, None, done=True, ticket=tickets[i] if tickets else None))
+            batch.finished.append(Row(request, result, None, done=True, ticket=tickets[i] if tickets else None))
         return batch
 
-    def step(self, batch: DecodeBatch) -> None:  # every row finished in admit
-        return None
+    def step(self, batch: DecodeBatch) -> None:
+        return None  # no row is ever left decoding

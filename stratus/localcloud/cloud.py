@@ -22,7 +22,7 @@ from starlette.responses import Response
 from stratus.localcloud import state
 from stratus.localcloud.endpoint import LocalAsyncEndpoint, free_port
 from stratus.localcloud.faults import FaultLayer, FaultRates
-from stratus.localcloud.functions import handler, schedules, sqs_sources
+from stratus.localcloud.functions import handler, reset_services, schedules, sqs_sources
 from stratus.localcloud.gateway import HttpApiGateway, LocalContext
 from stratus.localcloud.moto_server import LocalMotoServer
 from stratus.localcloud.resources import Created, create_all
@@ -110,9 +110,7 @@ class LocalCloud:
         os.environ["SAGEMAKER_RUNTIME_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"
         logger.info("async endpoint %s on 127.0.0.1:%d, at zero instances", self.endpoint.name, endpoint_port)
 
-        from stratus_core import wiring
-
-        wiring.reset()
+        reset_services(template)
         for source in sqs_sources(template):
             function = handler(template, source.function)
             crash = CRASHABLE.get(source.function)
@@ -181,17 +179,18 @@ class LocalCloud:
             logger.info("state restored from %s: %s", directory, counts.describe())
 
     def _bootstrap(self) -> str:
-        from stratus_core import wiring
         from stratus_core.errors import Conflict
         from stratus_core.keys import KeyCreate, Scope
+        from stratus_core.services import Services
         from stratus_core.tenants import TenantCreate
 
+        services = Services()
         with contextlib.suppress(Conflict):  # kept from an earlier start
-            wiring.tenants().create(TenantCreate(tenant_id="operators", name="Operators", allowed_models=[]))
+            services.tenants.create(TenantCreate(tenant_id="operators", name="Operators", allowed_models=[]))
         scopes = [Scope.ADMIN, Scope.USAGE]
         if self.config.admin_key:
-            return wiring.keys().import_key("operators", self.config.admin_key, scopes).api_key
-        return wiring.keys().create("operators", KeyCreate(scopes=scopes)).api_key
+            return services.keys.import_key("operators", self.config.admin_key, scopes).api_key
+        return services.keys.create("operators", KeyCreate(scopes=scopes)).api_key
 
     def _serve(self, app: Any, port: int) -> None:
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from stratus.localcloud.faults import FaultLayer
-from stratus_core.s3_store import split_uri
+from stratus_core.adapters.s3_objects import split_uri
 
 logger = logging.getLogger("local.endpoint")
 model_logger = logging.getLogger("local.model")

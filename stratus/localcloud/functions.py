@@ -30,6 +30,21 @@ def handler(template: Mapping[str, Any], logical_id: str) -> Handler:
     return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
 
 
+def reset_services(template: Mapping[str, Any]) -> None:
+    """Make every function's `services` (built per process by its `app.py`) and every boto3 client
+    be built again from the current environment: the local cloud and the tests change it."""
+    from stratus_core.adapters import aws
+
+    for resource in template["Resources"].values():
+        handler_path = resource.get("Properties", {}).get("Handler") if resource["Type"].endswith("Function") else None
+        if handler_path:
+            module = importlib.import_module(handler_path.rpartition(".")[0])
+            services = getattr(module, "services", None)
+            if services is not None:
+                services.reset()
+    aws.reset_clients()
+
+
 def sqs_sources(template: Mapping[str, Any]) -> list[SqsSource]:
     sources = []
     for logical_id, resource in template["Resources"].items():

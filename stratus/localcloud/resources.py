@@ -1,7 +1,7 @@
 """Create the template's tables, buckets, queues, topics and subscriptions on whatever endpoint
 boto3 points at (moto in process, moto's server, or a scratch account).
 
-moto's CloudFormation skips SNS subscriptions (see FIELD-NOTES), so this reads the template
+moto's CloudFormation skips SNS subscriptions (docs/platform-notes.md), so this reads the template
 and makes each resource with the plain API instead; what the template declares is what exists.
 """
 

@@ -20,8 +20,8 @@ from api.app import lambda_handler as api_handler
 from authorizer.app import lambda_handler as authorizer_handler
 from stratus.localcloud.cloud import LocalCloud
 from stratus.localcloud.gateway import HttpApiGateway
-from stratus_core import wiring
 from stratus_core.keys import KeyCreate, Scope
+from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate
 from tests.reliability.report import Section, write_section
 
@@ -57,11 +57,11 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def tenants(cloud: dict[str, str]) -> Iterator[None]:
-    wiring.tenants().create(TenantCreate(tenant_id="operators", name="Operators"))
-    wiring.tenants().create(TenantCreate(tenant_id="acme", name="Acme"))
-    KEYS["admin"] = wiring.keys().create("operators", KeyCreate(scopes=[Scope.ADMIN, Scope.USAGE])).api_key
-    KEYS["tenant"] = wiring.keys().create("acme", KeyCreate(scopes=[Scope.INFERENCE, Scope.BATCH, Scope.USAGE])).api_key
+def tenants(services: Services, cloud: dict[str, str]) -> Iterator[None]:
+    services.tenants.create(TenantCreate(tenant_id="operators", name="Operators"))
+    services.tenants.create(TenantCreate(tenant_id="acme", name="Acme"))
+    KEYS["admin"] = services.keys.create("operators", KeyCreate(scopes=[Scope.ADMIN, Scope.USAGE])).api_key
+    KEYS["tenant"] = services.keys.create("acme", KeyCreate(scopes=[Scope.INFERENCE, Scope.BATCH, Scope.USAGE])).api_key
     yield
 
 

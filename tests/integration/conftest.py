@@ -14,8 +14,9 @@ import pytest
 
 from stratus.localcloud.resources import Created
 from stratus.localcloud.sqs_source import SqsEventSource
-from stratus_core import aws, wiring
+from stratus_core.adapters import aws
 from stratus_core.keys import IssuedKey, KeyCreate, Principal, Scope
+from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.fakes import FakeAsyncEndpoint
 from tests.helpers import ADMIN, ApiResponse, FakeContext
@@ -62,14 +63,14 @@ def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]])
 
 
 @pytest.fixture
-def make_tenant(cloud: dict[str, str]) -> Callable[..., IssuedKey]:
+def make_tenant(services: Services, cloud: dict[str, str]) -> Callable[..., IssuedKey]:
     """Create a tenant with limits and return a key for it with the given scopes."""
 
     def make(tenant_id: str, scopes: list[Scope] | None = None, **limits: int) -> IssuedKey:
-        wiring.tenants().create(
+        services.tenants.create(
             TenantCreate(tenant_id=tenant_id, name=tenant_id.title(), limits=TenantLimits(**limits))
         )
-        return wiring.keys().create(tenant_id, KeyCreate(scopes=scopes or [Scope.INFERENCE, Scope.USAGE]))
+        return services.keys.create(tenant_id, KeyCreate(scopes=scopes or [Scope.INFERENCE, Scope.USAGE]))
 
     return make
 

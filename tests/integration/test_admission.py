@@ -1,33 +1,35 @@
-"""Admission against DynamoDB (moto): exact accounting, refusals that name their limit, idempotency."""
+"""Admission against DynamoDB (moto): exact accounting, refusals that name their limit, idempotency;
+and settlement of what was admitted, through the one settlement service."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from stratus_core import aws, wiring
-from stratus_core.admission import AdmissionService, Outcome, ReservationState, TokenUsage
-from stratus_core.config import get_settings
-from stratus_core.dynamo.admission_store import DynamoAdmissionStore
+from stratus_core.adapters import aws
+from stratus_core.admission import AdmissionService, ReservationState
+from stratus_core.contract import JobError, Usage
 from stratus_core.errors import Limit, LimitExceeded, NotFound, RequestExceedsLimit, TenantSuspended
+from stratus_core.jobs import Job, JobStatus, request_body_key
 from stratus_core.keys import IssuedKey
-from stratus_core.pricing import load_catalog
+from stratus_core.services import Services
 from stratus_core.tenants import TenantLimitsPatch, TenantStatus, TenantUpdate
 
 MODEL = "smollm2-135m-instruct"
 
 
 def counters(tenant_id: str, month: str, minute: str) -> dict[str, int]:
+    services = Services()
     client = aws.dynamodb()
-    table = get_settings().usage_table
 
     def read(sk: str) -> dict[str, int]:
-        item = client.get_item(TableName=table, Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": sk}}).get("Item")
+        key = {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": sk}}
+        item = client.get_item(TableName=services.settings.usage_table, Key=key).get("Item")
         return {k: int(v["N"]) for k, v in (item or {}).items() if k in ("tokens", "requests")}
 
     month_item, minute_item = read(f"MONTH#{month}"), read(f"MINUTE#{minute}")
@@ -35,18 +37,46 @@ def counters(tenant_id: str, month: str, minute: str) -> dict[str, int]:
         "month_tokens": month_item.get("tokens", 0),
         "minute_tokens": minute_item.get("tokens", 0),
         "minute_requests": minute_item.get("requests", 0),
-        "in_flight": wiring.tenants().get(tenant_id).in_flight,
+        "in_flight": services.tenants.get(tenant_id).in_flight,
     }
 
 
 def fixed_clock(at: datetime) -> AdmissionService:
-    settings = get_settings()
-    return AdmissionService(
-        wiring.tenant_store(),
-        DynamoAdmissionStore(settings.usage_table, settings.tenants_table),
-        load_catalog(),
-        clock=lambda: at,
+    return Services(clock=lambda: at).admission
+
+
+def job_of(tenant_id: str, job_id: str) -> Job:
+    """The job row an admitted request gets (what the intake writes after reserving)."""
+    services = Services()
+    found = services.job_store.get(tenant_id, job_id)
+    if found is not None:
+        return found
+    reservation = services.admission_store.get(tenant_id, job_id)
+    created = reservation.created_at if reservation else NOW
+    job = Job(
+        job_id=job_id,
+        tenant_id=tenant_id,
+        kind="chat",
+        model=MODEL,
+        status=JobStatus.QUEUED,
+        created_at=created,
+        deadline=created + timedelta(hours=1),
+        body_key=request_body_key(tenant_id, job_id),
     )
+    services.job_store.create(job)
+    return job
+
+
+def settle(tenant_id: str, job_id: str, usage: Usage, at: datetime | None = None) -> bool:
+    """The job completes with the model server's `usage`, settled at `at`."""
+    services = Services(clock=lambda: at or NOW)
+    return services.settlement.complete(job_of(tenant_id, job_id), usage, {"object": "chat.completion"})
+
+
+def release(tenant_id: str, job_id: str) -> bool:
+    """The job fails: its reservation is given back."""
+    error = JobError(code="inference_failed", message="endpoint failed")
+    return Services(clock=lambda: NOW).settlement.fail(job_of(tenant_id, job_id), JobStatus.FAILED, error)
 
 
 NOW = datetime(2026, 11, 28, 23, 12, 40, tzinfo=UTC)
@@ -130,7 +160,7 @@ def test_fifty_threads_never_exceed_max_in_flight_and_settling_frees_slots(
     assert results.count(Limit.MAX_IN_FLIGHT.value) == 45
 
     # WHEN one finishes, exactly one more fits
-    admission.settle("acme", admitted[0], TokenUsage.of(5, 5))
+    settle("acme", admitted[0], Usage.of(5, 5))
     admission.reserve("acme", "job-after", MODEL, prompt_tokens_bound=10, max_tokens=10)
     with pytest.raises(LimitExceeded) as refused:
         admission.reserve("acme", "job-one-too-many", MODEL, prompt_tokens_bound=10, max_tokens=10)
@@ -171,30 +201,30 @@ def test_a_request_bigger_than_a_limit_is_refused_outright(make_tenant: Callable
     assert refused.value.limit is Limit.TOKENS_PER_MINUTE
 
 
-def test_suspended_tenant_is_refused_with_403_error(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_suspended_tenant_is_refused_with_403_error(services: Services, make_tenant: Callable[..., IssuedKey]) -> None:
     make_tenant("acme")
-    wiring.tenants().update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
+    services.tenants.update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
     with pytest.raises(TenantSuspended):
         fixed_clock(NOW).reserve("acme", "a", MODEL, prompt_tokens_bound=10, max_tokens=10)
 
 
-def test_model_outside_the_tenants_list_is_not_found(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_model_outside_the_tenants_list_is_not_found(services: Services, make_tenant: Callable[..., IssuedKey]) -> None:
     make_tenant("acme")
-    wiring.tenants().update("acme", TenantUpdate(allowed_models=["other-model"]))
+    services.tenants.update("acme", TenantUpdate(allowed_models=["other-model"]))
     with pytest.raises(NotFound):
         fixed_clock(NOW).reserve("acme", "a", MODEL, prompt_tokens_bound=10, max_tokens=10)
     with pytest.raises(NotFound):
         fixed_clock(NOW).reserve("acme", "b", "no-such-model", prompt_tokens_bound=10, max_tokens=10)
 
 
-def test_raised_limits_apply_to_the_next_request(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_raised_limits_apply_to_the_next_request(services: Services, make_tenant: Callable[..., IssuedKey]) -> None:
     make_tenant("acme", requests_per_minute=1)
     admission = fixed_clock(NOW)
     admission.reserve("acme", "a", MODEL, prompt_tokens_bound=10, max_tokens=10)
     with pytest.raises(LimitExceeded):
         admission.reserve("acme", "b", MODEL, prompt_tokens_bound=10, max_tokens=10)
 
-    wiring.tenants().update("acme", TenantUpdate(limits=TenantLimitsPatch(requests_per_minute=2)))
+    services.tenants.update("acme", TenantUpdate(limits=TenantLimitsPatch(requests_per_minute=2)))
 
     admission.reserve("acme", "b", MODEL, prompt_tokens_bound=10, max_tokens=10)
 
@@ -213,14 +243,15 @@ def test_reserving_the_same_job_twice_counts_it_once(make_tenant: Callable[..., 
     }
 
 
-def test_settling_twice_replaces_the_reservation_once(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_settling_twice_replaces_the_reservation_once(
+    services: Services, make_tenant: Callable[..., IssuedKey]
+) -> None:
     make_tenant("acme")
-    admission = fixed_clock(NOW)
-    admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+    fixed_clock(NOW).reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
 
-    assert admission.settle("acme", "job-1", TokenUsage.of(42, 17)) is Outcome.APPLIED
-    assert admission.settle("acme", "job-1", TokenUsage.of(42, 17)) is Outcome.ALREADY_DONE
-    assert admission.release("acme", "job-1", "late failure") is Outcome.ALREADY_DONE
+    assert settle("acme", "job-1", Usage.of(42, 17)) is True
+    assert settle("acme", "job-1", Usage.of(42, 17)) is False
+    assert release("acme", "job-1") is False
 
     assert counters("acme", "2026-11", "2026-11-28T23:12") == {
         "month_tokens": 59,
@@ -228,23 +259,27 @@ def test_settling_twice_replaces_the_reservation_once(make_tenant: Callable[...,
         "minute_requests": 1,
         "in_flight": 0,
     }
-    settled = admission.get("acme", "job-1")
-    assert settled.state is ReservationState.SETTLED
+    settled = services.admission_store.get("acme", "job-1")
+    assert settled is not None and settled.state is ReservationState.SETTLED
     assert (settled.prompt_tokens, settled.completion_tokens) == (42, 17)
     assert settled.cost == Decimal("0.0000021") + Decimal("0.00000255")
-    usage = wiring.usage().report("acme", NOW.date(), NOW.date())
+    usage = services.usage.report("acme", NOW.date(), NOW.date())
     assert [(row.requests, row.prompt_tokens, row.completion_tokens) for row in usage.data] == [(1, 42, 17)]
+    job = services.job_store.get("acme", "job-1")
+    assert job is not None and (job.status, job.usage) == (JobStatus.COMPLETED, Usage.of(42, 17))
 
 
-def test_releasing_twice_returns_the_reservation_once(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_releasing_twice_returns_the_reservation_once(
+    services: Services, make_tenant: Callable[..., IssuedKey]
+) -> None:
     make_tenant("acme")
     admission = fixed_clock(NOW)
     admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
     admission.reserve("acme", "job-2", MODEL, prompt_tokens_bound=30, max_tokens=20)
 
-    assert admission.release("acme", "job-1", "endpoint failed") is Outcome.APPLIED
-    assert admission.release("acme", "job-1", "endpoint failed") is Outcome.APPLIED.ALREADY_DONE
-    assert admission.settle("acme", "job-1", TokenUsage.of(1, 1)) is Outcome.ALREADY_DONE
+    assert release("acme", "job-1") is True
+    assert release("acme", "job-1") is False
+    assert settle("acme", "job-1", Usage.of(1, 1)) is False
 
     assert counters("acme", "2026-11", "2026-11-28T23:12") == {
         "month_tokens": 50,
@@ -252,49 +287,64 @@ def test_releasing_twice_returns_the_reservation_once(make_tenant: Callable[...,
         "minute_requests": 2,
         "in_flight": 1,
     }
-    released = admission.get("acme", "job-1")
-    assert released.state is ReservationState.RELEASED
-    assert released.release_reason == "endpoint failed"
-    assert wiring.usage().report("acme", NOW.date(), NOW.date()).data == []
+    released = services.admission_store.get("acme", "job-1")
+    assert released is not None and released.state is ReservationState.RELEASED
+    assert released.release_reason == "failed: inference_failed"
+    assert services.usage.report("acme", NOW.date(), NOW.date()).data == []
 
 
 def test_concurrent_duplicate_settlements_bill_once(
-    make_tenant: Callable[..., IssuedKey], linearizable_moto: None
+    services: Services, make_tenant: Callable[..., IssuedKey], linearizable_moto: None
 ) -> None:
     make_tenant("acme")
-    admission = fixed_clock(NOW)
-    admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+    fixed_clock(NOW).reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
+    job = job_of("acme", "job-1")
     start = threading.Barrier(20)
 
-    def settle(_: int) -> Outcome:
+    def complete(_: int) -> bool:
         start.wait()
-        return admission.settle("acme", "job-1", TokenUsage.of(42, 17))
+        return Services(clock=lambda: NOW).settlement.complete(job, Usage.of(42, 17), {"object": "chat.completion"})
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        outcomes = list(pool.map(settle, range(20)))
+        outcomes = list(pool.map(complete, range(20)))
 
-    assert outcomes.count(Outcome.APPLIED) == 1
-    assert outcomes.count(Outcome.ALREADY_DONE) == 19
-    report = wiring.usage().report("acme", NOW.date(), NOW.date())
+    assert outcomes.count(True) == 1
+    assert outcomes.count(False) == 19
+    report = services.usage.report("acme", NOW.date(), NOW.date())
     assert report.totals.total_tokens == 59
     assert report.totals.requests == 1
 
 
-def test_settling_an_unknown_job_is_not_found(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_a_job_whose_reservation_is_not_held_ends_failed_and_bills_nothing(
+    services: Services, make_tenant: Callable[..., IssuedKey]
+) -> None:
+    # GIVEN a job whose reservation was released already (the API gave it back when storing failed)
     make_tenant("acme")
-    with pytest.raises(NotFound):
-        fixed_clock(NOW).settle("acme", "nope", TokenUsage.of(1, 1))
+    fixed_clock(NOW).reserve("acme", "job-1", MODEL, prompt_tokens_bound=30, max_tokens=20)
+    job_of("acme", "job-1")
+    assert services.settlement.release_unrecorded("acme", "job-1", "not queued") is True
+
+    # WHEN its result arrives anyway
+    assert settle("acme", "job-1", Usage.of(10, 5)) is True
+
+    # THEN the job ends failed, and nothing is billed or held
+    ended = services.job_store.get("acme", "job-1")
+    assert ended is not None and ended.status is JobStatus.FAILED
+    assert ended.error is not None and ended.error.code == "not_admitted"
+    assert services.usage.report("acme", NOW.date(), NOW.date()).data == []
+    assert counters("acme", "2026-11", "2026-11-28T23:12")["in_flight"] == 0
 
 
-def test_settling_after_the_minute_ended_still_corrects_the_month(make_tenant: Callable[..., IssuedKey]) -> None:
+def test_settling_after_the_minute_ended_still_corrects_the_month(
+    services: Services, make_tenant: Callable[..., IssuedKey]
+) -> None:
     make_tenant("acme")
     fixed_clock(NOW).reserve("acme", "job-1", MODEL, prompt_tokens_bound=300, max_tokens=200)
 
-    later = fixed_clock(NOW.replace(minute=NOW.minute + 3))
-    assert later.settle("acme", "job-1", TokenUsage.of(42, 17)) is Outcome.APPLIED
+    assert settle("acme", "job-1", Usage.of(42, 17), at=NOW + timedelta(minutes=3)) is True
 
     after = counters("acme", "2026-11", "2026-11-28T23:12")
     assert after["month_tokens"] == 59
     assert after["in_flight"] == 0
     assert after["minute_requests"] == 1
-    assert wiring.usage().report("acme", NOW.date(), NOW.date()).totals.total_tokens == 59
+    assert services.usage.report("acme", NOW.date(), NOW.date()).totals.total_tokens == 59

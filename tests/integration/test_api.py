@@ -8,10 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from stratus_core import wiring
-from stratus_core.admission import TokenUsage
 from stratus_core.keys import IssuedKey, Principal, Scope
-from tests.helpers import ApiResponse, principal_of
+from stratus_core.services import Services
+from tests.helpers import ApiResponse, bill, principal_of
 
 Api = Callable[..., ApiResponse]
 MODEL = "smollm2-135m-instruct"
@@ -165,13 +164,13 @@ def test_models_lists_what_the_tenant_may_use(call_api: Api, make_tenant: Callab
     assert call_api("GET", "/v1/models", principal=caller).body["data"] == []
 
 
-def test_usage_shows_only_the_callers_own_tenant(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+def test_usage_shows_only_the_callers_own_tenant(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey]
+) -> None:
     acme = principal_of(make_tenant("acme"))
     globex = principal_of(make_tenant("globex"))
-    admission = wiring.admission()
-    for tenant, job, usage in [("acme", "a1", (100, 20)), ("acme", "a2", (7, 3)), ("globex", "g1", (5000, 5000))]:
-        admission.reserve(tenant, job, MODEL, prompt_tokens_bound=10_000, max_tokens=10_000)
-        admission.settle(tenant, job, TokenUsage.of(*usage))
+    for tenant, usage in [("acme", (100, 20)), ("acme", (7, 3)), ("globex", (5000, 5000))]:
+        bill(tenant, *usage)
     today = datetime.now(UTC).date().isoformat()
 
     # The query cannot name another tenant: the tenant comes from the key only.
@@ -207,12 +206,12 @@ def test_usage_range_is_validated(call_api: Api, make_tenant: Callable[..., Issu
     assert not_a_date.body["error"]["param"] == "start"
 
 
-def test_admin_sees_every_tenants_invoice_for_a_month(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+def test_admin_sees_every_tenants_invoice_for_a_month(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey]
+) -> None:
     make_tenant("acme")
     make_tenant("globex")
-    admission = wiring.admission()
-    admission.reserve("acme", "a1", MODEL, prompt_tokens_bound=10_000, max_tokens=10_000)
-    admission.settle("acme", "a1", TokenUsage.of(1_000_000, 1_000_000))
+    bill("acme", 1_000_000, 1_000_000)
     month = datetime.now(UTC).strftime("%Y-%m")
 
     invoices = call_api("GET", f"/admin/invoices/{month}")

@@ -10,8 +10,8 @@ import pytest
 
 from authorizer.app import lambda_handler
 from stratus_core import keys as keys_module
-from stratus_core import wiring
 from stratus_core.keys import IssuedKey, KeyCreate, Scope
+from stratus_core.services import Services
 from stratus_core.tenants import TenantStatus, TenantUpdate
 from tests.helpers import FakeContext
 
@@ -72,24 +72,25 @@ def test_a_key_one_character_off_is_denied(
 
 
 def test_revoked_key_is_denied(
-    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+    services: Services, authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
 ) -> None:
     key = make_tenant("acme")
     assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
 
-    wiring.keys().revoke(key.key_id)
+    services.keys.revoke(key.key_id)
 
     assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
 
 
 def test_expired_key_is_denied(
+    services: Services,
     authorize: Callable[[str | None], dict[str, Any]],
     make_tenant: Callable[..., IssuedKey],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     make_tenant("acme")
     expires = datetime.now(UTC) + timedelta(hours=1)
-    key = wiring.keys().create("acme", KeyCreate(scopes=[Scope.INFERENCE], expires_at=expires))
+    key = services.keys.create("acme", KeyCreate(scopes=[Scope.INFERENCE], expires_at=expires))
     assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
 
     monkeypatch.setattr(keys_module, "utcnow", lambda: expires + timedelta(seconds=1))
@@ -98,18 +99,19 @@ def test_expired_key_is_denied(
 
 
 def test_suspended_tenant_is_denied_and_reinstated_tenant_allowed(
-    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+    services: Services, authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
 ) -> None:
     key = make_tenant("acme")
 
-    wiring.tenants().update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
+    services.tenants.update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
     assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
 
-    wiring.tenants().update("acme", TenantUpdate(status=TenantStatus.ACTIVE))
+    services.tenants.update("acme", TenantUpdate(status=TenantStatus.ACTIVE))
     assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
 
 
 def test_rotated_key_works_through_the_grace_period_then_stops(
+    services: Services,
     authorize: Callable[[str | None], dict[str, Any]],
     make_tenant: Callable[..., IssuedKey],
     monkeypatch: pytest.MonkeyPatch,
@@ -117,7 +119,7 @@ def test_rotated_key_works_through_the_grace_period_then_stops(
     from stratus_core.keys import KeyRotate
 
     old = make_tenant("acme")
-    new = wiring.keys().rotate(old.key_id, KeyRotate(grace_period_seconds=600))
+    new = services.keys.rotate(old.key_id, KeyRotate(grace_period_seconds=600))
 
     assert new.api_key != old.api_key
     assert new.scopes == old.scopes

@@ -12,9 +12,9 @@ import pytest
 
 from request_failures.app import lambda_handler as request_failures_handler
 from stratus.localcloud.sqs_source import SqsEventSource
-from stratus_core import aws, wiring
-from stratus_core.config import get_settings
+from stratus_core.adapters import aws
 from stratus_core.keys import IssuedKey, Principal, Scope
+from stratus_core.services import Services
 from tests.helpers import ApiResponse, FakeContext, principal_of, upload
 
 from .conftest import Pipeline
@@ -64,7 +64,7 @@ def batcher(make_tenant: Callable[..., IssuedKey]) -> Principal:
 
 
 def test_a_batch_of_100_lines_completes_with_exact_counts_and_usage(
-    call_api: Api, batcher: Principal, pipeline: Pipeline
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
 ) -> None:
     lines = [chat_line(i) for i in range(100)]
     batch = start_batch(call_api, batcher, lines)
@@ -92,13 +92,13 @@ def test_a_batch_of_100_lines_completes_with_exact_counts_and_usage(
     assert first["response"]["body"]["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
     assert done["usage"] == {"input_tokens": 700, "output_tokens": 400, "total_tokens": 1100}
     today = datetime.now(UTC).date()
-    billed = wiring.usage().report("acme", today, today).totals
+    billed = services.usage.report("acme", today, today).totals
     assert (billed.requests, billed.total_tokens) == (100, 1100)
     assert pipeline.queue_depth("BatchRequestsQueue") == 0
 
 
 def test_invalid_lines_fail_validation_with_every_error_listed(
-    call_api: Api, batcher: Principal, pipeline: Pipeline
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
 ) -> None:
     lines: list[Any] = [chat_line(0), chat_line(1), {**chat_line(2), "url": "/v1/completions"}, chat_line(1)]
     lines[1]["body"]["temperature"] = 9
@@ -111,7 +111,7 @@ def test_invalid_lines_fail_validation_with_every_error_listed(
     errors = failed["errors"]["data"]
     assert [(e["line"], e["param"]) for e in errors] == [(2, "temperature"), (3, "url")]
     assert failed["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_requests_that_fail_go_to_the_error_file(call_api: Api, batcher: Principal, pipeline: Pipeline) -> None:
@@ -152,7 +152,9 @@ def test_duplicate_notifications_do_not_double_count_a_batch(
     )
 
 
-def test_cancel_stops_the_rest_and_releases_its_tokens(call_api: Api, batcher: Principal, pipeline: Pipeline) -> None:
+def test_cancel_stops_the_rest_and_releases_its_tokens(
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
+) -> None:
     batch = start_batch(call_api, batcher, [chat_line(i) for i in range(6)])
     pipeline.batches.drain()  # expanded: 6 jobs queued on the batch lane, nothing dispatched yet
 
@@ -166,7 +168,7 @@ def test_cancel_stops_the_rest_and_releases_its_tokens(call_api: Api, batcher: P
     assert done["request_counts"] == {"total": 6, "completed": 0, "failed": 6}
     assert pipeline.endpoint.calls == []  # the dispatcher skipped every cancelled job
     month = aws.dynamodb().get_item(
-        TableName=get_settings().usage_table,
+        TableName=services.settings.usage_table,
         Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"MONTH#{datetime.now(UTC):%Y-%m}"}},
     )["Item"]
     assert int(month["tokens"]["N"]) == 0
@@ -182,7 +184,7 @@ def test_a_batch_past_its_window_expires(
     batch = start_batch(call_api, batcher, [chat_line(i) for i in range(3)])
     pipeline.batches.drain()
     later = datetime.now(UTC) + timedelta(hours=25)
-    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
 
     assert sweeper_app.lambda_handler({}, FakeContext())["resolved"] == 3
     pipeline.run()
@@ -322,10 +324,12 @@ def test_large_input_through_a_presigned_upload(call_api: Api, batcher: Principa
     assert call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body["status"] == "completed"
 
 
-def test_the_owner_deletes_a_file_and_its_content_goes_with_it(call_api: Api, batcher: Principal) -> None:
+def test_the_owner_deletes_a_file_and_its_content_goes_with_it(
+    services: Services, call_api: Api, batcher: Principal
+) -> None:
     file_id = upload(call_api, batcher, jsonl([chat_line(0)])).body["id"]
     s3 = boto3.client("s3")
-    bucket = get_settings().data_bucket
+    bucket = services.settings.data_bucket
     assert s3.list_objects_v2(Bucket=bucket, Prefix="files/").get("KeyCount") == 1
 
     deleted = call_api("DELETE", f"/v1/files/{file_id}", principal=batcher)
@@ -353,12 +357,12 @@ def test_a_throttled_batch_lane_backs_off_and_still_completes(
 
 
 def test_batch_requests_whose_bodies_are_gone_fail_and_the_batch_still_finishes(
-    call_api: Api, batcher: Principal, pipeline: Pipeline
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
 ) -> None:
     batch = start_batch(call_api, batcher, [chat_line(i) for i in range(2)])
     pipeline.batches.drain()
     s3 = boto3.client("s3")
-    bucket = get_settings().data_bucket
+    bucket = services.settings.data_bucket
     for body in s3.list_objects_v2(Bucket=bucket, Prefix="requests/")["Contents"]:
         s3.delete_object(Bucket=bucket, Key=body["Key"])
 
@@ -368,13 +372,13 @@ def test_batch_requests_whose_bodies_are_gone_fail_and_the_batch_still_finishes(
     assert done["status"] == "completed" and done["request_counts"] == {"total": 2, "completed": 0, "failed": 2}
     errors = call_api("GET", f"/v1/files/{done['error_file_id']}/content", principal=batcher).raw.decode()
     assert [json.loads(line)["error"]["code"] for line in errors.splitlines()] == ["request_missing"] * 2
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_trusted_producer_submits_a_jsonl_object_from_the_submissions_prefix(
-    call_api: Api, batcher: Principal, pipeline: Pipeline
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
 ) -> None:
-    bucket = get_settings().data_bucket
+    bucket = services.settings.data_bucket
     lines = [
         {"custom_id": f"s{i}", "method": "POST", "url": "/v1/chat/completions", "body": chat_line(i)["body"]}
         for i in range(2)
@@ -394,7 +398,7 @@ def test_trusted_producer_submits_a_jsonl_object_from_the_submissions_prefix(
 
 
 def test_a_batch_request_that_dead_letters_fails_into_the_batch_and_the_batch_finishes(
-    call_api: Api, batcher: Principal, pipeline: Pipeline
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
 ) -> None:
     batch = start_batch(call_api, batcher, [chat_line(0)])
     pipeline.batches.drain()
@@ -410,11 +414,11 @@ def test_a_batch_request_that_dead_letters_fails_into_the_batch_and_the_batch_fi
 
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
     assert done["status"] == "completed" and done["request_counts"] == {"total": 1, "completed": 0, "failed": 1}
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_lost_notifications_of_a_batch_are_found_within_minutes_not_at_its_24h_deadline(
-    call_api: Api, batcher: Principal, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sweeper import app as sweeper_app
 
@@ -423,13 +427,13 @@ def test_lost_notifications_of_a_batch_are_found_within_minutes_not_at_its_24h_d
     pipeline.run()
     assert call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body["status"] == "in_progress"
 
-    soon = datetime.now(UTC) + timedelta(seconds=get_settings().result_check_seconds + 1)
-    monkeypatch.setattr(sweeper_app, "utcnow", lambda: soon)
+    soon = datetime.now(UTC) + timedelta(seconds=services.settings.result_check_seconds + 1)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: soon))
     swept = sweeper_app.lambda_handler({}, FakeContext())
     pipeline.batches.drain()
 
-    assert swept == {"recovered": 5, "overdue": 0, "resolved": 0}
+    assert swept == {"recovered": 5, "overdue": 0, "resolved": 0, "orphans_released": 0}
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
     assert (done["status"], done["request_counts"]) == ("completed", {"total": 5, "completed": 5, "failed": 0})
     today = datetime.now(UTC).date()
-    assert wiring.usage().report("acme", today, today).totals.total_tokens == done["usage"]["total_tokens"] == 55
+    assert services.usage.report("acme", today, today).totals.total_tokens == done["usage"]["total_tokens"] == 55

@@ -11,27 +11,10 @@ import boto3
 import pytest
 
 from billing import app as billing_app
-from stratus_core import wiring
-from stratus_core.admission import AdmissionService, TokenUsage
-from stratus_core.config import get_settings
-from stratus_core.dynamo.admission_store import DynamoAdmissionStore
 from stratus_core.keys import IssuedKey
-from stratus_core.pricing import load_catalog
-from tests.helpers import FakeContext
+from tests.helpers import FakeContext, bill
 
 MODEL = "smollm2-135m-instruct"
-
-
-def admit_and_settle(tenant: str, job: str, at: datetime, prompt: int, completion: int) -> None:
-    settings = get_settings()
-    admission = AdmissionService(
-        wiring.tenant_store(),
-        DynamoAdmissionStore(settings.usage_table, settings.tenants_table),
-        load_catalog(),
-        clock=lambda: at,
-    )
-    admission.reserve(tenant, job, MODEL, prompt_tokens_bound=2_000_000, max_tokens=2_000_000)
-    admission.settle(tenant, job, TokenUsage.of(prompt, completion))
 
 
 def test_schedule_invoices_the_month_that_just_ended(
@@ -42,8 +25,8 @@ def test_schedule_invoices_the_month_that_just_ended(
 ) -> None:
     make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9)
     make_tenant("globex")
-    admit_and_settle("acme", "oct-1", datetime(2026, 10, 31, 23, 59, tzinfo=UTC), 1_000_000, 2_000_000)
-    admit_and_settle("acme", "nov-1", datetime(2026, 11, 1, 0, 0, tzinfo=UTC), 3_000_000, 1)
+    bill("acme", 1_000_000, 2_000_000, at=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
+    bill("acme", 3_000_000, 1, at=datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
     monkeypatch.setattr(billing_app, "utcnow", lambda: datetime(2026, 11, 1, 2, 0, tzinfo=UTC))
 
     result = billing_app.lambda_handler(load_event("billing_schedule"), FakeContext())
@@ -68,7 +51,7 @@ def test_schedule_invoices_the_month_that_just_ended(
 
 def test_a_month_can_be_rebilled_on_demand(cloud: dict[str, str], make_tenant: Callable[..., IssuedKey]) -> None:
     make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9)
-    admit_and_settle("acme", "nov-1", datetime(2026, 11, 3, 12, 0, tzinfo=UTC), 3_000_000, 1)
+    bill("acme", 3_000_000, 1, at=datetime(2026, 11, 3, 12, 0, tzinfo=UTC))
 
     result = billing_app.lambda_handler({"month": "2026-11"}, FakeContext())
 

@@ -10,12 +10,13 @@ from click.testing import CliRunner
 
 from authorizer.app import lambda_handler as authorizer_handler
 from stratus.cli import main
-from stratus_core import wiring
 from stratus_core.keys import Principal
+from stratus_core.services import Services
 from tests.helpers import ApiResponse, FakeContext
 
 
 def test_bootstrap_prints_a_working_admin_key_once(
+    services: Services,
     cloud: dict[str, str],
     call_api: Callable[..., ApiResponse],
     load_event: Callable[[str], dict[str, Any]],
@@ -51,7 +52,7 @@ def test_bootstrap_prints_a_working_admin_key_once(
     again = runner.invoke(main, ["admin", "bootstrap", "--json"], env=dict(cloud))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["tenant_created"] is False
-    assert len(wiring.keys().list("operators")) == 2
+    assert len(services.keys.list("operators")) == 2
 
 
 def test_bootstrap_without_table_names_is_a_usage_error(cloud: dict[str, str]) -> None:

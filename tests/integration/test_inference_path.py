@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from stratus_core import wiring
 from stratus_core.keys import IssuedKey, Scope
+from stratus_core.services import Services
 from tests.helpers import ApiResponse, principal_of
 
 from .conftest import Pipeline
@@ -29,10 +29,12 @@ def no_wait(call_api: Api, path: str, body: dict[str, Any], caller: Any) -> ApiR
 
 def usage_totals(tenant_id: str) -> dict[str, Any]:
     today = datetime.now(UTC).date()
-    return wiring.usage().report(tenant_id, today, today).totals.model_dump(mode="json")
+    return Services().usage.report(tenant_id, today, today).totals.model_dump(mode="json")
 
 
-def test_one_chat_request_end_to_end(call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline) -> None:
+def test_one_chat_request_end_to_end(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
     caller = principal_of(make_tenant("acme", scopes=[Scope.INFERENCE, Scope.USAGE]))
 
     accepted = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
@@ -63,7 +65,7 @@ def test_one_chat_request_end_to_end(call_api: Api, make_tenant: Callable[..., I
     assert completion["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
     assert job.body["usage"] == completion["usage"]
     assert usage_totals("acme")["total_tokens"] == 11
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
     # The endpoint got one pack, by S3 location, named by the pack id.
     (invocation,) = pipeline.endpoint.calls
     assert invocation.params["EndpointName"] == "stratus-llm"
@@ -138,7 +140,7 @@ def test_every_notification_twice_and_reordered_bills_once(
 
 
 def test_a_failing_request_does_not_fail_its_pack(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
 ) -> None:
     caller = principal_of(make_tenant("acme"))
     good = no_wait(call_api, "/v1/completions", {"model": MODEL, "prompt": "fine"}, caller).body["id"]
@@ -151,11 +153,11 @@ def test_a_failing_request_does_not_fail_its_pack(
     assert failed["status"] == "failed"
     assert failed["error"] == {"code": "invalid_request", "message": "the model refused this input"}
     assert usage_totals("acme")["requests"] == 1
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_endpoint_failure_fails_the_jobs_and_releases_their_tokens(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
 ) -> None:
     caller = principal_of(make_tenant("acme"))
     pipeline.endpoint.fail_packs = True
@@ -168,7 +170,7 @@ def test_endpoint_failure_fails_the_jobs_and_releases_their_tokens(
     assert job["error"]["code"] == "inference_failed"
     assert "server error (500)" in job["error"]["message"]
     assert usage_totals("acme")["total_tokens"] == 0
-    tenant = wiring.tenants().get("acme")
+    tenant = services.tenants.get("acme")
     assert tenant.in_flight == 0
 
 
@@ -190,12 +192,12 @@ def test_throttled_endpoint_retries_and_nothing_is_lost(
 
 
 def test_endpoint_unavailable_until_dlq_fails_job_and_releases(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
 ) -> None:
     caller = principal_of(make_tenant("acme"))
     pipeline.endpoint.throttle_next = 1_000
     job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
-    assert wiring.tenants().get("acme").in_flight == 1
+    assert services.tenants.get("acme").in_flight == 1
 
     # The template's maxReceiveCount (8) deliveries, then SQS moves it to the dead-letter queue.
     pipeline.requests.drain(retry_failures_now=True)
@@ -206,7 +208,7 @@ def test_endpoint_unavailable_until_dlq_fails_job_and_releases(
     assert job["status"] == "failed"
     assert job["error"]["code"] == "dispatch_failed"
     assert "the endpoint stayed unavailable or throttled through every retry" in job["error"]["message"]
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
     assert pipeline.queue_depth("RequestsDeadLetterQueue") == 0
 
 
@@ -226,7 +228,11 @@ def test_poison_message_reaches_the_dlq_and_is_logged(
 
 
 def test_lost_notification_is_recovered_by_the_sweeper(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    services: Services,
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from sweeper import app as sweeper_app
     from tests.helpers import FakeContext
@@ -244,22 +250,35 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     pipeline.run()
 
     later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
-    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
-    monkeypatch.setattr("stratus_core.results.utcnow", lambda: later)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
 
     # the first is found from its output (late notification), the second expires at its deadline
-    assert sweeper_app.lambda_handler({}, FakeContext()) == {"recovered": 1, "overdue": 1, "resolved": 1}
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {
+        "recovered": 1,
+        "overdue": 1,
+        "resolved": 1,
+        "orphans_released": 0,
+    }
 
     assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "completed"
     expired = call_api("GET", f"/v1/jobs/{lost}", principal=caller).body
     assert expired["status"] == "expired"
     assert usage_totals("acme")["requests"] == 1
-    assert wiring.tenants().get("acme").in_flight == 0
-    assert sweeper_app.lambda_handler({}, FakeContext()) == {"recovered": 0, "overdue": 0, "resolved": 0}
+    assert services.tenants.get("acme").in_flight == 0
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {
+        "recovered": 0,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+    }
 
 
 def test_lost_error_notification_fails_the_job_from_the_failure_file(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    services: Services,
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from sweeper import app as sweeper_app
     from tests.helpers import FakeContext
@@ -270,13 +289,18 @@ def test_lost_error_notification_fails_the_job_from_the_failure_file(
     job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
     pipeline.run()
     later = datetime.now(UTC) + timedelta(hours=2)
-    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
 
-    assert sweeper_app.lambda_handler({}, FakeContext()) == {"recovered": 1, "overdue": 0, "resolved": 0}
+    assert sweeper_app.lambda_handler({}, FakeContext()) == {
+        "recovered": 1,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+    }
 
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert (job["status"], job["error"]) == ("failed", {"code": "inference_failed", "message": "model crashed"})
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_another_tenants_job_is_404(call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline) -> None:
@@ -305,7 +329,12 @@ def test_another_tenants_job_is_404(call_api: Api, make_tenant: Callable[..., Is
     ],
 )
 def test_bad_requests_are_400_and_admit_nothing(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], body: dict[str, Any], param: str, code: str
+    services: Services,
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    body: dict[str, Any],
+    param: str,
+    code: str,
 ) -> None:
     caller = principal_of(make_tenant("acme"))
 
@@ -314,7 +343,7 @@ def test_bad_requests_are_400_and_admit_nothing(
     assert response.status == 400, response.body
     assert response.body["error"]["param"] == param
     assert response.body["error"]["code"] == code
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_defaults_stream_false_and_n_1_are_accepted(
@@ -352,7 +381,7 @@ def test_inference_needs_the_inference_scope(call_api: Api, make_tenant: Callabl
 
 
 def test_a_request_whose_stored_body_is_gone_fails_and_releases_its_tokens(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
 ) -> None:
     caller = principal_of(make_tenant("acme"))
     job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
@@ -365,18 +394,21 @@ def test_a_request_whose_stored_body_is_gone_fails_and_releases_its_tokens(
 
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert (job["status"], job["error"]["code"]) == ("failed", "request_missing")
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0
     assert pipeline.endpoint.calls == []
     assert call_api("GET", "/v1/usage", principal=caller).body["totals"]["total_tokens"] == 0
 
 
 def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its_deadline(
-    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    services: Services,
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No output yet is not a failure (the endpoint may be scaling out from zero): the job stays
     dispatched, is looked for again after longer and longer waits, and completes when the output
     appears, long before its deadline."""
-    from stratus_core.config import get_settings
     from sweeper import app as sweeper_app
     from tests.helpers import FakeContext
 
@@ -385,22 +417,37 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
     job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
     pipeline.requests.drain()  # dispatched; the endpoint has not run it yet
     dispatched = datetime.now(UTC)
-    check = timedelta(seconds=get_settings().result_check_seconds)
+    check = timedelta(seconds=services.settings.result_check_seconds)
     clock = {"now": dispatched}
-    monkeypatch.setattr(sweeper_app, "utcnow", lambda: clock["now"])
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: clock["now"]))
 
     def sweep_at(after: timedelta) -> dict[str, int]:
         clock["now"] = dispatched + after
         return sweeper_app.lambda_handler({}, FakeContext())  # type: ignore[no-any-return]
 
-    assert sweep_at(check / 2) == {"recovered": 0, "overdue": 0, "resolved": 0}
-    assert sweep_at(check + timedelta(seconds=1)) == {"recovered": 0, "overdue": 0, "resolved": 0}  # looked: nothing
+    assert sweep_at(check / 2) == {"recovered": 0, "overdue": 0, "resolved": 0, "orphans_released": 0}
+    assert sweep_at(check + timedelta(seconds=1)) == {
+        "recovered": 0,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+    }  # looked: nothing
     pipeline.endpoint.run_pending()  # the output appears; its notification is lost
     # the next look waits as long as the job has waited so far, so a sweep soon after does not see it
-    assert sweep_at(check + timedelta(seconds=2)) == {"recovered": 0, "overdue": 0, "resolved": 0}
+    assert sweep_at(check + timedelta(seconds=2)) == {
+        "recovered": 0,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+    }
     assert call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"] == "dispatched"
-    assert sweep_at(check * 2 + timedelta(seconds=3)) == {"recovered": 1, "overdue": 0, "resolved": 0}
+    assert sweep_at(check * 2 + timedelta(seconds=3)) == {
+        "recovered": 1,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+    }
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert job["status"] == "completed"
     assert usage_totals("acme")["total_tokens"] == job["result"]["usage"]["total_tokens"]
-    assert wiring.tenants().get("acme").in_flight == 0
+    assert services.tenants.get("acme").in_flight == 0

@@ -12,8 +12,8 @@ import pytest
 from api.app import lambda_handler as api_handler
 from authorizer.app import lambda_handler as authorizer_handler
 from stratus.localcloud.gateway import HttpApiGateway
-from stratus_core import wiring
 from stratus_core.keys import IssuedKey, Scope
+from stratus_core.services import Services
 
 from .conftest import Pipeline
 
@@ -108,7 +108,10 @@ def test_batch_with_the_official_client(
 
 
 def test_errors_reach_the_client_as_openai_exceptions(
-    client_for: Callable[[str], openai.OpenAI], make_tenant: Callable[..., IssuedKey], gateway_clock: Clock
+    services: Services,
+    client_for: Callable[[str], openai.OpenAI],
+    make_tenant: Callable[..., IssuedKey],
+    gateway_clock: Clock,
 ) -> None:
     key = make_tenant("acme", scopes=[Scope.INFERENCE, Scope.BATCH], requests_per_minute=1)
     client = client_for(key.api_key)
@@ -126,7 +129,7 @@ def test_errors_reach_the_client_as_openai_exceptions(
     with pytest.raises(openai.NotFoundError):
         client.batches.retrieve("batch_" + "0" * 24)
 
-    wiring.keys().revoke(key.key_id)
+    services.keys.revoke(key.key_id)
     assert [m.id for m in client.models.list()] == [MODEL]  # the authorizer's answer is cached for 30 s
     gateway_clock.now += 31
     with pytest.raises(openai.PermissionDeniedError):  # then API Gateway's 403 for a denied key

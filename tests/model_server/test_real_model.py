@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def artifact() -> Path:
-    directory = Path(os.environ.get("STRATUS_MODEL_DIR", ".stratus/models/smollm2-bf16"))
+    directory = Path(os.environ.get("STRATUS_MODEL_DIR", ".stratus/models/smollm2-int4"))
     if not (directory / "manifest.json").exists():
         pytest.fail(f"no artifact at {directory}: run `make model` first")
     return directory

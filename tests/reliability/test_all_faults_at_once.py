@@ -21,8 +21,10 @@ from typing import Any
 import boto3
 import pytest
 
-from stratus_core import wiring
+from stratus.localcloud.functions import reset_services
+from stratus.template import load_template
 from stratus_core.keys import IssuedKey, Principal, Scope
+from stratus_core.services import Services
 from tests.fakes import FakeAsyncEndpoint
 from tests.helpers import ApiResponse, FakeContext, principal_of, upload
 from tests.integration.conftest import Pipeline
@@ -114,6 +116,7 @@ def chat(i: int) -> dict[str, Any]:
 
 
 def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
+    services: Services,
     call_api: Api,
     make_tenant: Callable[..., IssuedKey],
     pipeline: Pipeline,
@@ -121,14 +124,11 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
     service_logs: pytest.LogCaptureFixture,
 ) -> None:
     # small packs: more invocations and notifications for the faults to hit
-    from stratus_core.config import get_settings
-
     monkeypatch.setenv("MAX_PACK_SIZE", "4")
-    get_settings.cache_clear()
-    wiring.reset()
+    reset_services(load_template())
     rng = random.Random(20261129)
     faulty = FaultyEndpoint(pipeline.endpoint, rng)
-    monkeypatch.setattr("stratus_core.aws.sagemaker_runtime", lambda: faulty)
+    monkeypatch.setattr("stratus_core.adapters.aws.sagemaker_runtime", lambda: faulty)
     injected = faulty.injected
     pipeline.requests._handler = crashing(pipeline.requests._handler, rng, list(FAULTS)[5], injected)
     pipeline.batch_requests._handler = crashing(pipeline.batch_requests._handler, rng, list(FAULTS)[5], injected)
@@ -189,8 +189,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
     from sweeper import app as sweeper_app
 
     later = datetime.now(UTC) + timedelta(hours=25)
-    monkeypatch.setattr(sweeper_app, "utcnow", lambda: later)
-    monkeypatch.setattr("stratus_core.results.utcnow", lambda: later)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
     swept = sweeper_app.lambda_handler({}, FakeContext())
     pipeline.batches.drain(retry_failures_now=True)
 
@@ -216,13 +215,13 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             content = call_api("GET", f"/v1/files/{batch['output_file_id']}/content", principal=callers[tenant]).raw
             for line in content.decode().splitlines():
                 received[tenant] += json.loads(line)["response"]["body"]["usage"]["total_tokens"]
-    billed = {t: wiring.usage().report(t, start.replace(day=1), later.date()).totals.total_tokens for t in TENANTS}
+    billed = {t: services.usage.report(t, start.replace(day=1), later.date()).totals.total_tokens for t in TENANTS}
     assert billed == received
     for tenant in TENANTS:
-        stored = wiring.tenants().get(tenant)
+        stored = services.tenants.get(tenant)
         assert stored.in_flight == 0, tenant
     assert billed[TENANTS[-1]] <= TIGHT["tokens_per_month"]
-    held = wiring.admission()._store.pending_before(later + timedelta(days=1), 1000)
+    held = services.admission_store.pending_before(later + timedelta(days=1), 1000)
     assert held == []  # no reservation still held
     depths = {
         q: pipeline.queue_depth(q)

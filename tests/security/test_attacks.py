@@ -21,9 +21,8 @@ from api.app import lambda_handler as api_handler
 from authorizer.app import lambda_handler as authorizer_handler
 from stratus.localcloud.gateway import GatewayResponse, HttpApiGateway
 from stratus_core import keys as keys_module
-from stratus_core import wiring
-from stratus_core.config import get_settings
 from stratus_core.keys import IssuedKey, KeyCreate, Scope
+from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate
 from tests.helpers import multipart_file
 from tests.reliability.report import Section, write_section
@@ -62,10 +61,12 @@ def chat(content: str = "hello") -> dict[str, Any]:
 
 
 @pytest.fixture
-def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[World]:
+def world(
+    services: Services, cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[World]:
     for tenant in ("operators", "acme", "globex"):
-        wiring.tenants().create(TenantCreate(tenant_id=tenant, name=tenant.title()))
-    create = wiring.keys().create
+        services.tenants.create(TenantCreate(tenant_id=tenant, name=tenant.title()))
+    create = services.keys.create
     keys = {
         "admin": create("operators", KeyCreate(scopes=[Scope.ADMIN, Scope.USAGE])),
         "acme": create("acme", KeyCreate(scopes=ALL_SCOPES)),
@@ -76,7 +77,7 @@ def world(cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytes
             "acme", KeyCreate(scopes=ALL_SCOPES, expires_at=datetime.now(UTC) + timedelta(minutes=5))
         ),
     }
-    wiring.keys().revoke(keys["acme_revoked"].key_id)
+    services.keys.revoke(keys["acme_revoked"].key_id)
     gateway = HttpApiGateway(authorizer_handler, api_handler, cache_ttl_seconds=0)
     world = World(gateway, keys, {})
     CURRENT["test"] = "setting up acme's job, file and batch"
@@ -230,7 +231,7 @@ def test_traversal_in_a_file_name_never_leaves_the_tenants_prefix(world: World, 
     body, headers = multipart_file(filename, (json.dumps(line) + "\n").encode())
     answer = world.call("POST", "/v1/files", world.keys["globex"].api_key, body, headers)
     assert answer.status in (200, 400), answer.body
-    bucket = get_settings().data_bucket
+    bucket = Services().settings.data_bucket
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert all(".." not in key and not key.startswith("/") for key in keys)
     if answer.status == 200:
@@ -263,7 +264,7 @@ def test_no_key_string_in_tables_objects_or_logs_after_the_attacks(
 
     dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
     dump = json.dumps([dynamodb.scan(TableName=t)["Items"] for t in dynamodb.list_tables()["TableNames"]])
-    bucket = get_settings().data_bucket
+    bucket = Services().settings.data_bucket
     for entry in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         dump += s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read().decode("utf-8", "replace")
     captured = capsys.readouterr()

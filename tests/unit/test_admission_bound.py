@@ -1,11 +1,7 @@
 from __future__ import annotations
 
-from stratus_core.admission import (
-    PER_MESSAGE_OVERHEAD_TOKENS,
-    TEMPLATE_OVERHEAD_TOKENS,
-    TokenUsage,
-    worst_case_prompt_tokens,
-)
+from stratus_core.admission import PER_MESSAGE_OVERHEAD_TOKENS, TEMPLATE_OVERHEAD_TOKENS, worst_case_prompt_tokens
+from stratus_core.contract import Usage
 
 
 def test_bound_counts_utf8_bytes_not_characters() -> None:
@@ -19,9 +15,9 @@ def test_bound_of_no_messages_is_the_template_overhead() -> None:
 
 
 def test_usage_total_must_equal_the_sum() -> None:
-    assert TokenUsage.of(7, 5).total_tokens == 12
+    assert Usage.of(7, 5).total_tokens == 12
     try:
-        TokenUsage(prompt_tokens=7, completion_tokens=5, total_tokens=13)
+        Usage(prompt_tokens=7, completion_tokens=5, total_tokens=13)
     except ValueError as error:
         assert "total_tokens" in str(error)
     else:

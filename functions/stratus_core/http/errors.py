@@ -23,6 +23,7 @@ from stratus_core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from stratus_core.failures import failure_kind
 
 
 class ErrorBody(BaseModel):
@@ -112,12 +113,8 @@ def route_not_found(method: str, path: str) -> HttpError:
 _LOCATIONS = {"body", "query", "path", "header"}
 
 
-def job_failure(status: str, code: str | None, message: str) -> HttpError:
-    """How a request that ended without a result is answered to a client that waited for it."""
-    if status == "expired":
-        return error(HTTPStatus.GATEWAY_TIMEOUT, message, "server_error", "expired")
-    if status == "cancelled":
-        return error(HTTPStatus.CONFLICT, message, "invalid_request_error", "cancelled")
-    if code and (code.startswith("invalid") or code == "context_length_exceeded"):
-        return error(HTTPStatus.BAD_REQUEST, message, "invalid_request_error", code)
-    return error(HTTPStatus.BAD_GATEWAY, message, "server_error", code or "inference_failed")
+def job_failure(code: str, message: str) -> HttpError:
+    """How a request that ended without a result is answered to a client that waited for it (the
+    same status and type its batch error line would carry: `stratus_core.failures`)."""
+    kind = failure_kind(code)
+    return error(kind.status, message, kind.type, code)

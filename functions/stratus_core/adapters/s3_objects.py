@@ -6,9 +6,8 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 
-from stratus_core import aws
+from stratus_core.adapters import aws
 from stratus_core.contract import InferencePack, PackedRequest, PackResult
-from stratus_core.dynamo.codec import error_code
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -26,7 +25,7 @@ def _read(bucket: str, key: str) -> bytes | None:
     try:
         return aws.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
-        if error_code(error) in ("NoSuchKey", "404"):
+        if aws.error_code(error) in ("NoSuchKey", "404"):
             return None
         raise
 
@@ -76,7 +75,7 @@ class S3Objects:
         try:
             return int(aws.s3().head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except ClientError as error:
-            if error_code(error) in ("NoSuchKey", "404", "NotFound"):
+            if aws.error_code(error) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from stratus_core import aws
-from stratus_core.dynamo.codec import cancellation_codes, error_code, from_item, to_attr, to_item
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.transactions import conditionally, transact
 from stratus_core.errors import Conflict, NotFound
 from stratus_core.keys import ApiKey
 
@@ -58,8 +57,8 @@ class DynamoKeyStore:
 
     def revoke(self, key_hash: str, at: datetime) -> ApiKey:
         """Revoking twice keeps the first revocation time."""
-        try:
-            response = aws.dynamodb().update_item(
+        response = conditionally(
+            lambda: aws.dynamodb().update_item(
                 TableName=self._table,
                 Key={"key_hash": {"S": key_hash}},
                 UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
@@ -67,44 +66,40 @@ class DynamoKeyStore:
                 ExpressionAttributeValues={":at": to_attr(at)},
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise NotFound("API key", key_hash[:8]) from None
-            raise
+        )
+        if response is None:
+            raise NotFound("API key", key_hash[:8])
         return _split(response["Attributes"])[1]
 
     def rotate(self, old_hash: str, new_hash: str, new_key: ApiKey, old_expires_at: datetime) -> None:
-        try:
-            aws.dynamodb().transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"key_hash": {"S": old_hash}},
-                            "UpdateExpression": "SET rotated_to = :new_id, expires_at = :expires_at",
-                            "ConditionExpression": "attribute_exists(key_hash) AND attribute_not_exists(rotated_to)"
-                            " AND attribute_not_exists(revoked_at)",
-                            "ExpressionAttributeValues": {
-                                ":new_id": {"S": new_key.key_id},
-                                ":expires_at": to_attr(old_expires_at),
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": to_item({"key_hash": new_hash, **new_key.model_dump()}),
-                            "ConditionExpression": "attribute_not_exists(key_hash)",
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            if error_code(error) == "TransactionCanceledException" and cancellation_codes(error)[:1] == [
-                "ConditionalCheckFailed"
-            ]:
-                raise Conflict("the API key was revoked or rotated concurrently") from None
-            raise
+        cancelled = transact(
+            {
+                "old": {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"key_hash": {"S": old_hash}},
+                        "UpdateExpression": "SET rotated_to = :new_id, expires_at = :expires_at",
+                        "ConditionExpression": "attribute_exists(key_hash) AND attribute_not_exists(rotated_to)"
+                        " AND attribute_not_exists(revoked_at)",
+                        "ExpressionAttributeValues": {
+                            ":new_id": {"S": new_key.key_id},
+                            ":expires_at": to_attr(old_expires_at),
+                        },
+                    }
+                },
+                "new": {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"key_hash": new_hash, **new_key.model_dump()}),
+                        "ConditionExpression": "attribute_not_exists(key_hash)",
+                    }
+                },
+            }
+        )
+        if cancelled is not None:
+            if cancelled.failed("old"):
+                raise Conflict("the API key was revoked or rotated concurrently")
+            raise Conflict("a key with this hash exists already")
 
 
 def _split(item: dict[str, Any]) -> tuple[str, ApiKey]:

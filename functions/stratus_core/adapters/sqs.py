@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from stratus_core import aws
+from stratus_core.adapters import aws
 
 
 class SqsQueue:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stratus_core import aws
+from stratus_core.adapters import aws
 from stratus_core.billing import Invoice
 
 

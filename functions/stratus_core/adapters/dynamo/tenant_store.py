@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from stratus_core import aws
-from stratus_core.dynamo.codec import error_code, from_item, to_attr, to_item
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.transactions import conditionally
 from stratus_core.errors import Conflict, NotFound
 from stratus_core.tenants import Tenant, TenantUpdate
 
@@ -18,16 +17,15 @@ class DynamoTenantStore:
         self._table = table
 
     def create(self, tenant: Tenant) -> None:
-        try:
-            aws.dynamodb().put_item(
+        created = conditionally(
+            lambda: aws.dynamodb().put_item(
                 TableName=self._table,
                 Item=to_item(tenant.model_dump()),
                 ConditionExpression="attribute_not_exists(tenant_id)",
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise Conflict(f"tenant '{tenant.tenant_id}' already exists") from None
-            raise
+        )
+        if created is None:
+            raise Conflict(f"tenant '{tenant.tenant_id}' already exists")
 
     def get(self, tenant_id: str) -> Tenant | None:
         response = aws.dynamodb().get_item(
@@ -66,8 +64,8 @@ class DynamoTenantStore:
                 sets.append(f"#limits.#{limit} = :{limit}")
                 values[f":{limit}"] = to_attr(value)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        try:
-            response = aws.dynamodb().update_item(
+        response = conditionally(
+            lambda: aws.dynamodb().update_item(
                 TableName=self._table,
                 Key={"tenant_id": {"S": tenant_id}},
                 UpdateExpression=expression,
@@ -76,10 +74,9 @@ class DynamoTenantStore:
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise NotFound("tenant", tenant_id) from None
-            raise
+        )
+        if response is None:
+            raise NotFound("tenant", tenant_id)
         return _tenant(response["Attributes"])
 
 

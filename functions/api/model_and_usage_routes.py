@@ -1,4 +1,4 @@
-"""Routes for tenants' own keys: models they may use and their own usage."""
+"""Routes any tenant key reaches: the models its tenant may use (`usage` scope: its own usage)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
-from api.caller import caller
-from stratus_core import wiring
+from api.caller import caller, services
 from stratus_core.clock import utcnow
 from stratus_core.keys import Scope
 from stratus_core.usage import UsageReport
@@ -36,8 +35,8 @@ CATALOG_EPOCH = 1_764_547_200  # 2025-12-01: models in the catalog carry no crea
 @router.get("/v1/models", summary="Models the caller's tenant may use", tags=["models"])
 def list_models() -> ModelList:
     principal = caller(router, None)
-    tenant = wiring.tenants().get(principal.tenant_id)
-    catalog = wiring.catalog()
+    tenant = services(router).tenants.get(principal.tenant_id)
+    catalog = services(router).catalog
     allowed = tenant.allowed_models
     names = sorted(name for name in catalog.models if allowed is None or name in allowed)
     return ModelList(
@@ -52,4 +51,4 @@ def get_usage(
 ) -> UsageReport:
     principal = caller(router, Scope.USAGE)
     today = utcnow().date()
-    return wiring.usage().report(principal.tenant_id, start or today.replace(day=1), end or today)
+    return services(router).usage.report(principal.tenant_id, start or today.replace(day=1), end or today)

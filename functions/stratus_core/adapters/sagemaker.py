@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from botocore.exceptions import ClientError
 
-from stratus_core import aws
-from stratus_core.dynamo.codec import error_code
+from stratus_core.adapters import aws
+from stratus_core.dispatch import EndpointBusy, Invocation
 
-# Errors after which the same call may succeed later: the message goes back to the queue.
-TRANSIENT = {
-    "ThrottlingException",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "InternalDependencyException",
+NOT_READY = {
     "ModelNotReadyException",
     "ValidationError",  # e.g. the endpoint is being created or updated
 }
-
-
-class EndpointBusy(Exception):
-    """The endpoint refused for now (throttled, unavailable); retry later."""
-
-
-@dataclass(frozen=True)
-class Invocation:
-    inference_id: str
-    output_location: str | None
-    failure_location: str | None
+"""Errors botocore does not retry after which the same call may succeed later. Throttling and 5xx
+answers are retried by botocore's standard mode already; when they persist through its attempts
+they count as busy too (`aws.retried_by_botocore`)."""
 
 
 class AsyncEndpoint:
@@ -50,8 +35,9 @@ class AsyncEndpoint:
                 InvocationTimeoutSeconds=self._timeout,
             )
         except ClientError as error:
-            if error_code(error) in TRANSIENT:
-                raise EndpointBusy(error_code(error)) from error
+            code = aws.error_code(error)
+            if code in NOT_READY or aws.retried_by_botocore(error):
+                raise EndpointBusy(code) from error
             raise
         return Invocation(
             inference_id=response.get("InferenceId", inference_id),

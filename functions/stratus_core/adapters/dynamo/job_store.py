@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from stratus_core import aws
-from stratus_core.dynamo.codec import error_code, from_item, to_attr, to_item
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.transactions import conditionally
 from stratus_core.errors import Conflict
 from stratus_core.jobs import Job, JobStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 ACTIVE_INDEX = "ActiveJobsIndex"
 DISPATCHED_INDEX = "DispatchedJobsIndex"
@@ -58,16 +60,15 @@ class DynamoJobStore:
         self.result_check = result_check
 
     def create(self, job: Job) -> None:
-        try:
-            aws.dynamodb().put_item(
+        created = conditionally(
+            lambda: aws.dynamodb().put_item(
                 TableName=self.table,
                 Item=job_item(job, self.retention),
                 ConditionExpression="attribute_not_exists(job_id)",
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise Conflict(f"job {job.job_id} exists") from None
-            raise
+        )
+        if created is None:
+            raise Conflict(f"job {job.job_id} exists")
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         response = aws.dynamodb().get_item(TableName=self.table, Key=job_key(tenant_id, job_id), ConsistentRead=True)
@@ -90,8 +91,8 @@ class DynamoJobStore:
             if location:
                 sets.append(f"{name} = :{name}")
                 values[f":{name}"] = {"S": location}
-        try:
-            aws.dynamodb().update_item(
+        updated = conditionally(
+            lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=job_key(job.tenant_id, job.job_id),
                 UpdateExpression="SET " + ", ".join(sets),
@@ -99,11 +100,8 @@ class DynamoJobStore:
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
+        return updated is not None
 
     def for_batch(self, tenant_id: str, batch_id: str) -> list[Job]:
         """Every job of a batch: their ids are the batch id, a dash and the line number."""
@@ -145,8 +143,8 @@ class DynamoJobStore:
         in a long queue thin out), at least the configured interval and at most an hour."""
         waited = now - (job.dispatched_at or now)
         later = now + min(max(self.result_check, waited), MAX_RECHECK)
-        try:
-            aws.dynamodb().update_item(
+        conditionally(  # not applied when it finished meanwhile: nothing to look for any more
+            lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=job_key(job.tenant_id, job.job_id),
                 UpdateExpression="SET recheck_at = :later",
@@ -154,13 +152,11 @@ class DynamoJobStore:
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":later": to_attr(later), ":dispatched": {"S": JobStatus.DISPATCHED.value}},
             )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":  # it finished meanwhile
-                raise
+        )
 
     def terminal_item(
         self, job: Job, status: JobStatus, at: datetime, sets: dict[str, dict[str, Any]]
-    ) -> dict[str, Any]:
+    ) -> TransactWriteItemTypeDef:
         """The transaction item that moves a non-terminal job to `status` (and out of the index)."""
         assignments = ["#status = :status", "finished_at = :finished_at", *(f"#{k} = :{k}" for k in sets)]
         return {

@@ -51,23 +51,3 @@ def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _deserializer.deserialize(value) for key, value in item.items()}
-
-
-def cancellation_codes(error: Exception) -> list[str]:
-    """Per-item reason codes of a cancelled transaction ('None' where an item was fine)."""
-    response = getattr(error, "response", {})
-    return [reason.get("Code", "None") for reason in response.get("CancellationReasons", [])]
-
-
-def cancellation_items(error: Exception) -> list[dict[str, Any] | None]:
-    response = getattr(error, "response", {})
-    items: list[dict[str, Any] | None] = []
-    for reason in response.get("CancellationReasons", []):
-        item = reason.get("Item")
-        items.append(from_item(item) if item else None)
-    return items
-
-
-def error_code(error: Exception) -> str:
-    response = getattr(error, "response", {})
-    return str(response.get("Error", {}).get("Code", ""))

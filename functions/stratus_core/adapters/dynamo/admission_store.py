@@ -15,31 +15,27 @@ The in-flight count lives on the tenant's own item so that its condition reads t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from stratus_core import aws
-from stratus_core.admission import (
-    LimitHit,
-    Outcome,
-    Reservation,
-    ReservationState,
-    RetryableConflict,
-    TenantInactive,
-    TokenUsage,
-)
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.transactions import Cancelled, TransactionContended, transact
+from stratus_core.admission import LimitHit, Reservation, ReservationState, RetryableConflict, TenantInactive
 from stratus_core.clock import minute_key
-from stratus_core.dynamo.codec import cancellation_codes, cancellation_items, error_code, from_item, to_attr, to_item
+from stratus_core.contract import Usage
 from stratus_core.errors import Limit
 from stratus_core.pricing import Cost
 from stratus_core.tenants import Tenant
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    Items = dict[str, TransactWriteItemTypeDef]
 
 MINUTE_COUNTER_TTL_SECONDS = 2 * 86_400
 PENDING = "1"
 PENDING_INDEX = "PendingReservationsIndex"
 """Sparse index of reservations still `reserved` (the `pending` attribute goes when they finish)."""
-CONDITION_FAILED = "ConditionalCheckFailed"
 
 
 def tenant_pk(tenant_id: str) -> dict[str, Any]:
@@ -50,7 +46,7 @@ def _key(tenant_id: str, sk: str) -> dict[str, Any]:
     return {"pk": tenant_pk(tenant_id), "sk": {"S": sk}}
 
 
-def _num(value: int) -> dict[str, str]:
+def _num(value: int) -> dict[str, Any]:
     return {"N": str(value)}
 
 
@@ -66,8 +62,8 @@ class DynamoAdmissionStore:
         if limits.max_in_flight == 0:
             raise LimitHit(Limit.MAX_IN_FLIGHT)
         minute_expiry = int(reservation.created_at.timestamp()) + MINUTE_COUNTER_TTL_SECONDS
-        items = [
-            {
+        items: Items = {
+            "tenant": {
                 "Update": {
                     "TableName": self._tenants,
                     "Key": {"tenant_id": {"S": tenant.tenant_id}},
@@ -84,8 +80,8 @@ class DynamoAdmissionStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            self._month_item(tenant, reservation),
-            {
+            "month": self._month_item(tenant, reservation),
+            "minute": {
                 "Update": {
                     "TableName": self._usage,
                     "Key": _key(tenant.tenant_id, f"MINUTE#{reservation.minute}"),
@@ -102,24 +98,31 @@ class DynamoAdmissionStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            self._reservation_item(tenant, reservation, expires_at),
-        ]
-        try:
-            aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as error:
-            if error_code(error) != "TransactionCanceledException":
-                raise
-            self._classify_refusal(error, tenant, reservation)
-            existing = self.get(tenant.tenant_id, reservation.job_id)
-            if existing is None:  # pragma: no cover - _classify_refusal raised for every other reason
-                raise
-            return existing
-        return reservation
+            "reservation": self._reservation_item(tenant, reservation, expires_at),
+        }
+        cancelled = self._transact(items)
+        if cancelled is None:
+            return reservation
+        if cancelled.failed("reservation"):  # this job was admitted before: a repeat changes nothing
+            return self._existing(tenant.tenant_id, reservation.job_id)
+        if cancelled.failed("tenant"):
+            tenant_item = cancelled.old_items.get("tenant") or {}
+            if tenant_item.get("status") != "active":
+                raise TenantInactive()
+            if tenant_item.get("updated_at") != tenant.updated_at.isoformat():
+                raise RetryableConflict()  # limits edited meanwhile: read them again
+            raise LimitHit(Limit.MAX_IN_FLIGHT)
+        if cancelled.failed("month"):
+            raise LimitHit(Limit.TOKENS_PER_MONTH)
+        minute = cancelled.old_items.get("minute") or {}
+        if int(minute.get("requests", 0)) + 1 > tenant.limits.requests_per_minute:
+            raise LimitHit(Limit.REQUESTS_PER_MINUTE)
+        raise LimitHit(Limit.TOKENS_PER_MINUTE)
 
     def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
         """Tenant active, month within quota, reservation recorded: nothing per-minute, no in-flight slot."""
-        items = [
-            {
+        items: Items = {
+            "tenant": {
                 "ConditionCheck": {
                     "TableName": self._tenants,
                     "Key": {"tenant_id": {"S": tenant.tenant_id}},
@@ -129,32 +132,34 @@ class DynamoAdmissionStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            self._month_item(tenant, reservation),
-            self._reservation_item(tenant, reservation, expires_at),
-        ]
-        try:
-            aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as error:
-            if error_code(error) != "TransactionCanceledException":
-                raise
-            codes = cancellation_codes(error)
-            if "TransactionConflict" in codes:
-                raise RetryableConflict() from None
-            if codes[2] == CONDITION_FAILED:
-                existing = self.get(tenant.tenant_id, reservation.job_id)
-                if existing is not None:
-                    return existing
-            if codes[0] == CONDITION_FAILED:
-                tenant_item = cancellation_items(error)[0] or {}
-                if tenant_item.get("status") != "active":
-                    raise TenantInactive() from None
-                raise RetryableConflict() from None  # limits edited meanwhile: read them again
-            if codes[1] == CONDITION_FAILED:
-                raise LimitHit(Limit.TOKENS_PER_MONTH) from None
-            raise
-        return reservation
+            "month": self._month_item(tenant, reservation),
+            "reservation": self._reservation_item(tenant, reservation, expires_at),
+        }
+        cancelled = self._transact(items)
+        if cancelled is None:
+            return reservation
+        if cancelled.failed("reservation"):
+            return self._existing(tenant.tenant_id, reservation.job_id)
+        if cancelled.failed("tenant"):
+            if (cancelled.old_items.get("tenant") or {}).get("status") != "active":
+                raise TenantInactive()
+            raise RetryableConflict()  # limits edited meanwhile: read them again
+        raise LimitHit(Limit.TOKENS_PER_MONTH)
 
-    def _month_item(self, tenant: Tenant, reservation: Reservation) -> dict[str, Any]:
+    @staticmethod
+    def _transact(items: Items) -> Cancelled | None:
+        try:
+            return transact(items)
+        except TransactionContended:
+            raise RetryableConflict() from None
+
+    def _existing(self, tenant_id: str, job_id: str) -> Reservation:
+        existing = self.get(tenant_id, job_id)
+        if existing is None:  # pragma: no cover - the condition failed because it exists
+            raise RetryableConflict()
+        return existing
+
+    def _month_item(self, tenant: Tenant, reservation: Reservation) -> TransactWriteItemTypeDef:
         """Add the reserved tokens to the month, if they stay within `tokens_per_month`."""
         return {
             "Update": {
@@ -170,7 +175,7 @@ class DynamoAdmissionStore:
             }
         }
 
-    def _reservation_item(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> dict[str, Any]:
+    def _reservation_item(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> TransactWriteItemTypeDef:
         """Record the reservation under its job id, once."""
         return {
             "Put": {
@@ -182,31 +187,6 @@ class DynamoAdmissionStore:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
-
-    @staticmethod
-    def _classify_refusal(error: ClientError, tenant: Tenant, reservation: Reservation) -> None:
-        """Raise what refused the transaction; return only when the reservation already exists."""
-        codes = cancellation_codes(error)
-        if "TransactionConflict" in codes:
-            raise RetryableConflict()
-        if len(codes) > 3 and codes[3] == CONDITION_FAILED:
-            return
-        old = cancellation_items(error)
-        if codes[0] == CONDITION_FAILED:
-            tenant_item = old[0] or {}
-            if tenant_item.get("status") != "active":
-                raise TenantInactive()
-            if tenant_item.get("updated_at") != tenant.updated_at.isoformat():
-                raise RetryableConflict()
-            raise LimitHit(Limit.MAX_IN_FLIGHT)
-        if codes[1] == CONDITION_FAILED:
-            raise LimitHit(Limit.TOKENS_PER_MONTH)
-        if codes[2] == CONDITION_FAILED:
-            minute = old[2] or {}
-            if int(minute.get("requests", 0)) + 1 > tenant.limits.requests_per_minute:
-                raise LimitHit(Limit.REQUESTS_PER_MINUTE)
-            raise LimitHit(Limit.TOKENS_PER_MINUTE)
-        raise error  # a cancellation for any other reason (validation, throttling) is not ours to retry
 
     def pending_before(self, before: datetime, limit: int) -> list[Reservation]:
         """Reservations still held that were made before `before` (oldest first)."""
@@ -235,18 +215,10 @@ class DynamoAdmissionStore:
             values.pop(attribute, None)
         return Reservation.model_validate(values)
 
-    def settle(self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime) -> Outcome:
-        return run_finish(self.settle_items(reservation, usage, cost, at))
-
-    def release(self, reservation: Reservation, reason: str, at: datetime) -> Outcome:
-        return run_finish(self.release_items(reservation, reason, at))
-
-    def settle_items(
-        self, reservation: Reservation, usage: TokenUsage, cost: Cost, at: datetime
-    ) -> list[dict[str, Any]]:
-        """Transaction items that settle `reservation`; the first is conditional on it being reserved."""
+    def settle_items(self, reservation: Reservation, usage: Usage, cost: Cost, at: datetime) -> Items:
+        """The items that settle `reservation`; `reservation` is conditional on it being reserved."""
         delta = usage.total_tokens - reservation.tokens
-        day_item = {
+        day_item: TransactWriteItemTypeDef = {
             "Update": {
                 "TableName": self._usage,
                 "Key": _key(reservation.tenant_id, f"DAY#{reservation.day}#MODEL#{reservation.model}"),
@@ -275,26 +247,20 @@ class DynamoAdmissionStore:
             ":cost": to_attr(cost.total),
             ":at": to_attr(at),
         }
-        return self._finish_items(reservation, expression, values, delta, [day_item], at)
+        return {**self._finish_items(reservation, expression, values, delta, at), "day": day_item}
 
-    def release_items(self, reservation: Reservation, reason: str, at: datetime) -> list[dict[str, Any]]:
+    def release_items(self, reservation: Reservation, reason: str, at: datetime) -> Items:
         values = {
             ":state": {"S": ReservationState.RELEASED.value},
             ":reason": {"S": reason[:1000]},
             ":at": to_attr(at),
         }
         expression = "SET #state = :state, release_reason = :reason, finished_at = :at"
-        return self._finish_items(reservation, expression, values, -reservation.tokens, [], at)
+        return self._finish_items(reservation, expression, values, -reservation.tokens, at)
 
     def _finish_items(
-        self,
-        reservation: Reservation,
-        expression: str,
-        values: dict[str, Any],
-        token_delta: int,
-        extra: list[dict[str, Any]],
-        at: datetime,
-    ) -> list[dict[str, Any]]:
+        self, reservation: Reservation, expression: str, values: dict[str, Any], token_delta: int, at: datetime
+    ) -> Items:
         """Move the reservation out of `reserved` and adjust the counters it touched, atomically.
 
         The condition on the reservation's state makes a second settle or release a no-op. The
@@ -303,8 +269,8 @@ class DynamoAdmissionStore:
         """
         minute_expiry = int(reservation.created_at.timestamp()) + MINUTE_COUNTER_TTL_SECONDS
         tenant = reservation.tenant_id
-        items: list[dict[str, Any]] = [
-            {
+        items: Items = {
+            "reservation": {
                 "Update": {
                     "TableName": self._usage,
                     "Key": _key(tenant, f"RESV#{reservation.job_id}"),
@@ -314,7 +280,7 @@ class DynamoAdmissionStore:
                     "ExpressionAttributeValues": {**values, ":reserved": {"S": ReservationState.RESERVED.value}},
                 }
             },
-            {
+            "month": {
                 "Update": {
                     "TableName": self._usage,
                     "Key": _key(tenant, f"MONTH#{reservation.month}"),
@@ -322,41 +288,24 @@ class DynamoAdmissionStore:
                     "ExpressionAttributeValues": {":delta": _num(token_delta)},
                 }
             },
-            *extra,
-        ]
+        }
         if reservation.lane == "batch":
             return items  # batch requests hold no in-flight slot and count in no minute
-        items.append(
-            {
+        items["in_flight"] = {
+            "Update": {
+                "TableName": self._tenants,
+                "Key": {"tenant_id": {"S": tenant}},
+                "UpdateExpression": "ADD in_flight :minus_one",
+                "ExpressionAttributeValues": {":minus_one": _num(-1)},
+            }
+        }
+        if minute_key(at) == reservation.minute:  # a past minute's count no longer limits anything
+            items["minute"] = {
                 "Update": {
-                    "TableName": self._tenants,
-                    "Key": {"tenant_id": {"S": tenant}},
-                    "UpdateExpression": "ADD in_flight :minus_one",
-                    "ExpressionAttributeValues": {":minus_one": _num(-1)},
+                    "TableName": self._usage,
+                    "Key": _key(tenant, f"MINUTE#{reservation.minute}"),
+                    "UpdateExpression": "ADD tokens :delta SET expires_at = if_not_exists(expires_at, :expires_at)",
+                    "ExpressionAttributeValues": {":delta": _num(token_delta), ":expires_at": _num(minute_expiry)},
                 }
             }
-        )
-        if minute_key(at) == reservation.minute:  # a past minute's count no longer limits anything
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._usage,
-                        "Key": _key(tenant, f"MINUTE#{reservation.minute}"),
-                        "UpdateExpression": "ADD tokens :delta SET expires_at = if_not_exists(expires_at, :expires_at)",
-                        "ExpressionAttributeValues": {":delta": _num(token_delta), ":expires_at": _num(minute_expiry)},
-                    }
-                }
-            )
         return items
-
-
-def run_finish(items: list[dict[str, Any]]) -> Outcome:
-    """Run a settle/release transaction; a failed condition on its first item means it already ran."""
-    try:
-        aws.dynamodb().transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-    except ClientError as error:
-        codes = cancellation_codes(error)
-        if error_code(error) == "TransactionCanceledException" and codes[:1] == [CONDITION_FAILED]:
-            return Outcome.ALREADY_DONE
-        raise
-    return Outcome.APPLIED

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from stratus_core import aws
-from stratus_core.dynamo.admission_store import tenant_pk
-from stratus_core.dynamo.codec import from_item
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.admission_store import tenant_pk
+from stratus_core.adapters.dynamo.codec import from_item
 from stratus_core.usage import UsageRow
 
 

@@ -1,0 +1,83 @@
+"""Batches table: keyed by tenant, so another tenant's batch id is never found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.transactions import conditionally
+from stratus_core.batches.models import BatchStatus, StoredBatch
+from stratus_core.errors import Conflict
+
+
+class DynamoBatchStore:
+    def __init__(self, table: str) -> None:
+        self._table = table
+
+    def create(self, batch: StoredBatch) -> None:
+        created = conditionally(
+            lambda: aws.dynamodb().put_item(
+                TableName=self._table,
+                Item=to_item({**batch.model_dump(mode="json"), "batch_id": batch.id}),
+                ConditionExpression="attribute_not_exists(batch_id)",
+            )
+        )
+        if created is None:
+            raise Conflict(f"batch {batch.id} exists")
+
+    def get(self, tenant_id: str, batch_id: str) -> StoredBatch | None:
+        item = (
+            aws.dynamodb()
+            .get_item(
+                TableName=self._table,
+                Key={"tenant_id": {"S": tenant_id}, "batch_id": {"S": batch_id}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        return _batch(item) if item else None
+
+    def list(self, tenant_id: str, limit: int, after: str | None) -> list[StoredBatch]:
+        batches = [
+            _batch(item)
+            for page in aws.dynamodb()
+            .get_paginator("query")
+            .paginate(
+                TableName=self._table,
+                KeyConditionExpression="tenant_id = :tenant",
+                ExpressionAttributeValues={":tenant": {"S": tenant_id}},
+                ConsistentRead=True,
+            )
+            for item in page.get("Items", [])
+        ]
+        batches.sort(key=lambda batch: (batch.created_at, batch.id), reverse=True)
+        if after is not None:
+            ids = [batch.id for batch in batches]
+            batches = batches[ids.index(after) + 1 :] if after in ids else []
+        return batches[:limit]
+
+    def transition(
+        self, batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]
+    ) -> bool:
+        """Move the batch to `to` if it is still in one of `allowed_from`; False otherwise."""
+        names = {"#status": "status", **{f"#{key}": key for key in sets}}
+        values = {":to": {"S": to.value}, **{f":{key}": to_attr(value) for key, value in sets.items()}}
+        allowed = {f":from{i}": {"S": status.value} for i, status in enumerate(sorted(allowed_from))}
+        moved = conditionally(
+            lambda: aws.dynamodb().update_item(
+                TableName=self._table,
+                Key={"tenant_id": {"S": batch.tenant_id}, "batch_id": {"S": batch.id}},
+                UpdateExpression="SET #status = :to" + "".join(f", #{key} = :{key}" for key in sets),
+                ConditionExpression=f"#status IN ({', '.join(allowed)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, **allowed},
+            )
+        )
+        return moved is not None
+
+
+def _batch(item: dict[str, Any]) -> StoredBatch:
+    values = from_item(item)
+    values.pop("batch_id", None)
+    return StoredBatch.model_validate(values)

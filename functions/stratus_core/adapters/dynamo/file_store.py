@@ -1,0 +1,63 @@
+"""Files table: keyed by tenant, so another tenant's file id is never found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.codec import from_item, to_item
+from stratus_core.files import StoredFile
+
+
+class DynamoFileStore:
+    def __init__(self, table: str) -> None:
+        self._table = table
+
+    def put(self, stored: StoredFile) -> None:
+        aws.dynamodb().put_item(TableName=self._table, Item=to_item({**stored.model_dump(), "file_id": stored.id}))
+
+    def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
+        item = (
+            aws.dynamodb()
+            .get_item(
+                TableName=self._table,
+                Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        return _file(item) if item else None
+
+    def list(self, tenant_id: str) -> list[StoredFile]:
+        files: list[StoredFile] = []
+        for page in (
+            aws.dynamodb()
+            .get_paginator("query")
+            .paginate(
+                TableName=self._table,
+                KeyConditionExpression="tenant_id = :tenant",
+                ExpressionAttributeValues={":tenant": {"S": tenant_id}},
+            )
+        ):
+            files.extend(_file(item) for item in page.get("Items", []))
+        return files
+
+    def delete(self, tenant_id: str, file_id: str) -> None:
+        aws.dynamodb().delete_item(
+            TableName=self._table, Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}}
+        )
+
+    def mark_processed(self, tenant_id: str, file_id: str, size: int) -> None:
+        aws.dynamodb().update_item(
+            TableName=self._table,
+            Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}},
+            UpdateExpression="SET #status = :processed, #bytes = :size",
+            ExpressionAttributeNames={"#status": "status", "#bytes": "bytes"},
+            ExpressionAttributeValues={":processed": {"S": "processed"}, ":size": {"N": str(size)}},
+        )
+
+
+def _file(item: dict[str, Any]) -> StoredFile:
+    values = from_item(item)
+    values.pop("file_id", None)
+    return StoredFile.model_validate(values)

@@ -1,0 +1,101 @@
+"""Settlement's store: each terminal transition as one transaction over three tables.
+
+`finish` writes, atomically: the reservation settled (with the usage row for billing) or released
+(`admission_store` builds those items, conditional on the reservation being `reserved`), the job
+moved to its terminal status (`job_store`, conditional on the job not being terminal), and the
+batch's request counts and token totals when the job belongs to a batch. Either every item is
+written or none: a duplicate or late transition fails a condition and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from stratus_core.adapters.dynamo.admission_store import DynamoAdmissionStore
+from stratus_core.adapters.dynamo.codec import to_attr
+from stratus_core.adapters.dynamo.job_store import DynamoJobStore, job_item
+from stratus_core.adapters.dynamo.transactions import transact
+from stratus_core.admission import Reservation
+from stratus_core.contract import Usage
+from stratus_core.jobs import Job
+from stratus_core.settlement import Release, Settle, TerminalChange
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+logger = logging.getLogger(__name__)
+
+
+class DynamoLedger:
+    def __init__(self, jobs: DynamoJobStore, reservations: DynamoAdmissionStore, batches_table: str) -> None:
+        self._jobs = jobs
+        self._reservations = reservations
+        self._batches = batches_table
+
+    def finish(self, change: TerminalChange) -> bool:
+        job, reservation = change.job, change.reservation
+        items: dict[str, TransactWriteItemTypeDef] = {}
+        sets: dict[str, Any] = {}
+        usage: Usage | None = None
+        if isinstance(change.billing, Settle) and reservation is not None:
+            usage = change.billing.usage
+            items.update(self._reservations.settle_items(reservation, usage, change.billing.cost, change.at))
+            sets = {"result_json": {"S": json.dumps(change.result)}, "usage": to_attr(usage.model_dump())}
+        elif isinstance(change.billing, Release) and reservation is not None:
+            items.update(self._reservations.release_items(reservation, change.billing.reason, change.at))
+        if change.error is not None:
+            sets["error"] = to_attr(change.error.model_dump())
+        items["job"] = self._jobs.terminal_item(job, change.status, change.at, sets)
+        if job.batch_id is not None:
+            items["batch"] = self._batch_counter(job, "completed" if usage is not None else "failed", usage)
+        cancelled = transact(items)
+        if cancelled is None:
+            return True
+        if reservation is not None and cancelled.failed("job") != cancelled.failed("reservation"):
+            logger.error("job and reservation disagree", extra={"job_id": job.job_id, "reasons": cancelled.reasons})
+        return False
+
+    def record_rejected(self, job: Job) -> bool:
+        put: TransactWriteItemTypeDef = {
+            "Put": {
+                "TableName": self._jobs.table,
+                "Item": job_item(job, self._jobs.retention),
+                "ConditionExpression": "attribute_not_exists(job_id)",
+            }
+        }
+        items = {"job": put}
+        if job.batch_id is not None:
+            items["batch"] = self._batch_counter(job, "failed", None)
+        return transact(items) is None
+
+    def release(self, reservation: Reservation, reason: str, at: datetime) -> bool:
+        return transact(self._reservations.release_items(reservation, reason, at)) is None
+
+    def _batch_counter(self, job: Job, outcome: str, usage: Usage | None) -> TransactWriteItemTypeDef:
+        """The batch's request count (and token totals), moved in the same transaction as the job."""
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        expression = f"ADD request_counts.{outcome} :one"
+        names: dict[str, str] = {}
+        if usage is not None:
+            expression += ", #usage.input_tokens :in, #usage.output_tokens :out, #usage.total_tokens :total"
+            values.update(
+                {
+                    ":in": {"N": str(usage.prompt_tokens)},
+                    ":out": {"N": str(usage.completion_tokens)},
+                    ":total": {"N": str(usage.total_tokens)},
+                }
+            )
+            names["#usage"] = "usage"
+        update: Any = {
+            "TableName": self._batches,
+            "Key": {"tenant_id": {"S": job.tenant_id}, "batch_id": {"S": job.batch_id or ""}},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(batch_id)",
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        return {"Update": update}

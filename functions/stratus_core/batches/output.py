@@ -1,0 +1,53 @@
+"""The lines of a batch's output file (one per completed request) and error file (one per failed,
+expired or cancelled request), in OpenAI's format. An error line's status and type come from the
+same table as the API's answer to a client that waited (`stratus_core.failures`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stratus_core.batches.models import BatchUsage
+from stratus_core.contract import JobError, Usage
+from stratus_core.failures import failure_kind
+from stratus_core.jobs import Job
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+
+
+def _line_id(job: Job) -> str:
+    return f"batch_req_{job.job_id.rsplit('-', 1)[-1]}_{job.batch_id}"
+
+
+def output_line(job: Job) -> dict[str, Any]:
+    return {
+        "id": _line_id(job),
+        "custom_id": job.custom_id,
+        "response": {"status_code": 200, "request_id": job.job_id, "body": job.result},
+        "error": None,
+    }
+
+
+def error_line(job: Job) -> dict[str, Any]:
+    error = job.error or JobError(code=job.status.value, message=f"the request was {job.status.value}")
+    kind = failure_kind(error.code)
+    return {
+        "id": _line_id(job),
+        "custom_id": job.custom_id,
+        "response": {
+            "status_code": int(kind.status),
+            "request_id": job.job_id,
+            "body": {"error": {"message": error.message, "type": kind.type, "param": None, "code": error.code}},
+        },
+        "error": {"code": error.code, "message": error.message},
+    }
+
+
+def add_usage(total: BatchUsage, usage: Usage) -> BatchUsage:
+    return BatchUsage(
+        input_tokens=total.input_tokens + usage.prompt_tokens,
+        output_tokens=total.output_tokens + usage.completion_tokens,
+        total_tokens=total.total_tokens + usage.total_tokens,
+    )

@@ -1,1 +1,0 @@
-"""DynamoDB adapters: the only code that knows table layouts and `ClientError` codes."""

@@ -1,0 +1,109 @@
+"""The one way in for an inference request, interactive or batch: reserve, store, record, queue.
+
+Nothing admitted is lost. A failure after the reservation releases it (`Settlement`); a failure
+after the job exists fails the job (and releases its reservation with it); a job that already
+exists under the same id (a batch start delivered twice) is returned as it is, and keeps the
+reservation it was admitted with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from stratus_core.admission import AdmissionService, worst_case_prompt_tokens
+from stratus_core.clock import utcnow
+from stratus_core.contract import JobError, PackedRequest
+from stratus_core.errors import Conflict
+from stratus_core.jobs import BodyStore, Job, JobStatus, JobStore, Lane, RequestMessage, RequestQueue, request_body_key
+from stratus_core.settlement import Settlement
+
+
+def prompt_texts(request: PackedRequest) -> list[str]:
+    return [m.content for m in request.messages] if request.messages is not None else [request.prompt or ""]
+
+
+class JobIntake:
+    def __init__(
+        self,
+        admission: AdmissionService,
+        jobs: JobStore,
+        bodies: BodyStore,
+        queues: Mapping[Lane, RequestQueue],
+        settlement: Settlement,
+        *,
+        request_ttl_seconds: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._admission = admission
+        self._jobs = jobs
+        self._bodies = bodies
+        self._queues = queues
+        self._settlement = settlement
+        self._ttl = timedelta(seconds=request_ttl_seconds)
+        self._clock = clock
+
+    def accept(
+        self,
+        request: PackedRequest,
+        lane: Lane = "interactive",
+        *,
+        deadline: datetime | None = None,
+        batch_id: str | None = None,
+        custom_id: str | None = None,
+    ) -> Job:
+        """Admit `request` (raising the refusal that names its limit), then store and queue it.
+        An interactive job's deadline is the request TTL from its admission; a batch's is given."""
+        bound = worst_case_prompt_tokens(prompt_texts(request))
+        reservation = self._admission.reserve(
+            request.tenant_id, request.job_id, request.model, bound, request.params.max_tokens, lane=lane
+        )
+        created = reservation.created_at  # the instant the limits counted it in, not after the transaction
+        job = self.job_for(request, created, deadline or created + self._ttl, batch_id, custom_id)
+        try:
+            self._bodies.put(job.body_key, request)
+            self._jobs.create(job)
+        except Conflict:
+            existing = self._jobs.get(job.tenant_id, job.job_id)
+            if existing is None:  # pragma: no cover - the condition failed because it exists
+                raise
+            return existing
+        except Exception:
+            self._settlement.release_unrecorded(job.tenant_id, job.job_id, "not queued: storing the request failed")
+            stored = self._jobs.get(job.tenant_id, job.job_id)  # written despite the error (a timed-out reply)?
+            if stored is not None:
+                error = JobError(code="enqueue_failed", message="the request could not be stored")
+                self._settlement.fail(stored, JobStatus.FAILED, error)
+            raise
+        try:
+            self.requeue(job, lane)
+        except Exception:
+            error = JobError(code="enqueue_failed", message="the request could not be queued")
+            self._settlement.fail(job, JobStatus.FAILED, error)
+            raise
+        return job
+
+    def requeue(self, job: Job, lane: Lane) -> None:
+        """Put a queued job's message on its lane's queue (again, for a redelivered batch start)."""
+        self._queues[lane].send(RequestMessage(tenant_id=job.tenant_id, job_id=job.job_id))
+
+    @staticmethod
+    def job_for(
+        request: PackedRequest,
+        created: datetime,
+        deadline: datetime,
+        batch_id: str | None = None,
+        custom_id: str | None = None,
+    ) -> Job:
+        return Job(
+            job_id=request.job_id,
+            tenant_id=request.tenant_id,
+            kind=request.kind,
+            model=request.model,
+            status=JobStatus.QUEUED,
+            created_at=created,
+            deadline=deadline,
+            body_key=request_body_key(request.tenant_id, request.job_id),
+            batch_id=batch_id,
+            custom_id=custom_id,
+        )

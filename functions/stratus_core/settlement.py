@@ -1,0 +1,184 @@
+"""Settlement: the one home of "a job reached its terminal state".
+
+Whoever notices that a job is over (the results function reading SageMaker's output, the
+dispatcher finding its body gone, the dead-letter handler, the sweeper, a batch's cancellation,
+a batch line refused at admission) calls one method here, and this service decides the rest:
+
+- **completed** → the reservation is *settled*: its worst-case bound is replaced by the model
+  server's counts, the usage row for billing gets the tokens and their exact cost;
+- **failed / expired / cancelled** → the reservation is *released*: its tokens and in-flight slot
+  go back, nothing is billed;
+- the job's batch counts the outcome, and is asked to finalize when that was its last request.
+
+The job's move, the reservation's move and the batch's counter are one DynamoDB transaction
+(`Ledger.finish`), conditional on the job not being terminal and the reservation still being
+reserved, so a duplicate, late or concurrent call changes nothing and returns `False`. A job whose
+reservation is no longer held (the API released it when storing the request failed) can still
+end, but nothing is billed for it.
+
+Requests that never became a job (the API died between admission and writing the job) hold a
+reservation with no job: `release_unrecorded` and `release_orphans` give those back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from stratus_core.admission import Reservation, ReservationState
+from stratus_core.clock import utcnow
+from stratus_core.contract import JobError, Usage
+from stratus_core.jobs import Job, JobStatus
+from stratus_core.pricing import Cost, PriceCatalog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Bill the model server's counts at this cost."""
+
+    usage: Usage
+    cost: Cost
+
+
+@dataclass(frozen=True)
+class Release:
+    """Give the reservation back; nothing is billed."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class TerminalChange:
+    """Everything one terminal transition writes, in one transaction."""
+
+    job: Job
+    status: JobStatus
+    at: datetime
+    reservation: Reservation | None  # the reservation still held, or None when nothing is held
+    billing: Settle | Release | None  # what happens to it (None exactly when nothing is held)
+    result: dict[str, Any] | None = None  # the OpenAI-shaped completion, when completed
+    error: JobError | None = None
+
+
+class ReservationReader(Protocol):
+    def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
+
+    def pending_before(self, before: datetime, limit: int) -> list[Reservation]: ...
+
+
+class Ledger(Protocol):
+    """The store side of settlement: each call is one atomic write."""
+
+    def finish(self, change: TerminalChange) -> bool:
+        """Apply `change`; False if the job was already terminal or the reservation already done."""
+        ...
+
+    def record_rejected(self, job: Job) -> bool:
+        """Record a job born failed (a batch line refused at admission), counted once in its batch."""
+        ...
+
+    def release(self, reservation: Reservation, reason: str, at: datetime) -> bool:
+        """Give back a reservation that has no job; False if it was no longer reserved."""
+        ...
+
+
+class BatchProgress(Protocol):
+    def maybe_finalize(self, tenant_id: str, batch_id: str) -> bool: ...
+
+
+class Settlement:
+    def __init__(
+        self,
+        reservations: ReservationReader,
+        ledger: Ledger,
+        catalog: PriceCatalog,
+        *,
+        batches: BatchProgress | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._reservations = reservations
+        self._ledger = ledger
+        self._catalog = catalog
+        self._batches = batches
+        self._clock = clock
+        self.billed_tokens = 0
+        """Tokens this process has billed so far (the `TokensBilled` metric is its increase)."""
+
+    def complete(self, job: Job, usage: Usage, result: dict[str, Any]) -> bool:
+        """The job produced `result` (its client's answer) with the model server's `usage`: bill it."""
+        reservation = self._held(job)
+        if reservation is None:  # released already (the API failed after admitting it, as its client was told)
+            error = JobError(code="not_admitted", message="the request was released before its result arrived")
+            return self.fail(job, JobStatus.FAILED, error)
+        if usage.total_tokens > reservation.tokens:
+            logger.warning(
+                "usage above the reserved bound",
+                extra={"job_id": job.job_id, "reserved": reservation.tokens, "used": usage.total_tokens},
+            )
+        cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens)
+        change = TerminalChange(
+            job=job,
+            status=JobStatus.COMPLETED,
+            at=self._clock(),
+            reservation=reservation,
+            billing=Settle(usage, cost),
+            result=result,
+        )
+        finished = self._finish(change)
+        if finished:
+            self.billed_tokens += usage.total_tokens
+        return finished
+
+    def fail(self, job: Job, status: JobStatus, error: JobError) -> bool:
+        """The job ends without a result (`failed`, `expired` or `cancelled`): nothing is billed."""
+        if not status.is_terminal or status is JobStatus.COMPLETED:
+            raise ValueError(f"{status} is not an unbilled terminal status")
+        reservation = self._held(job)
+        billing = Release(f"{status.value}: {error.code}") if reservation is not None else None
+        change = TerminalChange(job, status, self._clock(), reservation, billing, error=error)
+        return self._finish(change)
+
+    def reject(self, job: Job, error: JobError) -> bool:
+        """A batch line refused at admission: its job is recorded failed (nothing was reserved)."""
+        rejected = job.model_copy(update={"status": JobStatus.FAILED, "finished_at": self._clock(), "error": error})
+        recorded = self._ledger.record_rejected(rejected)
+        self._after(job, recorded)
+        return recorded
+
+    def release_unrecorded(self, tenant_id: str, job_id: str, reason: str) -> bool:
+        """Give back the reservation of a request that never became a job."""
+        reservation = self._reservations.get(tenant_id, job_id)
+        if reservation is None or reservation.state is not ReservationState.RESERVED:
+            return False
+        return self._ledger.release(reservation, reason, self._clock())
+
+    def release_orphans(self, job_is_live: Callable[[str, str], bool], older_than: timedelta, limit: int = 100) -> int:
+        """Give back reservations older than `older_than` whose job never got recorded (a crash
+        between admission and the job's creation) or already ended; without this a tenant could
+        lose in-flight slots for good. Returns how many were released."""
+        released = 0
+        for reservation in self._reservations.pending_before(self._clock() - older_than, limit):
+            if not job_is_live(reservation.tenant_id, reservation.job_id):
+                released += self._ledger.release(reservation, "orphaned: no live job", self._clock())
+        return released
+
+    def _held(self, job: Job) -> Reservation | None:
+        reservation = self._reservations.get(job.tenant_id, job.job_id)
+        if reservation is None or reservation.state is not ReservationState.RESERVED:
+            return None
+        return reservation
+
+    def _finish(self, change: TerminalChange) -> bool:
+        finished = self._ledger.finish(change)
+        self._after(change.job, finished)
+        return finished
+
+    def _after(self, job: Job, changed: bool) -> None:
+        """A batch request that just ended may have been its batch's last one."""
+        if changed and job.batch_id is not None and self._batches is not None:
+            self._batches.maybe_finalize(job.tenant_id, job.batch_id)

@@ -1,0 +1,135 @@
+"""The in-memory stores the domain tests use (`tests/memory.py`) behave as the DynamoDB adapters do.
+
+Each check runs twice: against the in-memory world and against `Services` over moto, with the same
+clock. A difference in what a store guarantees (idempotent admission, the refused limit's name, one
+terminal transition, conditional job and batch moves) fails here before a domain test can pass on
+a fake that lies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from stratus_core.batches.models import BatchStatus, StoredBatch
+from stratus_core.contract import JobError, Usage
+from stratus_core.errors import Conflict, Limit, LimitExceeded
+from stratus_core.jobs import Job, JobStatus
+from stratus_core.services import Services
+from stratus_core.tenants import TenantCreate, TenantLimits
+from tests.memory import Clock, MemoryWorld, chat_request
+
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+    clock = Clock()
+    if request.param == "memory":
+        yield MemoryWorld(clock)
+        return
+    request.getfixturevalue("created")
+    services = Services(clock=clock)
+    services.clock = clock  # type: ignore[attr-defined]  # the same name as the memory world's
+    yield services
+
+
+def tenant(stack: Any, **limits: int) -> None:
+    stack.tenants.create(TenantCreate(tenant_id="acme", name="Acme", limits=TenantLimits(**limits)))
+
+
+def job(stack: Any) -> Job:
+    return stack.intake.accept(chat_request(max_tokens=20))  # type: ignore[no-any-return]
+
+
+def test_admitting_the_same_job_twice_counts_it_once(stack: Any) -> None:
+    tenant(stack)
+    first = stack.admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=30, max_tokens=20)
+    again = stack.admission.reserve("acme", "job-1", MODEL, prompt_tokens_bound=30, max_tokens=20)
+    assert again == first
+    assert stack.tenants.get("acme").in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("limits", "refused"),
+    [
+        ({"max_in_flight": 1}, Limit.MAX_IN_FLIGHT),
+        ({"requests_per_minute": 1}, Limit.REQUESTS_PER_MINUTE),
+        ({"tokens_per_minute": 120}, Limit.TOKENS_PER_MINUTE),
+        ({"tokens_per_month": 120}, Limit.TOKENS_PER_MONTH),
+    ],
+)
+def test_the_second_request_is_refused_by_the_limit_it_hits(stack: Any, limits: dict[str, int], refused: Limit) -> None:
+    tenant(stack, **limits)
+    stack.admission.reserve("acme", "a", MODEL, prompt_tokens_bound=50, max_tokens=50)
+    with pytest.raises(LimitExceeded) as hit:
+        stack.admission.reserve("acme", "b", MODEL, prompt_tokens_bound=50, max_tokens=50)
+    assert hit.value.limit is refused
+
+
+def test_a_job_ends_once_and_its_usage_is_billed_once(stack: Any) -> None:
+    tenant(stack)
+    admitted = job(stack)
+    assert stack.settlement.complete(admitted, Usage.of(5, 6), {"object": "chat.completion"}) is True
+    assert stack.settlement.complete(admitted, Usage.of(5, 6), {"object": "chat.completion"}) is False
+    failed = JobError(code="inference_failed", message="late")
+    assert stack.settlement.fail(admitted, JobStatus.FAILED, failed) is False
+
+    stored = stack.job_store.get("acme", admitted.job_id)
+    assert (stored.status, stored.usage, stored.result) == (
+        JobStatus.COMPLETED,
+        Usage.of(5, 6),
+        {"object": "chat.completion"},
+    )
+    today = stack.clock().date()
+    assert stack.usage.report("acme", today, today).totals.total_tokens == 11
+    assert stack.tenants.get("acme").in_flight == 0
+
+
+def test_a_failed_job_releases_its_reservation_once(stack: Any) -> None:
+    tenant(stack, max_in_flight=1)
+    admitted = job(stack)
+    error = JobError(code="inference_failed", message="crashed")
+    assert stack.settlement.fail(admitted, JobStatus.FAILED, error) is True
+    assert stack.settlement.fail(admitted, JobStatus.FAILED, error) is False
+    reservation = stack.admission_store.get("acme", admitted.job_id)
+    assert (reservation.state.value, reservation.release_reason) == ("released", "failed: inference_failed")
+    job(stack)  # the slot is free again
+
+
+def test_a_job_is_created_once_and_dispatched_once(stack: Any) -> None:
+    tenant(stack)
+    admitted = job(stack)
+    with pytest.raises(Conflict):
+        stack.job_store.create(admitted)
+    now = stack.clock()
+    assert stack.job_store.mark_dispatched(admitted, "pack_1", "s3://b/out", "s3://b/fail", now) is True
+    assert stack.job_store.mark_dispatched(admitted, "pack_2", "s3://b/out", "s3://b/fail", now) is False
+    assert stack.job_store.get("acme", admitted.job_id).pack_id == "pack_1"
+    assert stack.job_store.unanswered(now + timedelta(minutes=4), 10) == []
+    (late,) = stack.job_store.unanswered(now + timedelta(minutes=6), 10)
+    assert late.job_id == admitted.job_id
+    stack.job_store.recheck_later(late, now + timedelta(minutes=6))
+    assert stack.job_store.unanswered(now + timedelta(minutes=7), 10) == []
+
+
+def test_a_batch_moves_only_from_the_states_it_is_allowed_to_leave(stack: Any) -> None:
+    batch = StoredBatch(
+        id="batch_" + "0" * 24,
+        tenant_id="acme",
+        endpoint="/v1/chat/completions",
+        input_file_id="file-" + "0" * 24,
+        status=BatchStatus.VALIDATING,
+        created_at=1,
+        expires_at=2,
+    )
+    stack.batch_store.create(batch)
+    with pytest.raises(Conflict):
+        stack.batch_store.create(batch)
+    assert stack.batch_store.transition(batch, BatchStatus.IN_PROGRESS, {BatchStatus.VALIDATING}, {"in_progress_at": 5})
+    assert not stack.batch_store.transition(batch, BatchStatus.FAILED, {BatchStatus.VALIDATING}, {})
+    stored = stack.batch_store.get("acme", batch.id)
+    assert (stored.status, stored.in_progress_at) == (BatchStatus.IN_PROGRESS, 5)

@@ -1,0 +1,106 @@
+"""The batch function's domain over in-memory stores: lines become jobs through the same intake as
+interactive requests, the quota turns lines away one by one, and the files come out right."""
+
+from __future__ import annotations
+
+import json
+
+from stratus_core.batches.models import BatchCreate, BatchStatus
+from stratus_core.tenants import TenantCreate, TenantLimits
+from tests.memory import MemoryWorld
+
+MODEL = "smollm2-135m-instruct"
+
+
+def line(i: int, content: str | None = None) -> str:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content or f"question {i}"}], "max_tokens": 5}
+    return json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n"
+
+
+def submit(world: MemoryWorld, text: str) -> str:
+    file = world.files.create("acme", "in.jsonl", "batch", text.encode())
+    request = BatchCreate(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    return world.batches.create("acme", request).id
+
+
+def world_with_tenant(**limits: int) -> MemoryWorld:
+    world = MemoryWorld()
+    world.tenants.create(TenantCreate(tenant_id="acme", name="Acme", limits=TenantLimits(**limits)))
+    return world
+
+
+def test_a_batch_completes_with_an_output_line_per_request_and_exact_usage() -> None:
+    world = world_with_tenant()
+    batch_id = submit(world, "".join(line(i) for i in range(5)))
+
+    world.run()
+
+    batch = world.batches.get("acme", batch_id)
+    assert batch.status is BatchStatus.COMPLETED
+    assert (batch.request_counts.total, batch.request_counts.completed) == (5, 5)
+    assert batch.output_file_id is not None and batch.error_file_id is None
+    output = [json.loads(x) for x in world.files.content("acme", batch.output_file_id).decode().splitlines()]
+    assert [x["custom_id"] for x in output] == [f"c{i}" for i in range(5)]
+    told = sum(x["response"]["body"]["usage"]["total_tokens"] for x in output)
+    assert batch.usage.total_tokens == told
+    assert world.usage.report("acme", world.clock().date(), world.clock().date()).totals.total_tokens == told
+
+
+def test_lines_the_monthly_quota_cannot_admit_fail_alone_with_429_insufficient_quota() -> None:
+    # each line reserves its worst case (146 tokens of prompt bound + 5): two fit in 400, the rest do not
+    world = world_with_tenant(tokens_per_month=400)
+    batch_id = submit(world, "".join(line(i) for i in range(4)))
+
+    world.run()
+
+    batch = world.batches.get("acme", batch_id)
+    assert (batch.status, batch.request_counts.completed, batch.request_counts.failed) == (BatchStatus.COMPLETED, 2, 2)
+    assert batch.error_file_id is not None
+    errors = [json.loads(x) for x in world.files.content("acme", batch.error_file_id).decode().splitlines()]
+    assert {(e["response"]["status_code"], e["error"]["code"]) for e in errors} == {(429, "tokens_per_month")}
+    assert {e["response"]["body"]["error"]["type"] for e in errors} == {"insufficient_quota"}
+
+
+def test_a_model_failure_and_a_bad_input_are_told_with_the_same_status_as_to_an_interactive_client() -> None:
+    world = world_with_tenant()
+    batch_id = submit(world, line(0) + line(1, content="FAIL_ME"))
+
+    world.run()
+
+    batch = world.batches.get("acme", batch_id)
+    assert batch.error_file_id is not None
+    (error,) = [json.loads(x) for x in world.files.content("acme", batch.error_file_id).decode().splitlines()]
+    assert (error["custom_id"], error["response"]["status_code"], error["error"]["code"]) == (
+        "c1",
+        400,
+        "invalid_request",
+    )
+
+
+def test_a_start_delivered_twice_makes_each_job_once() -> None:
+    world = world_with_tenant()
+    batch_id = submit(world, "".join(line(i) for i in range(3)))
+    (start,) = world.batch_queue.take()
+
+    world.batch_worker.handle(start)
+    world.batch_worker.handle(start)  # SQS delivered it again
+
+    assert len(world.job_store.for_batch("acme", batch_id)) == 3
+    reserved = world.admission_store.months[("acme", world.clock().strftime("%Y-%m"))].requests
+    assert reserved == 3
+    world.run()
+    assert world.batches.get("acme", batch_id).request_counts.completed == 3
+
+
+def test_cancelling_releases_the_unfinished_and_closes_the_batch() -> None:
+    world = world_with_tenant()
+    batch_id = submit(world, "".join(line(i) for i in range(3)))
+    world.run_batches()  # started: three queued jobs, nothing dispatched
+
+    world.batches.cancel("acme", batch_id)
+    world.run()
+
+    batch = world.batches.get("acme", batch_id)
+    assert (batch.status, batch.request_counts.failed) == (BatchStatus.CANCELLED, 3)
+    assert world.admission_store.months[("acme", world.clock().strftime("%Y-%m"))].tokens == 0
+    assert world.endpoint.invoked == 0  # the cancelled jobs were skipped by the dispatcher

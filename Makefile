@@ -87,7 +87,7 @@ RELIABILITY_REQUESTS ?= 1000
 
 reliability: venv ## Every scenario at full size (faults at 1,000 requests, in process and on the local cloud; limits; attacks; fuzzing); rewrites docs/RELIABILITY.md
 	rm -rf .stratus/reliability
-	STRATUS_RELIABILITY_DIR=.stratus/reliability STRATUS_RELIABILITY_REQUESTS=$(RELIABILITY_REQUESTS) \
+	STRATUS_RELIABILITY_DIR=.stratus/reliability STRATUS_RELIABILITY_REQUESTS=$(RELIABILITY_REQUESTS) STRATUS_LIMIT_CLIENTS=50 \
 	STRATUS_CLOUD_FAULT_REQUESTS=$(RELIABILITY_REQUESTS) STRATUS_FAULTS=$(RELIABILITY_FAULTS) STRATUS_FUZZ_EXAMPLES=60 \
 	$(BIN)/pytest -q -p no:cacheprovider tests/reliability tests/local_cloud/test_limits_under_load.py tests/security tests/fuzz
 	$(BIN)/python -m tests.reliability.report .stratus/reliability docs/RELIABILITY.md

@@ -3,7 +3,7 @@
 Starts `stratus local up` as a process (a tiny random artifact, or `--artifact` for the real model),
 with the instant echo engine by default (`--engine transformers` for the model), creates one tenant
 per client group with limits far above the load, and has N threads send chat completions with
-`Prefer: wait=25` for `--seconds`. Then it checks what must hold: every admitted request finished,
+`Prefer: respond-async, wait=25` for `--seconds`. Then it checks what must hold: every admitted request finished,
 usage and invoices equal the tokens the clients were told, nothing left in flight. To say how much
 moto itself limits the path, it also measures the same kind of write (the admission transaction)
 against a fresh moto server alone, with the same number of threads.
@@ -46,7 +46,7 @@ def free_port() -> int:
 def call(url: str, key: str, method: str = "GET", body: Any = None, wait: bool = False) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     if wait:
-        headers["Prefer"] = "wait=25"
+        headers["Prefer"] = "respond-async, wait=25"  # a 202 and the job if it is not done in 25 s
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:

@@ -63,25 +63,39 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
         acme_key = call(cloud, "POST", "/admin/tenants/acme/keys", admin, scopes)["api_key"]
         globex_key = call(cloud, "POST", "/admin/tenants/globex/keys", admin, scopes)["api_key"]
         click.echo("acme: default limits; globex: 2 requests per minute. Keys issued (shown once, stored hashed).")
-        acme = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=acme_key, max_retries=0, timeout=120)
+        # the unmodified client: through a cold start it gets retryable 503s and retries on its own
+        acme = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=acme_key, max_retries=10, timeout=120)
         globex = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=globex_key, max_retries=0, timeout=120)
 
         step("chat completion (the endpoint starts at zero instances: this includes the cold start)")
         t0 = time.monotonic()
-        answer = acme.chat.completions.with_raw_response.create(
+        completion = acme.chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": "What is the capital of France?"}],
             max_tokens=32,
             temperature=0,
-            extra_headers={"Prefer": "wait=25"},
         )
-        completion = answer.parse()
-        if isinstance(completion, str) or getattr(completion, "object", "") != "chat.completion":
-            job = answer.headers.get("x-stratus-job-id")
-            completion = wait_for_job(cloud, acme_key, job)
         click.echo(f"Q: What is the capital of France?\nA: {completion.choices[0].message.content}")
-        usage = completion.usage.model_dump() if completion.usage else {}
+        usage = completion.usage.model_dump(exclude_none=True) if completion.usage else {}
         click.echo(f"usage {usage}  ({time.monotonic() - t0:.1f} s)")
+
+        step("a streamed answer (server-sent events, OpenAI's chunks; the last one carries the usage)")
+        question = "Name three colours of the rainbow."
+        stream = acme.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": question}],
+            max_tokens=32,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, streamed_usage = [], None
+        for chunk in stream:
+            pieces += [c.delta.content or "" for c in chunk.choices]
+            streamed_usage = chunk.usage or streamed_usage
+        click.echo(f"Q: {question}\nA: {''.join(pieces)}")
+        told = streamed_usage.model_dump(exclude_none=True) if streamed_usage else {}
+        click.echo(f"{len(pieces)} content chunk(s); usage {told}")
 
         step(f"a batch of {batch_size} requests: files -> batches -> output file")
         lines = "".join(
@@ -117,12 +131,12 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
             item = json.loads(line)
             click.echo(f"  {item['custom_id']}: {item['response']['body']['choices'][0]['message']['content']!r}")
 
-        step("a request over a tenant's limit: 429 with Retry-After")
-        fast = globex.with_options(default_headers={"Prefer": "wait=0"})
+        step("a request over a tenant's limit: 429 with Retry-After and OpenAI's rate-limit headers")
+        fast = globex.with_options(default_headers={"Prefer": "respond-async"})
         refused = None
-        for i in range(3):
+        for i in range(5):  # 2 a minute: refused by the third, or the fifth if a minute ends meanwhile
             try:
-                fast.chat.completions.create(
+                fast.chat.completions.with_raw_response.create(
                     model=MODEL, messages=[{"role": "user", "content": f"hi {i}"}], max_tokens=8
                 )
             except openai.RateLimitError as error:
@@ -130,9 +144,11 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
                 break
         if refused is None:
             raise click.ClickException("globex was never refused")
+        headers = refused.response.headers
         click.echo(
-            f"globex request refused: {refused.status_code} {refused.code}, "
-            f"Retry-After {refused.response.headers.get('retry-after')} s"
+            f"globex request refused: {refused.status_code} {refused.code} ({headers.get('x-stratus-limit')}), "
+            f"Retry-After {headers.get('retry-after')} s, x-ratelimit-remaining-requests "
+            f"{headers.get('x-ratelimit-remaining-requests')} of {headers.get('x-ratelimit-limit-requests')}"
         )
 
         step("a cross-tenant read: 404")
@@ -161,19 +177,6 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
         click.secho(f"\ndemo finished in {time.monotonic() - started:.0f} s", bold=True)
     finally:
         cloud.stop()
-
-
-def wait_for_job(cloud: LocalCloud, key: str, job_id: str | None) -> Any:
-    import openai.types.chat
-
-    while job_id:
-        job = call(cloud, "GET", f"/v1/jobs/{job_id}", key)
-        if job["status"] == "completed":
-            return openai.types.chat.ChatCompletion.model_validate(job["result"])
-        if job["status"] in ("failed", "expired", "cancelled"):
-            raise click.ClickException(f"the request ended {job['status']}: {job.get('error')}")
-        time.sleep(1)
-    raise click.ClickException("the response carried no job id")
 
 
 def wait_until_settled(cloud: LocalCloud, admin: str, timeout: float = 120) -> None:

@@ -42,6 +42,13 @@ def local() -> None:
 @click.option("--admin-key", envvar="STRATUS_ADMIN_KEY", default=None, help="Use this admin key (sk-…).")
 @click.option("--idle-seconds", default=60.0, show_default=True, help="Scale the endpoint to zero after this.")
 @click.option(
+    "--endpoint-startup-seconds",
+    default=0.0,
+    show_default=True,
+    help="Emulate SageMaker's provisioning: wait this long before the model server starts when scaling from zero "
+    "(minutes on a GPU instance).",
+)
+@click.option(
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=DEFAULT_STATE_DIR,
@@ -82,6 +89,7 @@ def up(
     model_dir: Path,
     admin_key: str | None,
     idle_seconds: float,
+    endpoint_startup_seconds: float,
     state_dir: Path,
     fresh: bool,
     sweep_seconds: float,
@@ -119,6 +127,7 @@ def up(
             fault_report=fault_report,
             visibility_timeout=visibility_timeout,
             parameters=overrides,
+            endpoint_startup_seconds=endpoint_startup_seconds,
         )
     ).start()
     click.echo(

@@ -25,6 +25,8 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "StratusTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "stratus-tests")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
+pytest_plugins = ["tests.iam.recorder"]  # every run records the functions' AWS calls (tests/iam)
+
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 REGION = "us-east-1"
 

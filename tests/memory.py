@@ -21,6 +21,9 @@ from typing import Any
 
 from stratus_core.admission import (
     AdmissionService,
+    Claim,
+    ClaimedJob,
+    ClaimTaken,
     LimitHit,
     Reservation,
     ReservationState,
@@ -42,6 +45,7 @@ from stratus_core.contract import (
     Usage,
 )
 from stratus_core.dispatch import Dispatcher, EndpointBusy, Invocation
+from stratus_core.endpoint_state import Capacity
 from stratus_core.errors import Conflict, Limit, NotFound
 from stratus_core.files import FileService, StoredFile
 from stratus_core.inference import InferenceService
@@ -111,16 +115,19 @@ class MemoryAdmissionStore:
         self.months: dict[tuple[str, str], Counters] = defaultdict(Counters)
         self.minutes: dict[tuple[str, str], Counters] = defaultdict(Counters)
         self.days: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.claims: dict[tuple[str, str], tuple[ClaimedJob, int]] = {}
 
-    def reserve(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
-        if tenant.limits.requests_per_minute == 0:
-            raise LimitHit(Limit.REQUESTS_PER_MINUTE)
-        if tenant.limits.max_in_flight == 0:
-            raise LimitHit(Limit.MAX_IN_FLIGHT)
+    def reserve(
+        self, tenant: Tenant, reservation: Reservation, expires_at: int, claim: Claim | None = None
+    ) -> Reservation:
         with self.lock:
             existing = self.reservations.get((tenant.tenant_id, reservation.job_id))
             if existing is not None:
                 return existing
+            if claim is not None and claim.exclusive:
+                held = self.claims.get((tenant.tenant_id, claim.fingerprint))
+                if held is not None and held[1] >= int(reservation.created_at.timestamp()):
+                    raise ClaimTaken(held[0])
             current = self._current(tenant)
             limits = current.limits
             if current.in_flight >= limits.max_in_flight:
@@ -139,7 +146,22 @@ class MemoryAdmissionStore:
             minute.tokens += reservation.tokens
             minute.requests += 1
             self.reservations[(tenant.tenant_id, reservation.job_id)] = reservation
+            if claim is not None:
+                self.claims[(tenant.tenant_id, claim.fingerprint)] = (
+                    ClaimedJob(reservation.job_id, claim.body_hash),
+                    claim.expires_at,
+                )
             return reservation
+
+    def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None:
+        with self.lock:
+            held = self.claims.get((tenant_id, fingerprint))
+            return held[0] if held is not None and held[1] >= now.timestamp() else None
+
+    def minute_counts(self, tenant_id: str, minute: str) -> tuple[int, int]:
+        with self.lock:
+            counters = self.minutes.get((tenant_id, minute), Counters())
+            return counters.requests, counters.tokens
 
     def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
         with self.lock:
@@ -566,6 +588,16 @@ class MemoryEndpoint:
 
 
 @dataclass
+class MemoryEndpointState:
+    """The endpoint's capacity as `DescribeEndpoint` would tell it (set by the test)."""
+
+    current: Capacity | None = None
+
+    def capacity(self) -> Capacity | None:
+        return self.current
+
+
+@dataclass
 class Clock:
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC))
 
@@ -611,7 +643,16 @@ class MemoryWorld:
             request_ttl_seconds=request_ttl_seconds,
             clock=self.clock,
         )
-        self.inference = InferenceService(self.intake, self.job_store, sleep=lambda _: None)
+        self.endpoint_state = MemoryEndpointState()
+        self.inference = InferenceService(
+            self.intake,
+            self.job_store,
+            self.admission,
+            self.endpoint_state,
+            expected_cold_start_seconds=300,
+            sleep=lambda _: None,
+            clock=self.clock,
+        )
         self.dispatcher = Dispatcher(
             self.job_store,
             self.objects,

@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -17,6 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api import admin_routes, batch_routes, inference_routes, model_and_usage_routes
+from api.resolver import PerThreadResolver
 from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError
 from stratus_core.http.auth import principal_from_authorizer, require_scope
 from stratus_core.http.errors import HttpError, error, http_error, route_not_found, validation_error
@@ -29,8 +30,9 @@ metrics = Metrics()
 services = Services()
 MAX_BODY_BYTES = 1_048_576
 MAX_FILE_BODY_BYTES = 10 * 1_048_576  # API Gateway's own cap; larger files use a presigned upload
+OPENAPI_PATH = "/openapi.json"
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = PerThreadResolver(enable_validation=True)
 
 
 app.include_router(model_and_usage_routes.router)
@@ -83,7 +85,7 @@ def handle_unexpected(error: Exception) -> Response[Any]:
     return _respond(http_error(StratusError()))
 
 
-@app.get("/openapi.json", include_in_schema=False)
+@app.get(OPENAPI_PATH, include_in_schema=False)
 def get_openapi() -> Response[Any]:
     from api.openapi import openapi_document  # the OpenAPI models cost ~80 ms to import: only when asked
 
@@ -106,6 +108,8 @@ ROUTE_SCOPES = (
     ("/admin/", Scope.ADMIN),
     ("/v1/chat/completions", Scope.INFERENCE),
     ("/v1/completions", Scope.INFERENCE),
+    ("/v1/responses", Scope.INFERENCE),
+    ("/v1/embeddings", Scope.INFERENCE),
     ("/v1/jobs/", Scope.INFERENCE),
     ("/v1/files", Scope.BATCH),
     ("/v1/batches", Scope.BATCH),
@@ -116,20 +120,23 @@ MAX_JSON_DEPTH_CHECK = 512  # bodies with more brackets than this are checked fo
 
 def refuse_early(event: dict[str, Any]) -> dict[str, Any] | None:
     """What must be refused before anything parses the body (Powertools validates the body before
-    any middleware or route runs): a body over the size cap (413), a route called without its scope
-    (401/403), so that such callers learn nothing about the body they sent, a body that is not UTF-8
-    and JSON nested too deep for the parser (400s instead of a decoder's or RecursionError's 500)."""
+    any middleware or route runs): a key the authorizer refused (401 `invalid_api_key`, 403 for a
+    suspended tenant: no route ever runs for it), a body over the size cap (413), a route called
+    without its scope (403), so that such callers learn nothing about the body they sent, a body
+    that is not UTF-8 and JSON nested too deep for the parser (400s, not a decoder's 500)."""
     path = str(event.get("rawPath", ""))
     body = event.get("body") or ""
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
     limit = MAX_FILE_BODY_BYTES if path == "/v1/files" else MAX_BODY_BYTES
     try:
+        authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+        # every route but the OpenAPI document is behind the authorizer
+        principal = None if path == OPENAPI_PATH else principal_from_authorizer(authorizer.get("lambda"))
         if size > limit:
             raise PayloadTooLarge(limit)
         scope = next((scope for prefix, scope in ROUTE_SCOPES if path.startswith(prefix)), None)
-        if scope is not None:
-            authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-            require_scope(principal_from_authorizer(authorizer.get("lambda")), scope)
+        if scope is not None and principal is not None:
+            require_scope(principal, scope)
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         content_type = headers.get("content-type", "").lower()
         if content_type.startswith("multipart/form-data") and "boundary=" not in content_type:

@@ -1,89 +1,203 @@
-"""OpenAI's chat and text completions, answered when the job finishes or with 202 and the job."""
+"""OpenAI's chat and text completions and the Responses API: answered when the job finishes, as
+JSON or a stream; a retryable 503 when it is not done within the wait; 202 and the job on request."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseContentSchema
 
 from api.caller import caller, services
-from stratus_core.http.errors import job_failure
-from stratus_core.inference import MAX_WAIT_SECONDS
+from stratus_core.answers import SSE_CONTENT_TYPE, chat_stream, completion_stream, response_object, response_stream
+from stratus_core.errors import NotServed
+from stratus_core.http.errors import http_error, job_failure, rate_limit_headers
+from stratus_core.inference import MAX_WAIT_SECONDS, retry_identity
 from stratus_core.jobs import Job, JobStatus, JobView
 from stratus_core.keys import Scope
-from stratus_core.openai_types import ChatCompletion, ChatCompletionRequest, CompletionRequest, TextCompletion
+from stratus_core.openai_responses import ResponsesRequest
+from stratus_core.openai_types import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    InferenceRequest,
+    TextCompletion,
+)
 
 router = Router()
 
-DEFAULT_WAIT_SECONDS = 20
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+_RESPOND_ASYNC = re.compile(r"(?:^|[,;\s])respond-async(?:$|[,;\s])", re.IGNORECASE)
 
 PreferHeader = Annotated[
     str | None,
-    Header(alias="prefer", description="`wait=N` (0-25 s, default 20): how long to wait for the result; 0 = don't."),
+    Header(
+        alias="prefer",
+        description="`wait=N` (0-25 s; default `DefaultWaitSeconds`): how long to wait for the answer; "
+        "`respond-async` (RFC 7240): answer 202 with the job instead of a retryable 503 when it is not done.",
+    ),
 ]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="idempotency-key", description="A retry with the same key attaches to the first request's job."),
+]
+_STREAMED: dict[str, OpenAPIResponseContentSchema] = {"text/event-stream": {"schema": {"type": "string"}}}
+_NOT_READY: OpenAPIResponse = {"description": "Not done within the wait (described with the errors below)"}
 
 
-def wait_seconds(prefer: str | None) -> int:
+@dataclass(frozen=True)
+class Preference:
+    wait: int
+    respond_async: bool
+
+
+def preference(prefer: str | None, default_wait: int) -> Preference:
+    """RFC 7240's `wait` and `respond-async`; `respond-async` alone waits for nothing."""
+    respond_async = bool(_RESPOND_ASYNC.search(prefer or ""))
     match = _WAIT.search(prefer or "")
-    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else DEFAULT_WAIT_SECONDS
+    if match:
+        return Preference(min(int(match.group(1)), MAX_WAIT_SECONDS), respond_async)
+    return Preference(0 if respond_async else default_wait, respond_async)
 
 
-def _answer(job: Job, waited: int) -> Response[Any]:
-    headers = {"x-stratus-job-id": job.job_id, "Preference-Applied": f"wait={waited}"}
+def _complete(route: str, request: InferenceRequest, render: Callable[[Job], Response[Any]]) -> Response[Any]:
+    """Admit (or attach a retry to) one request, wait for it, and answer in its client's terms."""
+    principal = caller(router, Scope.INFERENCE)
+    svc = services(router)
+    event = router.current_event
+    headers = {name.lower(): value for name, value in (event.headers or {}).items()}
+    retry = retry_identity(principal.tenant_id, principal.key_id, route, event.decoded_body or "", headers)
+    prefer = preference(headers.get("prefer"), svc.settings.default_wait_seconds)
+    submitted = svc.inference.submit(principal.tenant_id, request, retry)
+    job = submitted.job
+    if prefer.wait and not job.status.is_terminal:
+        job = svc.inference.wait(principal.tenant_id, job.job_id, prefer.wait)
+    answer_headers = {"x-stratus-job-id": job.job_id, "Preference-Applied": f"wait={prefer.wait}"}
+    if submitted.window is not None:
+        answer_headers.update(rate_limit_headers(submitted.window))
     if job.status is JobStatus.COMPLETED and job.result is not None:
-        return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body=job.result, headers=headers)
+        answer = render(job)
+        answer.headers.update(answer_headers)
+        return answer
     if job.status.is_terminal:
         failure = job_failure(
             job.error.code if job.error else job.status.value,
             job.error.message if job.error else f"the request was {job.status.value}",
         )
-        return Response(failure.status, content_types.APPLICATION_JSON, body=failure.body.model_dump(), headers=headers)
-    headers["Location"] = f"/v1/jobs/{job.job_id}"
+        if retry is not None and retry.exclusive:  # the same key would only find this failure again
+            answer_headers["x-should-retry"] = "false"
+        return Response(failure.status, content_types.APPLICATION_JSON, failure.body.model_dump(), answer_headers)
+    if prefer.respond_async:
+        answer_headers.update({"Location": f"/v1/jobs/{job.job_id}", "Preference-Applied": "respond-async"})
+        return Response(
+            HTTPStatus.ACCEPTED, content_types.APPLICATION_JSON, JobView.of(job).model_dump(mode="json"), answer_headers
+        )
+    not_ready = http_error(svc.inference.not_ready(job))
     return Response(
-        HTTPStatus.ACCEPTED,
+        not_ready.status,
         content_types.APPLICATION_JSON,
-        body=JobView.of(job).model_dump(mode="json"),
-        headers=headers,
+        not_ready.body.model_dump(),
+        {**answer_headers, **not_ready.headers},
     )
+
+
+def _json(job: Job) -> Response[Any]:
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body=job.result, headers={})
+
+
+def _sse(body: str) -> Response[Any]:
+    return Response(HTTPStatus.OK, SSE_CONTENT_TYPE, body=body, headers={"Cache-Control": "no-cache"})
 
 
 @router.post(
     "/v1/chat/completions",
-    summary="Create a chat completion (waits for the result, or 202 with the job)",
+    summary="Create a chat completion (JSON, or server-sent events with `stream`)",
     tags=["inference"],
     responses={
-        200: {"description": "The completion", "content": {"application/json": {"model": ChatCompletion}}},
-        202: {"description": "Still running: the job", "content": {"application/json": {"model": JobView}}},
+        200: {
+            "description": "The completion; with `stream: true`, OpenAI's chunks as server-sent events (on AWS "
+            "delivered together when the job completes: HTTP APIs buffer)",
+            "content": {"application/json": {"model": ChatCompletion}, **_STREAMED},
+        },
+        202: {
+            "description": "With `Prefer: respond-async`: the job",
+            "content": {"application/json": {"model": JobView}},
+        },
+        503: _NOT_READY,
     },
 )
-def chat_completions(body: ChatCompletionRequest, prefer: PreferHeader = None) -> Response[Any]:
-    principal = caller(router, Scope.INFERENCE)
-    service = services(router).inference
-    job = service.submit(principal.tenant_id, body)
-    waited = wait_seconds(prefer)
-    return _answer(service.wait(principal.tenant_id, job.job_id, waited) if waited else job, waited)
+def chat_completions(
+    body: ChatCompletionRequest, prefer: PreferHeader = None, key: IdempotencyHeader = None
+) -> Response[Any]:
+    def render(job: Job) -> Response[Any]:
+        return _sse(chat_stream(job.result or {}, body.include_usage)) if body.stream else _json(job)
+
+    return _complete("/v1/chat/completions", body, render)
 
 
 @router.post(
     "/v1/completions",
-    summary="Create a text completion (waits for the result, or 202 with the job)",
+    summary="Create a text completion (JSON, or server-sent events with `stream`)",
     tags=["inference"],
     responses={
-        200: {"description": "The completion", "content": {"application/json": {"model": TextCompletion}}},
-        202: {"description": "Still running: the job", "content": {"application/json": {"model": JobView}}},
+        200: {
+            "description": "The completion; with `stream: true`, server-sent events (delivered when the job completes)",
+            "content": {"application/json": {"model": TextCompletion}, **_STREAMED},
+        },
+        202: {
+            "description": "With `Prefer: respond-async`: the job",
+            "content": {"application/json": {"model": JobView}},
+        },
+        503: _NOT_READY,
     },
 )
-def completions(body: CompletionRequest, prefer: PreferHeader = None) -> Response[Any]:
-    principal = caller(router, Scope.INFERENCE)
-    service = services(router).inference
-    job = service.submit(principal.tenant_id, body)
-    waited = wait_seconds(prefer)
-    return _answer(service.wait(principal.tenant_id, job.job_id, waited) if waited else job, waited)
+def completions(body: CompletionRequest, prefer: PreferHeader = None, key: IdempotencyHeader = None) -> Response[Any]:
+    def render(job: Job) -> Response[Any]:
+        return _sse(completion_stream(job.result or {}, body.include_usage)) if body.stream else _json(job)
+
+    return _complete("/v1/completions", body, render)
+
+
+@router.post(
+    "/v1/responses",
+    summary="Create a response (the Responses API's text form; nothing is stored)",
+    tags=["inference"],
+    responses={
+        200: {
+            "description": "The response; with `stream: true`, its events (delivered when the job completes)",
+            "content": {"application/json": {"schema": {"type": "object"}}, **_STREAMED},
+        },
+        202: {
+            "description": "With `Prefer: respond-async`: the job",
+            "content": {"application/json": {"model": JobView}},
+        },
+        503: _NOT_READY,
+    },
+)
+def responses(body: ResponsesRequest, prefer: PreferHeader = None, key: IdempotencyHeader = None) -> Response[Any]:
+    def render(job: Job) -> Response[Any]:
+        response = response_object(job.result or {}, body.echoed(), job.job_id)
+        if body.stream:
+            return _sse(response_stream(response))
+        return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body=response, headers={})
+
+    return _complete("/v1/responses", body.as_chat(), render)
+
+
+@router.post("/v1/embeddings", summary="Not served: this deployment serves generation only", tags=["inference"])
+def embeddings() -> None:
+    caller(router, Scope.INFERENCE)
+    raise NotServed(
+        "embeddings are not served by this deployment: Stratus serves /v1/chat/completions, /v1/completions "
+        "and /v1/responses",
+        code="embeddings_not_supported",
+    )
 
 
 @router.get("/v1/jobs/<job_id>", summary="Status and result of an inference request", tags=["inference"])

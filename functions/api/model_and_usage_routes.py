@@ -6,11 +6,12 @@ from datetime import date
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel
 
 from api.caller import caller, services
 from stratus_core.clock import utcnow
+from stratus_core.errors import NotFound
 from stratus_core.keys import Scope
 from stratus_core.usage import UsageReport
 
@@ -34,14 +35,24 @@ CATALOG_EPOCH = 1_764_547_200  # 2025-12-01: models in the catalog carry no crea
 
 @router.get("/v1/models", summary="Models the caller's tenant may use", tags=["models"])
 def list_models() -> ModelList:
-    principal = caller(router, None)
-    tenant = services(router).tenants.get(principal.tenant_id)
-    catalog = services(router).catalog
-    allowed = tenant.allowed_models
-    names = sorted(name for name in catalog.models if allowed is None or name in allowed)
-    return ModelList(
-        data=[ModelCard(id=name, created=CATALOG_EPOCH, owned_by=catalog.models[name].owned_by) for name in names]
-    )
+    return ModelList(data=_visible_models())
+
+
+@router.get("/v1/models/<model_id>", summary="One model the caller's tenant may use", tags=["models"])
+def get_model(model_id: Annotated[str, Path(min_length=1, max_length=200)]) -> ModelCard:
+    found = [card for card in _visible_models() if card.id == model_id]
+    if not found:
+        raise NotFound("model", model_id)
+    return found[0]
+
+
+def _visible_models() -> list[ModelCard]:
+    """The catalog's models the caller's tenant may use, by name."""
+    svc = services(router)
+    allowed = svc.tenants.get(caller(router, None).tenant_id).allowed_models
+    models = svc.catalog.models
+    names = sorted(name for name in models if allowed is None or name in allowed)
+    return [ModelCard(id=name, created=CATALOG_EPOCH, owned_by=models[name].owned_by) for name in names]
 
 
 @router.get("/v1/usage", summary="The caller's usage and cost by day and model", tags=["usage"])

@@ -26,7 +26,10 @@ _COMMON_ERRORS = {
     "500": "Internal error",
     "503": "Sustained write contention; retry after Retry-After seconds",
 }
-_ADMITTED_ERRORS = {"429": "A limit refused the request; `code` names it and Retry-After says when to retry"}
+_ADMITTED_ERRORS = {
+    "429": "A limit refused the request: `rate_limit_exceeded` (`x-stratus-limit` names it; Retry-After says when) "
+    "or `insufficient_quota` (the monthly quota; `x-should-retry: false`); `x-ratelimit-*` headers on every answer",
+}
 _WRITE_ERRORS = {"409": "Conflicts with the current state (exists already, rotated already)"}
 _POWERTOOLS_ONLY = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 
@@ -46,8 +49,13 @@ def openapi_document(app: APIGatewayHttpResolver) -> str:
             responses = operation["responses"]
             responses.pop("422", None)
             errors = {**_COMMON_ERRORS, **(_WRITE_ERRORS if method in ("post", "patch", "delete") else {})}
-            if route in ("/v1/chat/completions", "/v1/completions"):
+            if route in ("/v1/chat/completions", "/v1/completions", "/v1/responses"):
                 errors.update(_ADMITTED_ERRORS)
+                errors["503"] = (
+                    "Not done within the wait: retry, and the retry attaches to the same job (`x-stratus-job-id`; "
+                    "Retry-After says when; `code` is `model_starting` while the endpoint scales from zero, else "
+                    "`still_running`); or sustained write contention"
+                )
             for status, description in errors.items():
                 responses[status] = {
                     "description": description,

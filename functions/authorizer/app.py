@@ -1,8 +1,13 @@
 """HTTP API Lambda authorizer (payload 2.0, simple responses).
 
-Allows with context `{tenant_id, key_id, scopes}` or denies. API Gateway caches the answer per
-Authorization header for the template's `AuthorizerCacheTtlSeconds`, so a revoked key stops
-working within that many seconds. The key itself is never logged.
+A valid key gets the context `{tenant_id, key_id, scopes}`. An invalid one (malformed, unknown,
+expired, revoked, or a suspended tenant) gets `{denied, reason}`, and the request goes on to the
+API function, which answers it at one choke point before any route runs (`api/app.py`), with
+OpenAI's 401 `invalid_api_key` (or 403 for a suspended tenant): an HTTP API cannot reshape its
+authorizer's own denials (a fixed `403 {"message": "Forbidden"}`), and an OpenAI client must see
+`AuthenticationError`. API Gateway caches either answer per Authorization header for the
+template's `AuthorizerCacheTtlSeconds`, so a revoked key stops working within that many seconds.
+The key itself is never logged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stratus_core.errors import Forbidden, Unauthenticated
-from stratus_core.http.auth import authorize
+from stratus_core.http.auth import authorize, denial_context
 from stratus_core.services import Services
 
 logger = Logger()
@@ -38,7 +43,8 @@ def lambda_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -
     except (Unauthenticated, Forbidden) as denied:
         logger.info("denied", extra={"reason": str(denied), "route": event.route_key})
         metrics.add_metric(name="AuthorizerDenied", unit=MetricUnit.Count, value=1)
-        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
+        code = denied.code if isinstance(denied, Forbidden) else "invalid_api_key"
+        return APIGatewayAuthorizerResponseV2(authorize=True, context=denial_context(code, str(denied))).asdict()
     logger.append_keys(tenant_id=principal.tenant_id, key_id=principal.key_id)
     metrics.add_metric(name="AuthorizerAllowed", unit=MetricUnit.Count, value=1)
     logger.info("allowed")

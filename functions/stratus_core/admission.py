@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -27,6 +28,7 @@ from stratus_core.errors import (
     Limit,
     LimitExceeded,
     NotFound,
+    RateWindow,
     RequestExceedsLimit,
     TenantSuspended,
     Unavailable,
@@ -89,16 +91,59 @@ class RetryableConflict(Exception):
     """Another writer got there first (limits edited, transaction conflict): read again and retry."""
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A request's claim to be the one job for its `fingerprint`, written in the same transaction as
+    its reservation, so that a client's retry finds the job instead of admitting a second one.
+
+    `exclusive` (an `Idempotency-Key`): the first request with the key wins, every later one
+    attaches to it. Not exclusive (an SDK's first attempt, which a deliberate repeat of the same
+    body also is): the claim points at the newest job with that body."""
+
+    fingerprint: str
+    body_hash: str
+    exclusive: bool
+    expires_at: int  # epoch seconds; an expired claim no longer holds
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: str
+    body_hash: str
+
+
+class ClaimTaken(Exception):
+    """An exclusive claim is held by an earlier request: attach to its job."""
+
+    def __init__(self, claimed: ClaimedJob) -> None:
+        super().__init__(claimed.job_id)
+        self.claimed = claimed
+
+
+@dataclass(frozen=True)
+class Admitted:
+    reservation: Reservation
+    window: RateWindow | None  # where the tenant stands in this minute (interactive requests only)
+
+
 class AdmissionStore(Protocol):
-    def reserve(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
-        """Atomically count the request against every limit and record it; if a reservation with
-        this job id exists, return it unchanged. Raises `LimitHit`, `TenantInactive` or
-        `RetryableConflict`."""
+    def reserve(
+        self, tenant: Tenant, reservation: Reservation, expires_at: int, claim: Claim | None = None
+    ) -> Reservation:
+        """Atomically count the request against every limit, record it, and write its claim; if a
+        reservation with this job id exists, return it unchanged. Raises `LimitHit`,
+        `TenantInactive`, `ClaimTaken` or `RetryableConflict`."""
         ...
 
     def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
         """Like `reserve`, against the monthly quota only."""
         ...
+
+    def minute_counts(self, tenant_id: str, minute: str) -> tuple[int, int]:
+        """Requests and tokens counted in `minute` so far (read without a lock: a snapshot)."""
+        ...
+
+    def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None: ...
 
 
 class AdmissionService:
@@ -135,6 +180,20 @@ class AdmissionService:
         lane: Lane = "interactive",
     ) -> Reservation:
         """Admit one request or raise the error that says which limit refused it."""
+        return self.admit(tenant_id, job_id, model, prompt_tokens_bound, max_tokens, lane).reservation
+
+    def admit(
+        self,
+        tenant_id: str,
+        job_id: str,
+        model: str,
+        prompt_tokens_bound: int,
+        max_tokens: int,
+        lane: Lane = "interactive",
+        claim: Claim | None = None,
+    ) -> Admitted:
+        """`reserve`, with the claim written in the same transaction, and where the tenant stands in
+        this minute's limits afterwards."""
         tokens = prompt_tokens_bound + max_tokens
         for attempt in range(self._attempts):
             tenant = self._tenants.get(tenant_id)
@@ -156,16 +215,44 @@ class AdmissionService:
                 created_at=now,
                 lane=lane,
             )
-            reserve = self._store.reserve if lane == "interactive" else self._store.reserve_batch
+            expires_at = int(now.timestamp()) + self._retention_seconds
             try:
-                return reserve(tenant, reservation, int(now.timestamp()) + self._retention_seconds)
+                if lane == "batch":
+                    return Admitted(self._store.reserve_batch(tenant, reservation, expires_at), None)
+                admitted = self._store.reserve(tenant, reservation, expires_at, claim)
             except LimitHit as hit:
-                raise self._refusal(hit.limit, tenant, tokens, now) from None
+                window = self.window(tenant, now, limit_hit=hit.limit) if lane == "interactive" else None
+                raise self._refusal(hit.limit, tenant, tokens, now, window) from None
             except TenantInactive:
                 raise TenantSuspended(tenant_id) from None
             except RetryableConflict:  # limits edited meanwhile, or a transaction conflict on a hot item
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
+                continue
+            return Admitted(admitted, self.window(tenant, now))
         raise Unavailable("too much concurrent admission traffic for this tenant; retry shortly")
+
+    def window(self, tenant: Tenant, now: datetime, limit_hit: Limit | None = None) -> RateWindow:
+        """The tenant's standing in the minute of `now` (OpenAI's rate-limit headers): a snapshot of
+        the minute's counter, read after this request was counted (or refused)."""
+        limits = tenant.limits
+        requests, tokens = self._store.minute_counts(tenant.tenant_id, minute_key(now))
+        requests_left = 0 if limit_hit is Limit.REQUESTS_PER_MINUTE else limits.requests_per_minute - requests
+        tokens_left = 0 if limit_hit is Limit.TOKENS_PER_MINUTE else limits.tokens_per_minute - tokens
+        return RateWindow(
+            requests_limit=limits.requests_per_minute,
+            requests_remaining=max(0, requests_left),
+            tokens_limit=limits.tokens_per_minute,
+            tokens_remaining=max(0, tokens_left),
+            resets_in_seconds=seconds_to_next_minute(now),
+        )
+
+    def current_window(self, tenant_id: str) -> RateWindow | None:
+        """The tenant's standing now, for an answer that admitted nothing new (a retry that attached)."""
+        tenant = self._tenants.get(tenant_id)
+        return self.window(tenant, self._clock()) if tenant is not None else None
+
+    def find_claim(self, tenant_id: str, fingerprint: str) -> ClaimedJob | None:
+        return self._store.find_claim(tenant_id, fingerprint, self._clock())
 
     def _check_model(self, tenant: Tenant, model: str) -> None:
         self._catalog.price(model)
@@ -174,22 +261,27 @@ class AdmissionService:
 
     @staticmethod
     def _check_fits_at_all(tenant: Tenant, tokens: int, lane: str) -> None:
+        """Refuse, once and for all, what no wait could ever admit."""
         limits = tenant.limits
+        if lane == "interactive" and limits.requests_per_minute == 0:
+            raise RequestExceedsLimit(Limit.REQUESTS_PER_MINUTE, 1, 0)
+        if lane == "interactive" and limits.max_in_flight == 0:
+            raise RequestExceedsLimit(Limit.MAX_IN_FLIGHT, 1, 0)
         if lane == "interactive" and tokens > limits.tokens_per_minute:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, tokens, limits.tokens_per_minute)
         if tokens > limits.tokens_per_month:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MONTH, tokens, limits.tokens_per_month)
 
     @staticmethod
-    def _refusal(limit: Limit, tenant: Tenant, tokens: int, now: datetime) -> LimitExceeded:
+    def _refusal(limit: Limit, tenant: Tenant, tokens: int, now: datetime, window: RateWindow | None) -> LimitExceeded:
         limits = tenant.limits
         if limit is Limit.TOKENS_PER_MONTH:
             detail = f"{tokens} more tokens would pass this month's {limits.tokens_per_month}"
-            return LimitExceeded(limit, seconds_to_next_month(now), detail)
+            return LimitExceeded(limit, seconds_to_next_month(now), detail, window)
         if limit is Limit.MAX_IN_FLIGHT:
-            return LimitExceeded(limit, 1, f"{limits.max_in_flight} requests already in flight")
+            return LimitExceeded(limit, 1, f"{limits.max_in_flight} requests already in flight", window)
         if limit is Limit.TOKENS_PER_MINUTE:
             detail = f"{tokens} more tokens would pass this minute's {limits.tokens_per_minute}"
         else:
             detail = f"{limits.requests_per_minute} requests already made this minute"
-        return LimitExceeded(limit, seconds_to_next_minute(now), detail)
+        return LimitExceeded(limit, seconds_to_next_minute(now), detail, window)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -18,6 +19,14 @@ class NotFound(StratusError):
 
 class Conflict(StratusError):
     pass
+
+
+class NotServed(StratusError):
+    """An OpenAI endpoint this deployment does not serve (a 404 that says so)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InvalidRequest(StratusError):
@@ -53,24 +62,55 @@ class Limit(StrEnum):
     MAX_IN_FLIGHT = "max_in_flight"
 
 
+@dataclass(frozen=True)
+class RateWindow:
+    """Where the caller stands in the current minute's limits (OpenAI's `x-ratelimit-*` headers)."""
+
+    requests_limit: int
+    requests_remaining: int
+    tokens_limit: int
+    tokens_remaining: int
+    resets_in_seconds: int
+
+
 class LimitExceeded(StratusError):
     """A limit refused the request; `retry_after` is whole seconds until it may pass."""
 
-    def __init__(self, limit: Limit, retry_after: int, detail: str) -> None:
+    def __init__(self, limit: Limit, retry_after: int, detail: str, window: RateWindow | None = None) -> None:
         super().__init__(f"{limit.value} limit reached: {detail}")
         self.limit = limit
         self.retry_after = retry_after
+        self.window = window
 
 
-class RequestExceedsLimit(InvalidRequest):
-    """The request could never be admitted: its worst case alone is above a limit."""
+class RequestExceedsLimit(StratusError):
+    """The request can never be admitted, however long it waits: its worst case alone is above a
+    limit, or the limit is zero. Retrying cannot help, and the client is told so."""
 
     def __init__(self, limit: Limit, needed: int, allowed: int) -> None:
-        super().__init__(
-            f"request needs up to {needed} tokens, more than the tenant's {limit.value} of {allowed}",
-            param="max_tokens",
-        )
+        if allowed == 0:
+            message = f"the tenant's {limit.value} is 0: no request can be admitted"
+        else:
+            message = f"request needs up to {needed} tokens, more than the tenant's {limit.value} of {allowed}"
+        super().__init__(message)
         self.limit = limit
+        self.needed = needed
+        self.allowed = allowed
+
+
+class JobNotReady(StratusError):
+    """The request was admitted but its answer is not ready within the wait: the client retries and
+    its retry attaches to the same job (`code`: `model_starting` or `still_running`)."""
+
+    def __init__(self, job_id: str, code: str, retry_after: int, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.code = code
+        self.retry_after = retry_after
+
+
+class IdempotencyMismatch(Conflict):
+    """The same idempotency key came with a different request body."""
 
 
 class Unavailable(StratusError):

@@ -25,8 +25,8 @@ FAILURES: dict[str, FailureKind] = {
     # the request itself: the model server refused it
     "invalid_request": BAD_INPUT,
     "context_length_exceeded": BAD_INPUT,
-    # a batch line refused at admission
-    "tokens_per_month": FailureKind(HTTPStatus.TOO_MANY_REQUESTS, "insufficient_quota"),
+    # a batch line refused at admission: the tenant's monthly quota (as the API answers it)
+    "insufficient_quota": FailureKind(HTTPStatus.TOO_MANY_REQUESTS, "insufficient_quota"),
     "model_not_found": FailureKind(HTTPStatus.NOT_FOUND, "invalid_request_error"),
     # the model or the endpoint failed
     "inference_failed": MODEL_FAILED,

@@ -1,18 +1,97 @@
-"""Interactive inference requests: accepted through the job intake, then waited for."""
+"""Interactive inference requests: accepted through the job intake, waited for, and retried.
+
+Asynchrony never leaks to an OpenAI client. A completion either answers within the wait, or is
+a retryable `503` (`JobNotReady`) that names the job and says honestly when to come back: the
+endpoint's own state tells whether the model is starting (an instance is being added to an endpoint
+at zero, which takes minutes) or the request is merely still running. The client's retry attaches
+to the **same** job instead of admitting a second one:
+
+- with an `Idempotency-Key`, the key identifies the request: the first one with a key wins,
+  every later one gets its job (a different body with the same key is a 409);
+- without one, the official SDKs resend the identical body with `x-stainless-retry-count` ≥ 1:
+  the fingerprint of (tenant, key, route, canonical body) finds the job of the first attempt —
+  unless that job failed (a model or endpoint failure is a 5xx, which the SDK retries): nothing was
+  billed for it, and the retry is a fresh try, as it would be against OpenAI.
+
+Either way the claim is written in the same transaction as the reservation (`Claim`), so it is
+reserved once and billed once, and a retry that arrives after the job finished gets its answer.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from stratus_core.errors import NotFound
+from stratus_core.admission import AdmissionService, Claim, ClaimTaken
+from stratus_core.clock import utcnow
+from stratus_core.endpoint_state import EndpointState, not_ready
+from stratus_core.errors import IdempotencyMismatch, InvalidRequest, JobNotReady, NotFound, RateWindow, Unavailable
 from stratus_core.intake import JobIntake
-from stratus_core.jobs import Job, JobStore, new_job_id
+from stratus_core.jobs import Job, JobStatus, JobStore, new_job_id
 from stratus_core.openai_types import InferenceRequest, packed_request
 
 MAX_WAIT_SECONDS = 25
 """The longest a request waits for its answer inside the API function (API Gateway's integration
 timeout is 30 s; the function's is 29 s)."""
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+SDK_RETRY_TTL = timedelta(hours=1)
+MAX_IDEMPOTENCY_KEY = 255
+UNBILLED_ENDS = {JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
+
+
+@dataclass(frozen=True)
+class RetryIdentity:
+    """What makes a request the repeat of an earlier one."""
+
+    fingerprint: str
+    body_hash: str
+    exclusive: bool  # an Idempotency-Key: one job per key
+    is_retry: bool  # look for the earlier job before admitting anything
+    ttl: timedelta
+
+
+def retry_identity(
+    tenant_id: str, key_id: str, route: str, body: str, headers: Mapping[str, str]
+) -> RetryIdentity | None:
+    """The request's retry identity from its headers (lower-case names) and its JSON body, or
+    None when the client can neither send a key nor retry identically (no claim is written then)."""
+    body_hash = hashlib.sha256(_canonical(body).encode()).hexdigest()
+    key = headers.get("idempotency-key")
+    if key is not None:
+        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequest(
+                f"an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY} characters", param="idempotency-key"
+            )
+        fingerprint = _digest("idempotency-key", tenant_id, route, key)
+        return RetryIdentity(fingerprint, body_hash, exclusive=True, is_retry=True, ttl=IDEMPOTENCY_KEY_TTL)
+    count = headers.get("x-stainless-retry-count")
+    if count is None:
+        return None
+    fingerprint = _digest("sdk", tenant_id, key_id, route, body_hash)
+    retried = count.strip().isdigit() and int(count) > 0
+    return RetryIdentity(fingerprint, body_hash, exclusive=False, is_retry=retried, ttl=SDK_RETRY_TTL)
+
+
+def _canonical(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return body
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    window: RateWindow | None  # the tenant's standing in this minute's limits
+    attached: bool  # a retry that found the job of an earlier attempt
 
 
 class InferenceService:
@@ -20,16 +99,55 @@ class InferenceService:
         self,
         intake: JobIntake,
         jobs: JobStore,
+        admission: AdmissionService,
+        endpoint: EndpointState | None = None,
         *,
+        expected_cold_start_seconds: int = 360,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._intake = intake
         self._jobs = jobs
+        self._admission = admission
+        self._endpoint = endpoint
+        self._cold_start = expected_cold_start_seconds
         self._sleep = sleep
+        self._clock = clock
 
-    def submit(self, tenant_id: str, request: InferenceRequest) -> Job:
-        """Admit and queue one request (raising the refusal that names its limit)."""
-        return self._intake.accept(packed_request(request, new_job_id(), tenant_id))
+    def submit(self, tenant_id: str, request: InferenceRequest, retry: RetryIdentity | None = None) -> Submitted:
+        """Admit and queue one request (raising the refusal that names its limit), or attach a retry
+        to the job its earlier attempt made."""
+        if retry is not None and retry.is_retry:
+            earlier = self._attach(tenant_id, retry)
+            if earlier is not None:
+                return earlier
+        claim = None
+        if retry is not None:
+            expires = int((self._clock() + retry.ttl).timestamp())
+            claim = Claim(retry.fingerprint, retry.body_hash, retry.exclusive, expires)
+        try:
+            job, window = self._intake.admit(packed_request(request, new_job_id(), tenant_id), claim=claim)
+        except ClaimTaken as taken:  # a concurrent request with the same Idempotency-Key won
+            if retry is not None and taken.claimed.body_hash != retry.body_hash:
+                raise IdempotencyMismatch("this Idempotency-Key was used with a different request body") from None
+            job_found = self._jobs.get(tenant_id, taken.claimed.job_id)
+            if job_found is None:
+                raise Unavailable("a request with this Idempotency-Key is being accepted; retry", 1) from None
+            return Submitted(job_found, self._admission.current_window(tenant_id), attached=True)
+        return Submitted(job, window, attached=False)
+
+    def _attach(self, tenant_id: str, retry: RetryIdentity) -> Submitted | None:
+        claimed = self._admission.find_claim(tenant_id, retry.fingerprint)
+        if claimed is None:
+            return None
+        if claimed.body_hash != retry.body_hash:
+            raise IdempotencyMismatch("this Idempotency-Key was used with a different request body")
+        job = self._jobs.get(tenant_id, claimed.job_id)
+        if job is None:
+            return None  # the earlier attempt was refused after its claim (nothing was admitted)
+        if job.status in UNBILLED_ENDS and not retry.exclusive:
+            return None  # the first attempt failed (nothing billed): the SDK's retry is a fresh try
+        return Submitted(job, self._admission.current_window(tenant_id), attached=True)
 
     def get(self, tenant_id: str, job_id: str) -> Job:
         job = self._jobs.get(tenant_id, job_id)
@@ -47,3 +165,8 @@ class InferenceService:
             delay = min(delay * 2, 1.0)
             job = self.get(tenant_id, job_id)
         return job
+
+    def not_ready(self, job: Job) -> JobNotReady:
+        """What to tell the client of a job still running after the wait (a retryable 503)."""
+        capacity = self._endpoint.capacity() if self._endpoint is not None else None
+        return not_ready(job, capacity, self._cold_start, self._clock())

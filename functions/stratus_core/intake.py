@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from stratus_core.admission import AdmissionService, worst_case_prompt_tokens
+from stratus_core.admission import AdmissionService, Claim, worst_case_prompt_tokens
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError, PackedRequest
-from stratus_core.errors import Conflict
+from stratus_core.errors import Conflict, RateWindow
 from stratus_core.jobs import BodyStore, Job, JobStatus, JobStore, Lane, RequestMessage, RequestQueue, request_body_key
 from stratus_core.settlement import Settlement
 
@@ -54,10 +54,25 @@ class JobIntake:
     ) -> Job:
         """Admit `request` (raising the refusal that names its limit), then store and queue it.
         An interactive job's deadline is the request TTL from its admission; a batch's is given."""
+        return self.admit(request, lane, deadline=deadline, batch_id=batch_id, custom_id=custom_id)[0]
+
+    def admit(
+        self,
+        request: PackedRequest,
+        lane: Lane = "interactive",
+        *,
+        deadline: datetime | None = None,
+        batch_id: str | None = None,
+        custom_id: str | None = None,
+        claim: Claim | None = None,
+    ) -> tuple[Job, RateWindow | None]:
+        """`accept`, with a retry claim written atomically with the reservation (`ClaimTaken` when an
+        earlier request holds it), and the tenant's standing in this minute's limits."""
         bound = worst_case_prompt_tokens(prompt_texts(request))
-        reservation = self._admission.reserve(
-            request.tenant_id, request.job_id, request.model, bound, request.params.max_tokens, lane=lane
+        admitted = self._admission.admit(
+            request.tenant_id, request.job_id, request.model, bound, request.params.max_tokens, lane, claim
         )
+        reservation = admitted.reservation
         created = reservation.created_at  # the instant the limits counted it in, not after the transaction
         job = self.job_for(request, created, deadline or created + self._ttl, batch_id, custom_id)
         try:
@@ -67,7 +82,7 @@ class JobIntake:
             existing = self._jobs.get(job.tenant_id, job.job_id)
             if existing is None:  # pragma: no cover - the condition failed because it exists
                 raise
-            return existing
+            return existing, admitted.window
         except Exception:
             self._settlement.release_unrecorded(job.tenant_id, job.job_id, "not queued: storing the request failed")
             stored = self._jobs.get(job.tenant_id, job.job_id)  # written despite the error (a timed-out reply)?
@@ -81,7 +96,7 @@ class JobIntake:
             error = JobError(code="enqueue_failed", message="the request could not be queued")
             self._settlement.fail(job, JobStatus.FAILED, error)
             raise
-        return job
+        return job, admitted.window
 
     def requeue(self, job: Job, lane: Lane) -> None:
         """Put a queued job's message on its lane's queue (again, for a redelivered batch start)."""

@@ -1,8 +1,9 @@
-"""OpenAI's request and response shapes for chat and text completions (the subset we serve).
+"""OpenAI's request and response shapes: chat and text completions, and the Responses API's basic
+text form (the subset we serve).
 
 Parameters OpenAI has but Stratus does not implement are refused with a 400 that names them,
-unless they carry their default value (`stream: false`, `n: 1`, `presence_penalty: 0`, …), so
-the official client works unchanged.
+unless they carry their default value (`n: 1`, `presence_penalty: 0`, …), so the official client
+works unchanged. The README's API section lists every field with its status.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ MAX_OUTPUT_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 256
 
 _UNSUPPORTED_UNLESS_DEFAULT: dict[str, tuple[Any, ...]] = {
-    "stream": (False, None),
     "n": (1, None),
     "logprobs": (False, None),
     "top_logprobs": (None, 0),
@@ -33,7 +33,6 @@ _UNSUPPORTED_UNLESS_DEFAULT: dict[str, tuple[Any, ...]] = {
     "function_call": (None, "none"),
     "parallel_tool_calls": (None,),
     "response_format": (None, {"type": "text"}),
-    "stream_options": (None,),
     "suffix": (None,),
     "modalities": (None, ["text"]),
     "audio": (None,),
@@ -46,19 +45,25 @@ _UNSUPPORTED_UNLESS_DEFAULT: dict[str, tuple[Any, ...]] = {
 
 
 class UnsupportedParameter(ValueError):
-    def __init__(self, name: str) -> None:
-        what = "streaming is not supported: send stream=false" if name == "stream" else f"'{name}' is not supported"
-        super().__init__(what)
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"'{name}' is not supported")
         self.unsupported_parameter = name
 
 
-def _refuse_unsupported(data: Any) -> Any:
+def refuse_unsupported(data: Any, table: dict[str, tuple[Any, ...]] = _UNSUPPORTED_UNLESS_DEFAULT) -> Any:
     if isinstance(data, dict):
-        for name, defaults in _UNSUPPORTED_UNLESS_DEFAULT.items():
+        for name, defaults in table.items():
             if name in data and data[name] not in defaults:
                 raise UnsupportedParameter(name)
-        return {k: v for k, v in data.items() if k not in _UNSUPPORTED_UNLESS_DEFAULT}
+        return {k: v for k, v in data.items() if k not in table}
     return data
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+    include_obfuscation: bool | None = Field(default=None, description="Accepted and ignored: no padding is added.")
 
 
 class _Sampling(BaseModel):
@@ -72,11 +77,23 @@ class _Sampling(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     user: str | None = Field(default=None, max_length=256)
+    stream: bool = Field(default=False, description="Server-sent events; on AWS delivered when the job completes.")
+    stream_options: StreamOptions | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _unsupported(cls, data: Any) -> Any:
-        return _refuse_unsupported(data)
+        return refuse_unsupported(data)
+
+    @model_validator(mode="after")
+    def _stream_options_need_a_stream(self) -> _Sampling:
+        if self.stream_options is not None and not self.stream:
+            raise UnsupportedParameter("stream_options", "stream_options is only allowed when stream is true")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     @field_validator("stop")
     @classmethod

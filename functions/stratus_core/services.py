@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from stratus_core.batches.worker import BatchWorker
     from stratus_core.billing import BillingService
     from stratus_core.dispatch import Dispatcher
+    from stratus_core.endpoint_state import EndpointState
     from stratus_core.files import FileService
     from stratus_core.inference import InferenceService
     from stratus_core.intake import JobIntake
@@ -189,10 +190,23 @@ class Services:
         )
 
     @cached_property
+    def endpoint_state(self) -> EndpointState:
+        from stratus_core.adapters.sagemaker import SageMakerEndpointState
+
+        return SageMakerEndpointState(self.settings.endpoint_name)
+
+    @cached_property
     def inference(self) -> InferenceService:
         from stratus_core.inference import InferenceService
 
-        return InferenceService(self.intake, self.job_store)
+        return InferenceService(
+            self.intake,
+            self.job_store,
+            self.admission,
+            self.endpoint_state,
+            expected_cold_start_seconds=self.settings.expected_cold_start_seconds,
+            clock=self._clock,
+        )
 
     @cached_property
     def dispatcher(self) -> Dispatcher:

@@ -40,6 +40,8 @@ class Settings(BaseModel):
     result_check_seconds: int = Field(default=300, alias="RESULT_CHECK_SECONDS", ge=1)
     max_pack_size: int = Field(default=32, alias="MAX_PACK_SIZE", ge=1)
     job_retention_days: int = Field(default=30, alias="JOB_RETENTION_DAYS", ge=1)
+    default_wait_seconds: int = Field(default=20, alias="DEFAULT_WAIT_SECONDS", ge=0, le=25)
+    expected_cold_start_seconds: int = Field(default=360, alias="EXPECTED_COLD_START_SECONDS", ge=0)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:

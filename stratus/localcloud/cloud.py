@@ -51,6 +51,7 @@ class LocalCloudConfig:
     fault_seed: int = 0
     fault_report: Path | None = None  # the faults that fired, as JSON, written at stop
     visibility_timeout: int | None = None  # every queue's (the template's if None): redeliveries come sooner
+    endpoint_startup_seconds: float = 0  # SageMaker's provisioning time before a scale-out from zero starts the model
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides (MaxPackSize=4, …)
 
 
@@ -66,6 +67,7 @@ class LocalCloud:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _faults: FaultLayer | None = None
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
 
     def start(self) -> LocalCloud:
         self._moto = LocalMotoServer()
@@ -82,7 +84,10 @@ class LocalCloud:
         template = load_template()
         created = self._created = create_all("stratus")
         self._restore_state(created)
-        os.environ.update(function_environment(template, created.refs, self.config.parameters))
+        parameters = dict(self.config.parameters)
+        # what a request waiting out a cold start is told: the emulated provisioning plus this model's load
+        parameters.setdefault("ExpectedColdStartSeconds", str(int(self.config.endpoint_startup_seconds) + 6))
+        os.environ.update(function_environment(template, created.refs, parameters))
         if self.config.parameters:
             logger.info("template parameters overridden: %s", self.config.parameters)
         if self.config.visibility_timeout is not None:
@@ -103,16 +108,18 @@ class LocalCloud:
             idle_seconds=self.config.idle_seconds,
             threads=self.config.torch_threads,
             faults=self._faults,
+            startup_seconds=self.config.endpoint_startup_seconds,
         )
         self.endpoint.start()
         endpoint_port = free_port()
         self._serve(self.endpoint.app(), endpoint_port)
         os.environ["SAGEMAKER_RUNTIME_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"
+        os.environ["SAGEMAKER_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"  # DescribeEndpoint
         logger.info("async endpoint %s on 127.0.0.1:%d, at zero instances", self.endpoint.name, endpoint_port)
 
         reset_services(template)
         for source in sqs_sources(template):
-            function = handler(template, source.function)
+            function = self._one_at_a_time(source.function, handler(template, source.function))
             crash = CRASHABLE.get(source.function)
             if self._faults is not None and crash is not None:
                 function = self._faults.crashing(function, crash)
@@ -214,6 +221,18 @@ class LocalCloud:
         thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _one_at_a_time(self, logical_id: str, function: Any) -> Any:
+        """A function's handler, invoked with one event at a time, as Lambda invokes an execution
+        environment (the dispatcher reads two queues: without this, both pollers would run it at once,
+        sharing its module-level batch processor)."""
+        lock = self._locks.setdefault(logical_id, threading.Lock())
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            with lock:
+                return function(event, context)
+
+        return invoke
 
     @staticmethod
     def _scheduled(function: Any) -> Any:

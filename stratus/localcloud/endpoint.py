@@ -6,6 +6,12 @@ S3 location and answers 202 with the output location, as SageMaker does. Workers
 cold start shows in the logs and in the jobs' timestamps) and stopped after `idle_seconds` without
 work (scale to zero) — post each input to its `/invocations`, write the answer to S3, and publish
 SageMaker's notification to the success or error topic.
+
+`startup_seconds` emulates SageMaker's provisioning time: a scale-out from zero waits that long
+before the container starts (on ml.g5 the instance takes minutes before the model even loads).
+`DescribeEndpoint` (the control plane, pointed here with `SAGEMAKER_ENDPOINT_URL`) answers what
+SageMaker would: while scaling out from zero the endpoint is `Updating` with a desired count of 1,
+a current count of 0 and `LastModifiedTime` at the start of the scale-out.
 """
 
 from __future__ import annotations
@@ -132,8 +138,13 @@ class LocalAsyncEndpoint:
         workers: int = 2,
         threads: int = 2,
         faults: FaultLayer | None = None,
+        startup_seconds: float = 0,
     ) -> None:
         self.name = name
+        self._startup = startup_seconds
+        self.desired = 0
+        self.changed_at = datetime.now(UTC)
+        self.created_at = self.changed_at
         self._faults = faults
         self._bucket = bucket
         self._success = success_topic
@@ -194,15 +205,63 @@ class LocalAsyncEndpoint:
                 },
             )
 
-        return Starlette(routes=[Route("/endpoints/{name}/async-invocations", invoke, methods=["POST"])])
+        async def control_plane(request: Request) -> JSONResponse:
+            """The SageMaker API's JSON protocol (`X-Amz-Target`): DescribeEndpoint only."""
+            target = request.headers.get("x-amz-target", "")
+            body = await request.json()
+            if target != "SageMaker.DescribeEndpoint" or body.get("EndpointName") != self.name:
+                return JSONResponse(
+                    {
+                        "__type": "ValidationException",
+                        "message": f"Could not find endpoint {body.get('EndpointName')}.",
+                    },
+                    400,
+                )
+            return JSONResponse(self.describe())
+
+        return Starlette(
+            routes=[
+                Route("/endpoints/{name}/async-invocations", invoke, methods=["POST"]),
+                Route("/", control_plane, methods=["POST"]),
+            ]
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What `DescribeEndpoint` says of the endpoint now."""
+        changing = self.desired != self.instances
+        return {
+            "EndpointName": self.name,
+            "EndpointArn": f"arn:aws:sagemaker:local:000000000000:endpoint/{self.name}",
+            "EndpointConfigName": f"{self.name}-config",
+            "EndpointStatus": "Updating" if changing else "InService",
+            "CreationTime": self.created_at.timestamp(),
+            "LastModifiedTime": self.changed_at.timestamp(),
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "CurrentWeight": 1.0,
+                    "DesiredWeight": 1.0,
+                    "CurrentInstanceCount": self.instances,
+                    "DesiredInstanceCount": self.desired,
+                }
+            ],
+        }
 
     def _ensure_instance(self) -> None:
         with self._start_lock:
             if self._model.running:
                 return
+            self.desired, self.changed_at = 1, datetime.now(UTC)
+            started = time.monotonic()
+            if self._startup:
+                logger.info("scaling 0 -> 1: provisioning an instance (%.0f s, as SageMaker takes)", self._startup)
+                if self._stopping.wait(self._startup):
+                    return
             logger.info("scaling 0 -> 1: starting the model server (cold start)")
-            seconds = self._model.start()
+            self._model.start()
+            seconds = time.monotonic() - started
             self.instances = 1
+            self.changed_at = datetime.now(UTC)
             self.cold_starts.append(seconds)
             logger.info("instance in service after %.1f s", seconds)
 
@@ -213,7 +272,8 @@ class LocalAsyncEndpoint:
                 if self._model.running and self._busy == 0 and self._queue.empty() and idle > self._idle:
                     logger.info("idle for %.0f s: scaling 1 -> 0", idle)
                     self._model.stop()
-                    self.instances = 0
+                    self.instances = self.desired = 0
+                    self.changed_at = datetime.now(UTC)
 
     def _work(self) -> None:
         s3 = boto3.client("s3")
@@ -230,6 +290,8 @@ class LocalAsyncEndpoint:
                     continue
                 self._run(invocation, s3, sns)
             except Exception:  # the failure is reported to the error topic, as SageMaker would
+                if self._stopping.is_set():
+                    return  # stopping mid-start: the invocation goes with the instance (the sweeper settles it)
                 logger.exception("invocation %s failed", invocation.inference_id)
                 self._fail(invocation, s3, sns, "ModelError: the model server failed; see the model logs")
             finally:

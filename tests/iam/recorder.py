@@ -1,6 +1,9 @@
 """A pytest plugin that records, for each Stratus function, the AWS calls its code makes.
 
-Loaded with `-p tests.iam.recorder` and `STRATUS_IAM_RECORD=<file>`: every boto3 call (and every
+Always loaded (`tests/conftest.py`), so a whole test run records as it goes and the least-privilege
+check (run last) reads what the session recorded; with `STRATUS_IAM_RECORD=<file>` the calls are
+also written to that file at the end (the check runs the integration suite that way, in a separate
+process, when the session did not run all of it). Every boto3 call (and every
 presigned URL, which the caller's role must also allow) is attributed to the function whose code
 is on the call stack (`functions/<package>/…`), turned into the IAM action and the resource it
 needs, and written to the file at the end of the session. Calls made by test set-up code are
@@ -41,6 +44,15 @@ S3_ACTIONS = {
 SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
 
 recorded: dict[str, set[tuple[str, str]]] = defaultdict(set)
+INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
+progress: dict[str, Any] = {"integration_files": set(), "integration_failed": 0, "integration_passed": 0}
+
+
+def integration_suite_recorded() -> bool:
+    """Whether this session ran every integration test file and none failed: its recording is whole."""
+    every = {path.name for path in INTEGRATION.glob("test_*.py")}
+    ran = progress["integration_files"]
+    return bool(every) and ran >= every and progress["integration_failed"] == 0 and progress["integration_passed"] > 0
 
 
 def logical(physical: str) -> str:
@@ -81,7 +93,7 @@ def needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
         return [(S3_ACTIONS[operation], resource)]
     if service == "sqs":
         return [(f"sqs:{SQS_ACTIONS.get(operation, operation)}", logical(params["QueueUrl"]))]
-    if service == "sagemaker-runtime":
+    if service in ("sagemaker-runtime", "sagemaker"):
         return [(f"sagemaker:{operation}", "Endpoint")]
     return [(f"{service}:{operation}", "?")]
 
@@ -124,6 +136,20 @@ def pytest_configure(config: pytest.Config) -> None:
     _record_fake_endpoint()
     BaseClient._make_api_call = _recording_call  # type: ignore[method-assign]
     botocore.signers.generate_presigned_url = _recording_presign  # clients created from now on get it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Note which integration files this session runs, and run the IAM check after everything else."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent == INTEGRATION:
+            progress["integration_files"].add(path.name)
+    items.sort(key=lambda item: Path(str(item.fspath)).parent.name == "iam")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if Path(str(report.fspath)).parent == INTEGRATION and report.when == "call":
+        progress["integration_passed" if report.passed else "integration_failed"] += 0 if report.skipped else 1
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -57,9 +57,15 @@ def granted() -> dict[str, set[tuple[str, str]]]:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[tuple[str, str]]]:
+    """The calls this session recorded, when it ran the whole integration suite (`make test`);
+    otherwise the integration suite is run with the recorder in a separate process."""
+    from tests.iam import recorder
+
+    if recorder.integration_suite_recorded():
+        return {package: set(pairs) for package, pairs in recorder.recorded.items()}
     target = tmp_path_factory.mktemp("iam") / "calls.json"
     env = {**os.environ, "STRATUS_IAM_RECORD": str(target)}
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "tests.iam.recorder", "-m", "not slow"]
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow"]
     command += ["-p", "no:cacheprovider", "tests/integration"]
     run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)  # noqa: S603
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

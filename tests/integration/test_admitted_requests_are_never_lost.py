@@ -48,7 +48,7 @@ def test_a_request_that_cannot_be_queued_fails_and_gives_its_slot_back(
     monkeypatch.setattr(SqsQueue, "send", broken)
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
-    response = call_api("POST", "/v1/chat/completions", chat, principal=caller, headers={"prefer": "wait=0"})
+    response = call_api("POST", "/v1/chat/completions", chat, principal=caller, headers={"prefer": "respond-async"})
 
     assert response.status == 500
     assert response.body["error"]["message"] == "internal error"

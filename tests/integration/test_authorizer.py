@@ -1,4 +1,7 @@
-"""The authorizer function, invoked with API Gateway's v2 REQUEST event."""
+"""The authorizer function, invoked with API Gateway's v2 REQUEST event.
+
+A refused key is passed on with a denial and no identity (the API answers it with OpenAI's 401 or
+403 before any route runs: `test_openai_client.py`, `tests/security/test_attacks.py`)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,18 @@ def authorize(load_event: Callable[[str], dict[str, Any]]) -> Callable[[str | No
     return run
 
 
+def refusal(response: dict[str, Any]) -> str | None:
+    """The denial code of an authorizer answer (None when it allowed the key); a denial never
+    carries an identity."""
+    context = response.get("context") or {}
+    if "denied" in context:
+        assert response["isAuthorized"] is True  # passed on, so that the API can answer in OpenAI's shape
+        assert set(context) == {"denied", "reason"}
+        return str(context["denied"])
+    assert "tenant_id" in context
+    return None
+
+
 def test_valid_key_is_allowed_with_its_tenant_key_and_scopes(
     authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
 ) -> None:
@@ -60,7 +75,7 @@ def test_missing_malformed_or_unknown_keys_are_denied(
     authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey], header: str | None
 ) -> None:
     make_tenant("acme")
-    assert authorize(header) == {"isAuthorized": False}
+    assert refusal(authorize(header)) == "invalid_api_key"
 
 
 def test_a_key_one_character_off_is_denied(
@@ -68,18 +83,18 @@ def test_a_key_one_character_off_is_denied(
 ) -> None:
     key = make_tenant("acme").api_key
     wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
-    assert authorize(f"Bearer {wrong}") == {"isAuthorized": False}
+    assert refusal(authorize(f"Bearer {wrong}")) == "invalid_api_key"
 
 
 def test_revoked_key_is_denied(
     services: Services, authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
 ) -> None:
     key = make_tenant("acme")
-    assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
+    assert refusal(authorize(f"Bearer {key.api_key}")) is None
 
     services.keys.revoke(key.key_id)
 
-    assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
+    assert refusal(authorize(f"Bearer {key.api_key}")) == "invalid_api_key"
 
 
 def test_expired_key_is_denied(
@@ -91,11 +106,11 @@ def test_expired_key_is_denied(
     make_tenant("acme")
     expires = datetime.now(UTC) + timedelta(hours=1)
     key = services.keys.create("acme", KeyCreate(scopes=[Scope.INFERENCE], expires_at=expires))
-    assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
+    assert refusal(authorize(f"Bearer {key.api_key}")) is None
 
     monkeypatch.setattr(keys_module, "utcnow", lambda: expires + timedelta(seconds=1))
 
-    assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
+    assert refusal(authorize(f"Bearer {key.api_key}")) == "invalid_api_key"
 
 
 def test_suspended_tenant_is_denied_and_reinstated_tenant_allowed(
@@ -104,10 +119,10 @@ def test_suspended_tenant_is_denied_and_reinstated_tenant_allowed(
     key = make_tenant("acme")
 
     services.tenants.update("acme", TenantUpdate(status=TenantStatus.SUSPENDED))
-    assert authorize(f"Bearer {key.api_key}") == {"isAuthorized": False}
+    assert refusal(authorize(f"Bearer {key.api_key}")) == "tenant_suspended"
 
     services.tenants.update("acme", TenantUpdate(status=TenantStatus.ACTIVE))
-    assert authorize(f"Bearer {key.api_key}")["isAuthorized"] is True
+    assert refusal(authorize(f"Bearer {key.api_key}")) is None
 
 
 def test_rotated_key_works_through_the_grace_period_then_stops(
@@ -123,11 +138,11 @@ def test_rotated_key_works_through_the_grace_period_then_stops(
 
     assert new.api_key != old.api_key
     assert new.scopes == old.scopes
-    assert authorize(f"Bearer {old.api_key}")["isAuthorized"] is True
-    assert authorize(f"Bearer {new.api_key}")["isAuthorized"] is True
+    assert refusal(authorize(f"Bearer {old.api_key}")) is None
+    assert refusal(authorize(f"Bearer {new.api_key}")) is None
 
     later = datetime.now(UTC) + timedelta(seconds=601)
     monkeypatch.setattr(keys_module, "utcnow", lambda: later)
 
-    assert authorize(f"Bearer {old.api_key}") == {"isAuthorized": False}
-    assert authorize(f"Bearer {new.api_key}")["isAuthorized"] is True
+    assert refusal(authorize(f"Bearer {old.api_key}")) == "invalid_api_key"
+    assert refusal(authorize(f"Bearer {new.api_key}")) is None

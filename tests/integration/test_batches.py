@@ -204,7 +204,9 @@ def test_interactive_request_is_dispatched_while_a_large_batch_is_pending(
     assert pipeline.queue_depth("BatchRequestsQueue") == 300
 
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "urgent"}], "max_tokens": 4}
-    job_id = call_api("POST", "/v1/chat/completions", chat, principal=batcher, headers={"prefer": "wait=0"}).body["id"]
+    job_id = call_api(
+        "POST", "/v1/chat/completions", chat, principal=batcher, headers={"prefer": "respond-async"}
+    ).body["id"]
     pipeline.requests.poll_once()  # the interactive lane's next poll, whatever the batch backlog
 
     assert call_api("GET", f"/v1/jobs/{job_id}", principal=batcher).body["status"] == "dispatched"

@@ -24,7 +24,7 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello there mo
 
 
 def no_wait(call_api: Api, path: str, body: dict[str, Any], caller: Any) -> ApiResponse:
-    return call_api("POST", path, body, principal=caller, headers={"prefer": "wait=0"})
+    return call_api("POST", path, body, principal=caller, headers={"prefer": "respond-async"})
 
 
 def usage_totals(tenant_id: str) -> dict[str, Any]:
@@ -318,7 +318,7 @@ def test_another_tenants_job_is_404(call_api: Api, make_tenant: Callable[..., Is
 @pytest.mark.parametrize(
     ("body", "param", "code"),
     [
-        ({**CHAT, "stream": True}, "stream", "unsupported_parameter"),
+        ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options", "unsupported_parameter"),
         ({**CHAT, "n": 2}, "n", "unsupported_parameter"),
         ({**CHAT, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
         ({**CHAT, "max_tokens": 0}, "max_tokens", "invalid_value"),
@@ -362,15 +362,23 @@ def test_oversized_body_is_413(call_api: Api, make_tenant: Callable[..., IssuedK
     assert response.body["error"]["code"] == "payload_too_large"
 
 
-def test_limit_refusal_is_429_with_retry_after(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+def test_limit_refusal_is_429_with_retry_after(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api import app as api_app
+
+    now = datetime.now(UTC)  # both requests in one minute, whenever the test runs
+    monkeypatch.setattr(api_app, "services", Services(clock=lambda: now))
     caller = principal_of(make_tenant("acme", requests_per_minute=1))
     assert no_wait(call_api, "/v1/chat/completions", CHAT, caller).status == 202
 
     refused = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
 
     assert refused.status == 429
-    assert refused.body["error"]["code"] == "requests_per_minute"
+    assert (refused.body["error"]["code"], refused.body["error"]["type"]) == ("rate_limit_exceeded", "requests")
+    assert refused.headers["x-stratus-limit"] == "requests_per_minute"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
 
 
 def test_inference_needs_the_inference_scope(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
@@ -450,4 +458,27 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert job["status"] == "completed"
     assert usage_totals("acme")["total_tokens"] == job["result"]["usage"]["total_tokens"]
+    assert services.tenants.get("acme").in_flight == 0
+
+
+def test_a_request_not_done_within_the_wait_is_a_retryable_503_and_its_retry_attaches(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+) -> None:
+    """The endpoint's state is read from SageMaker (`DescribeEndpoint`; on moto the endpoint does
+    not exist, so its state is unknown and the answer says `still_running`)."""
+    caller = principal_of(make_tenant("acme"))
+    sdk = {"prefer": "wait=1", "x-stainless-retry-count": "0"}
+
+    first = call_api("POST", "/v1/chat/completions", CHAT, principal=caller, headers=sdk)
+
+    assert first.status == 503
+    assert (first.body["error"]["code"], first.body["error"]["type"]) == ("still_running", "server_error")
+    assert (first.headers["x-should-retry"], first.headers["Retry-After"]) == ("true", "5")
+    job_id = first.headers["x-stratus-job-id"]
+    pipeline.run()
+    retry = call_api(
+        "POST", "/v1/chat/completions", CHAT, principal=caller, headers={**sdk, "x-stainless-retry-count": "1"}
+    )
+    assert retry.status == 200 and retry.body["id"] == f"chatcmpl-{job_id}"
+    assert usage_totals("acme")["requests"] == 1
     assert services.tenants.get("acme").in_flight == 0

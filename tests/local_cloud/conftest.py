@@ -80,6 +80,12 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def post(url: str, key: str, body: dict[str, Any], prefer: str) -> tuple[int, dict[str, Any]]:
     """POST JSON with a tenant's key and a `Prefer` header; the status and the JSON answer (errors too)."""
+    status, answer, _ = send(url, key, body, prefer)
+    return status, answer
+
+
+def send(url: str, key: str, body: dict[str, Any], prefer: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """`post`, with the answer's headers (lower-case names)."""
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -88,9 +94,9 @@ def post(url: str, key: str, body: dict[str, Any], prefer: str) -> tuple[int, di
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, json.loads(answer.read())
+            return answer.status, json.loads(answer.read()), {k.lower(): v for k, v in answer.headers.items()}
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read()), {k.lower(): v for k, v in error.headers.items()}
 
 
 def free_port() -> int:

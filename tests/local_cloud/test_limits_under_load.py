@@ -1,9 +1,11 @@
-"""50 concurrent clients on one tenant with small limits, through the local cloud (tiny model): no limit
-is exceeded, and every admitted request finishes and is billed exactly what its client was told."""
+"""Many concurrent clients (CI 24, `make reliability` 50) on one tenant with small limits, through the
+local cloud (tiny model): no limit is exceeded, and every admitted request finishes and is billed
+exactly what its client was told."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +16,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tests.local_cloud.conftest import MODEL, Cloud, launch, post, tiny_artifact
+from tests.local_cloud.conftest import MODEL, Cloud, launch, send, tiny_artifact
 from tests.reliability.report import Section, write_section
 
 LIMITS = {"requests_per_minute": 12, "tokens_per_minute": 100_000, "tokens_per_month": 4000, "max_in_flight": 4}
-CLIENTS = 50
+CLIENTS = int(os.environ.get("STRATUS_LIMIT_CLIENTS", "24"))  # CI: 24; `make reliability`: 50
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +30,19 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 
 
 def client(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
-    """One client: retries while the tenant is at max_in_flight, gives up on any other refusal."""
+    """One client: retries while the tenant is at max_in_flight, gives up on any other refusal (the
+    limit that refused it is in the answer's body as `limit`)."""
     for attempt in range(1, 200):
-        status, answer = post(url, key, body, prefer="wait=25")
-        if status != 429 or answer["error"]["code"] != "max_in_flight":
+        status, answer, headers = send(url, key, body, prefer="respond-async, wait=25")
+        if status == 429:
+            answer["limit"] = headers["x-stratus-limit"]
+        if status != 429 or answer["limit"] != "max_in_flight":
             return status, answer, attempt
-        time.sleep(0.2)
+        time.sleep(1.0)  # a client told to wait; retrying at once only crowds the emulator
     return status, answer, attempt
 
 
-def test_fifty_clients_never_exceed_a_limit_and_every_admitted_request_is_billed(cloud: Cloud) -> None:
+def test_concurrent_clients_never_exceed_a_limit_and_every_admitted_request_is_billed(cloud: Cloud) -> None:
     admin = cloud.admin_key
     cloud.call("POST", "/admin/tenants", admin, {"tenant_id": "hot", "name": "Hot", "limits": LIMITS})
     key = cloud.call("POST", "/admin/tenants/hot/keys", admin, {"scopes": ["inference", "usage"]})["api_key"]
@@ -50,9 +55,9 @@ def test_fifty_clients_never_exceed_a_limit_and_every_admitted_request_is_billed
 
     admitted = [b for status, b, _ in answers if status in (200, 202)]
     refused = [b for status, b, _ in answers if status == 429]
-    assert len(admitted) + len(refused) == CLIENTS, [s for s, _, _ in answers]
+    assert len(admitted) + len(refused) == CLIENTS, [(s, b) for s, b, _ in answers if s not in (200, 202, 429)]
     assert sum(attempts for _, _, attempts in answers) > CLIENTS  # max_in_flight did turn clients away
-    assert {b["error"]["code"] for b in refused} <= {"requests_per_minute", "tokens_per_month"}
+    assert {b["limit"] for b in refused} <= {"requests_per_minute", "tokens_per_month"}
 
     # every admitted request finishes; what the clients were told is what is billed
     reported = 0
@@ -70,7 +75,7 @@ def test_fifty_clients_never_exceed_a_limit_and_every_admitted_request_is_billed
         minutes[result["created"] // 60] = minutes.get(result["created"] // 60, 0) + 1
     # no calendar minute admitted more than the per-minute limit (a run may straddle two minutes)
     assert max(minutes.values()) <= LIMITS["requests_per_minute"], (minutes, elapsed)
-    if any(b["error"]["code"] == "requests_per_minute" for b in refused):  # refused only once a minute was full
+    if any(b["limit"] == "requests_per_minute" for b in refused):  # refused only once a minute was full
         assert LIMITS["requests_per_minute"] in minutes.values(), minutes
     usage = cloud.call("GET", "/v1/usage", key)["totals"]
     assert (usage["requests"], usage["total_tokens"]) == (len(admitted), reported)
@@ -89,7 +94,7 @@ def test_fifty_clients_never_exceed_a_limit_and_every_admitted_request_is_billed
             how=(
                 "`stratus local up` in its own process with a tiny random model; 50 threads post chat "
                 "completions at once for one tenant with limits " + json.dumps(LIMITS) + "; a client refused "
-                f"for max_in_flight retries after 0.2 s, other refusals are final. Took {elapsed:.0f} s."
+                f"for max_in_flight retries after 1 s, other refusals are final. Took {elapsed:.0f} s."
             ),
             injected={
                 "requests sent (retries included)": attempts,

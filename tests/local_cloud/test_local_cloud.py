@@ -1,6 +1,7 @@
 """`stratus local up` end to end with a tiny random model (CI-fast), run as a user runs it: a separate
-process. The official openai client does a chat completion and a batch; usage and the invoice equal
-the tokens the responses reported; the endpoint's cold start and scale-to-zero show in the logs."""
+process. The official openai client, unchanged, does a chat completion through the endpoint's cold
+start (its own retries of the retryable 503s), a stream and a batch; usage and the invoice equal the
+tokens the responses reported; the endpoint's cold start and scale-to-zero show in the logs."""
 
 from __future__ import annotations
 
@@ -28,18 +29,24 @@ def test_chat_and_batch_through_the_local_cloud_bill_what_they_report(cloud: Clo
     admin = cloud.admin_key
     cloud.call("POST", "/admin/tenants", admin, {"tenant_id": "acme", "name": "Acme"})
     key = cloud.call("POST", "/admin/tenants/acme/keys", admin, {"scopes": ["inference", "batch", "usage"]})["api_key"]
-    client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=key, max_retries=0, timeout=120)
+    client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=key, max_retries=8, timeout=120)
 
     completion = client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": "hello there"}],
-        max_tokens=6,
-        temperature=0,
-        extra_headers={"Prefer": "wait=25"},
+        model=MODEL, messages=[{"role": "user", "content": "hello there"}], max_tokens=6, temperature=0
     )
     assert completion.object == "chat.completion"
     assert completion.usage is not None
-    reported = [completion.usage.total_tokens]
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hello again"}],
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].usage is not None
+    reported = [completion.usage.total_tokens, chunks[-1].usage.total_tokens]
 
     lines = "".join(
         json.dumps(
@@ -66,9 +73,49 @@ def test_chat_and_batch_through_the_local_cloud_bill_what_they_report(cloud: Clo
     reported += [item["response"]["body"]["usage"]["total_tokens"] for item in outputs]
 
     usage = cloud.call("GET", "/v1/usage", key)["totals"]
-    assert (usage["requests"], usage["total_tokens"]) == (6, sum(reported))
+    assert (usage["requests"], usage["total_tokens"]) == (7, sum(reported))
     invoices = cloud.call("GET", f"/admin/invoices/{datetime.now(UTC):%Y-%m}", admin)["data"]
     assert {i["tenant_id"]: i["total_tokens"] for i in invoices}["acme"] == sum(reported)
+
+
+def test_the_rest_of_the_openai_protocol_through_the_local_cloud(cloud: Cloud) -> None:
+    admin = cloud.admin_key
+    cloud.call(
+        "POST",
+        "/admin/tenants",
+        admin,
+        {"tenant_id": "initial", "name": "Initial", "limits": {"requests_per_minute": 30}},
+    )
+    key = cloud.call("POST", "/admin/tenants/initial/keys", admin, {"scopes": ["inference", "usage"]})["api_key"]
+    client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=key, max_retries=8, timeout=120)
+
+    answer = client.responses.with_raw_response.create(model=MODEL, input="hello there", max_output_tokens=5)
+    response = answer.parse()
+    events = list(client.responses.create(model=MODEL, input="hello again", max_output_tokens=5, stream=True))
+
+    assert response.status in ("completed", "incomplete") and response.usage is not None
+    assert answer.headers["x-ratelimit-limit-requests"] == "30"
+    assert int(answer.headers["x-ratelimit-remaining-requests"]) < 30
+    assert events[0].type == "response.created"
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.usage is not None
+    usage = cloud.call("GET", "/v1/usage", key)["totals"]
+    assert (usage["requests"], usage["total_tokens"]) == (2, response.usage.total_tokens + final.usage.total_tokens)
+    assert client.models.retrieve(MODEL).id == MODEL
+
+    cloud.call(
+        "POST", "/admin/tenants", admin, {"tenant_id": "frugal", "name": "F", "limits": {"tokens_per_month": 10}}
+    )
+    frugal = cloud.call("POST", "/admin/tenants/frugal/keys", admin, {"scopes": ["inference"]})["api_key"]
+    with pytest.raises(openai.RateLimitError) as over:  # no request fits a 10-token month: not retried
+        openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=frugal, max_retries=3).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=2
+        )
+    assert (over.value.code, over.value.response.headers["x-should-retry"]) == ("insufficient_quota", "false")
+    with pytest.raises(openai.AuthenticationError) as refused:
+        openai.OpenAI(base_url=f"{cloud.url}/v1", api_key="sk-" + "Z" * 43, max_retries=0).models.list()
+    assert refused.value.code == "invalid_api_key"
 
 
 def test_cold_start_and_scale_to_zero_show_in_the_logs(cloud: Cloud) -> None:

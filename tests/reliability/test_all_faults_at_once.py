@@ -146,7 +146,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
     for tenant in TENANTS:
         for i in range(per_tenant - batch_lines):
             answer = call_api(
-                "POST", "/v1/chat/completions", chat(i), principal=callers[tenant], headers={"prefer": "wait=0"}
+                "POST", "/v1/chat/completions", chat(i), principal=callers[tenant], headers={"prefer": "respond-async"}
             )
             if answer.status == 202:
                 interactive[tenant].append(answer.body["id"])

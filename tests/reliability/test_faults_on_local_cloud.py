@@ -97,7 +97,10 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
     with ThreadPoolExecutor(10) as pool:
         answers = list(
             pool.map(
-                lambda w: (w[0], *post(f"{cloud.url}/v1/chat/completions", keys[w[0]], chat(w[1]), prefer="wait=0")),
+                lambda w: (
+                    w[0],
+                    *post(f"{cloud.url}/v1/chat/completions", keys[w[0]], chat(w[1]), prefer="respond-async"),
+                ),
                 work,
             )
         )
@@ -107,8 +110,13 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
         if status == 202:
             interactive[tenant].append(body["id"])
         else:  # only the tenant with the small quota is turned away, and only for its quota
-            assert (status, tenant, body["error"]["code"]) == (429, TENANTS[-1], "tokens_per_month"), body
+            assert (status, tenant, body["error"]["code"]) == (429, TENANTS[-1], "insufficient_quota"), body
             refused += 1
+    # one streamed chat per tenant with roomy limits, through the unmodified openai client: it waits, gets
+    # retryable 503s while its job is not done (and 502s when an injected endpoint error fails it, which its
+    # retry tries afresh), and reads the billed usage from the stream's last chunk
+    with ThreadPoolExecutor(len(TENANTS) - 1) as pool:
+        streamed = dict(zip(TENANTS[:-1], pool.map(lambda t: stream_usage(cloud, keys[t]), TENANTS[:-1]), strict=True))
 
     # wait until every job and batch is terminal (lost notifications are found by the sweeper)
     deadline = time.monotonic() + 120 + REQUESTS
@@ -143,6 +151,8 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
             else:
                 reason = f"{job['error']['code']}: {job['error']['message']}"
                 failures[reason] = failures.get(reason, 0) + 1
+    for tenant, tokens in streamed.items():
+        received[tenant] += tokens
     batch_counts = {"completed": 0, "failed": 0}
     for tenant, batch in final.items():
         assert batch["status"] == "completed", batch
@@ -160,10 +170,10 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
                 error = json.loads(line)["error"]
                 reason = f"{error['code']}: {error['message']}"
                 failures[reason] = failures.get(reason, 0) + 1
-                assert tenant == TENANTS[-1] or error["code"] != "tokens_per_month", line
+                assert tenant == TENANTS[-1] or error["code"] != "insufficient_quota", line
     # nothing failed but what was made to fail: the injected endpoint errors, and tenant-9's quota
     injected_error = "inference_failed: ModelError: injected fault endpoint_error"
-    assert all(r == injected_error or r.startswith("tokens_per_month: ") for r in failures), failures
+    assert all(r == injected_error or r.startswith("insufficient_quota: ") for r in failures), failures
 
     month = f"{datetime.now(UTC):%Y-%m}"
     invoices = {i["tenant_id"]: i for i in cloud.call("GET", f"/admin/invoices/{month}", admin)["data"]}
@@ -218,7 +228,8 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
             how=(
                 "`stratus local up --faults …` in its own process (moto server, the handlers behind the HTTP "
                 "gateway, Lambda-like pollers, the async endpoint running the inference server with a tiny "
-                "random model); 10 concurrent HTTP clients and the official openai client (batches); real "
+                "random model); 10 concurrent HTTP clients and the official openai client (batches, and one "
+                "streamed chat per tenant that retries through 503s and injected failures); real "
                 "time: queues' visibility timeout 4 s, packs of at most 4 requests, a late notification's output "
                 "looked for in S3 after 20 s (ResultCheckSeconds), sweeper every 3 s. "
                 f"Took {elapsed:.0f} s. Faults: `{FAULTS}`."
@@ -231,7 +242,7 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
             ),
             invariants=[
                 "every job and batch is terminal",
-                "billed tokens per tenant (invoice) == the sum of `usage` the clients received",
+                "billed tokens per tenant (invoice) == the sum of `usage` the clients received (streams included)",
                 "in flight 0 for every tenant (no reservation left)",
                 "no tenant over its monthly quota",
                 "nothing failed but the injected endpoint errors (and quota refusals)",
@@ -241,6 +252,23 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
             tenants={t: (received[t], billed[t]) for t in TENANTS},
         )
     )
+
+
+def stream_usage(cloud: Cloud, key: str) -> int:
+    """One streamed chat completion with the official client; the total tokens its stream reported."""
+    client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=key, max_retries=30, timeout=120)
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "a streamed question"}],
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    return usage.total_tokens
 
 
 def log_lines(log: Path) -> Iterator[dict[str, Any]]:

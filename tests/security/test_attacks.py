@@ -44,7 +44,7 @@ class World:
     def call(
         self, method: str, path: str, key: str | None, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> GatewayResponse:
-        sent = {"content-type": "application/json", "prefer": "wait=0", **(headers or {})}
+        sent = {"content-type": "application/json", "prefer": "respond-async", **(headers or {})}
         if key is not None:
             sent["authorization"] = f"Bearer {key}"
         path, _, query = path.partition("?")
@@ -152,19 +152,33 @@ def acme_secrets(world: World) -> list[str]:
 
 
 def test_every_route_refuses_a_missing_malformed_revoked_or_expired_key(world: World) -> None:
-    bad = {
-        None: 401,
-        "not-a-key": 403,
-        "sk-" + "A" * 43: 403,  # well formed, unknown
-        world.keys["acme_revoked"].api_key: 403,
-        world.keys["acme_expiring"].api_key: 403,
-        world.keys["acme"].api_key[:-1] + ("A" if world.keys["acme"].api_key[-1] != "A" else "B"): 403,
-    }
-    for method, path in ROUTES:
-        for key, status in bad.items():
-            answer = world.call(method, concrete(path, world), key, b"{}")
-            assert answer.status == status, (method, path, key and key[:6], answer.status)
-            assert all(secret.encode() not in answer.body for secret in acme_secrets(world))
+    """A refused key gets OpenAI's 401 `invalid_api_key` from the API's choke point, and no route's
+    code ever runs for it (the resolver that runs routes is never entered). No key at all is API
+    Gateway's own 401, answered before any function runs."""
+    from api import app as api_module
+
+    def no_route_may_run(*_: Any, **__: Any) -> Any:
+        raise AssertionError("route code ran for a refused key")
+
+    bad = [
+        "not-a-key",
+        "sk-" + "A" * 43,  # well formed, unknown
+        world.keys["acme_revoked"].api_key,
+        world.keys["acme_expiring"].api_key,
+        world.keys["acme"].api_key[:-1] + ("A" if world.keys["acme"].api_key[-1] != "A" else "B"),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api_module.app, "resolve", no_route_may_run)
+        for method, path in ROUTES:
+            missing = world.call(method, concrete(path, world), None, b"{}")
+            assert (missing.status, json.loads(missing.body)) == (401, {"message": "Unauthorized"})
+            for key in bad:
+                answer = world.call(method, concrete(path, world), key, b"{}")
+                assert answer.status == 401, (method, path, key[:6], answer.status)
+                error = json.loads(answer.body)["error"]
+                assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_api_key"), error
+                assert all(secret.encode() not in answer.body for secret in acme_secrets(world))
+                assert key not in answer.body.decode()
 
 
 def test_another_tenants_ids_are_404_and_never_echo_its_data(world: World) -> None:
@@ -192,7 +206,7 @@ def test_admin_routes_refuse_tenant_keys_whatever_their_scopes(world: World) -> 
 
 def test_a_key_without_the_routes_scope_is_403(world: World) -> None:
     for method, path in ROUTES:
-        if path.startswith("/v1/") and path not in ("/v1/usage", "/v1/models"):
+        if path.startswith("/v1/") and path not in ("/v1/usage", "/v1/models", "/v1/models/{model_id}"):
             answer = world.as_("acme_usage_only", method, concrete(path, world), chat())
             assert answer.status == 403, (method, path, answer.status)
     assert world.as_("acme_usage_only", "GET", "/v1/usage").status == 200

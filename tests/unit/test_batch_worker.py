@@ -57,7 +57,8 @@ def test_lines_the_monthly_quota_cannot_admit_fail_alone_with_429_insufficient_q
     assert (batch.status, batch.request_counts.completed, batch.request_counts.failed) == (BatchStatus.COMPLETED, 2, 2)
     assert batch.error_file_id is not None
     errors = [json.loads(x) for x in world.files.content("acme", batch.error_file_id).decode().splitlines()]
-    assert {(e["response"]["status_code"], e["error"]["code"]) for e in errors} == {(429, "tokens_per_month")}
+    assert {(e["response"]["status_code"], e["error"]["code"]) for e in errors} == {(429, "insufficient_quota")}
+    assert all(e["error"]["message"].startswith("tokens_per_month limit reached") for e in errors)
     assert {e["response"]["body"]["error"]["type"] for e in errors} == {"insufficient_quota"}
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
     from mypy_boto3_sqs import SQSClient
 
@@ -73,6 +74,12 @@ def sagemaker_runtime() -> SageMakerRuntimeClient:
     """`SAGEMAKER_RUNTIME_ENDPOINT_URL` points it elsewhere (the local cloud's async endpoint)."""
     url = os.environ.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None
     return _client("sagemaker-runtime", url)  # type: ignore[no-any-return]
+
+
+def sagemaker() -> SageMakerClient:
+    """The control plane (DescribeEndpoint). `SAGEMAKER_ENDPOINT_URL` points it at the local cloud."""
+    url = os.environ.get("SAGEMAKER_ENDPOINT_URL") or None
+    return _client("sagemaker", url)  # type: ignore[no-any-return]
 
 
 def reset_clients() -> None:

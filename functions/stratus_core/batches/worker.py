@@ -23,7 +23,7 @@ from stratus_core.batches.progress import BatchProgress
 from stratus_core.batches.service import BatchService, BatchStore
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError
-from stratus_core.errors import LimitExceeded, NotFound, RequestExceedsLimit
+from stratus_core.errors import Limit, LimitExceeded, NotFound, RequestExceedsLimit
 from stratus_core.files import FileService
 from stratus_core.intake import JobIntake
 from stratus_core.jobs import Job, JobStatus
@@ -113,9 +113,10 @@ class BatchWorker:
         try:
             self._intake.accept(request, "batch", deadline=deadline, batch_id=batch.id, custom_id=line.custom_id)
         except (LimitExceeded, RequestExceedsLimit, NotFound) as refused:
-            code = (
-                refused.limit.value if isinstance(refused, LimitExceeded | RequestExceedsLimit) else "model_not_found"
-            )
+            if isinstance(refused, NotFound):
+                code = "model_not_found"
+            else:  # the batch lane counts against the month only: its quota
+                code = "insufficient_quota" if refused.limit is Limit.TOKENS_PER_MONTH else refused.limit.value
             job = self._intake.job_for(request, self._clock(), deadline, batch.id, line.custom_id)
             self._settlement.reject(job, JobError(code=code, message=str(refused)))
 

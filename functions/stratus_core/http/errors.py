@@ -14,11 +14,16 @@ from pydantic import BaseModel
 from stratus_core.errors import (
     Conflict,
     Forbidden,
+    IdempotencyMismatch,
     InvalidRequest,
+    JobNotReady,
     Limit,
     LimitExceeded,
     NotFound,
+    NotServed,
     PayloadTooLarge,
+    RateWindow,
+    RequestExceedsLimit,
     StratusError,
     Unauthenticated,
     Unavailable,
@@ -51,25 +56,58 @@ def error(status: HTTPStatus, message: str, type_: str, code: str | None, param:
 
 
 def http_error(exc: StratusError) -> HttpError:
-    """The one mapping from a domain exception class to what the client receives."""
+    """The one mapping from a domain exception class to what the client receives.
+
+    Retries are told explicitly (`x-should-retry`, which the official SDKs obey before anything else):
+    `true` where waiting helps (a limit's next window, a model starting, contention), `false` where
+    it never can (a monthly quota used up, a request larger than a limit allows, a zero limit).
+    """
     if isinstance(exc, LimitExceeded):
-        quota = exc.limit is Limit.TOKENS_PER_MONTH
-        result = error(
-            HTTPStatus.TOO_MANY_REQUESTS,
-            str(exc),
-            "insufficient_quota" if quota else "rate_limit_exceeded",
-            exc.limit.value,
-        )
+        if exc.limit is Limit.TOKENS_PER_MONTH:
+            result = error(HTTPStatus.TOO_MANY_REQUESTS, str(exc), "insufficient_quota", "insufficient_quota")
+            result.headers["x-should-retry"] = "false"
+        else:
+            kind = "tokens" if exc.limit is Limit.TOKENS_PER_MINUTE else "requests"
+            result = error(HTTPStatus.TOO_MANY_REQUESTS, str(exc), kind, "rate_limit_exceeded")
         result.headers["Retry-After"] = str(exc.retry_after)
+        result.headers["x-stratus-limit"] = exc.limit.value
+        if exc.window is not None:
+            result.headers.update(rate_limit_headers(exc.window))
         return result
+    if isinstance(exc, RequestExceedsLimit):
+        if exc.limit is Limit.TOKENS_PER_MONTH:
+            result = error(HTTPStatus.TOO_MANY_REQUESTS, str(exc), "insufficient_quota", "insufficient_quota")
+        else:
+            kind = "tokens" if exc.limit is Limit.TOKENS_PER_MINUTE else "requests"
+            result = error(HTTPStatus.TOO_MANY_REQUESTS, str(exc), kind, "rate_limit_exceeded")
+        result.headers.update({"x-should-retry": "false", "x-stratus-limit": exc.limit.value})
+        return result
+    if isinstance(exc, JobNotReady):
+        result = error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), "server_error", exc.code)
+        result.headers.update(
+            {
+                "Retry-After": str(exc.retry_after),
+                "retry-after-ms": str(exc.retry_after * 1000),
+                "x-should-retry": "true",
+                "x-stratus-job-id": exc.job_id,
+            }
+        )
+        return result
+    if isinstance(exc, NotServed):
+        return error(HTTPStatus.NOT_FOUND, str(exc), "invalid_request_error", exc.code)
     if isinstance(exc, NotFound):
         code = "model_not_found" if exc.kind == "model" else "not_found"
         return error(HTTPStatus.NOT_FOUND, str(exc), "invalid_request_error", code)
+    if isinstance(exc, IdempotencyMismatch):
+        result = error(HTTPStatus.CONFLICT, str(exc), "invalid_request_error", "idempotency_key_reused")
+        result.headers["x-should-retry"] = "false"
+        return result
     if isinstance(exc, Conflict):
-        return error(HTTPStatus.CONFLICT, str(exc), "invalid_request_error", "conflict")
+        result = error(HTTPStatus.CONFLICT, str(exc), "invalid_request_error", "conflict")
+        result.headers["x-should-retry"] = "false"
+        return result
     if isinstance(exc, InvalidRequest):
-        code = getattr(getattr(exc, "limit", None), "value", None) or "invalid_value"
-        return error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error", code, exc.param)
+        return error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error", "invalid_value", exc.param)
     if isinstance(exc, Unauthenticated):
         return error(HTTPStatus.UNAUTHORIZED, str(exc), "invalid_request_error", "invalid_api_key")
     if isinstance(exc, Forbidden):
@@ -78,9 +116,22 @@ def http_error(exc: StratusError) -> HttpError:
         return error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), "invalid_request_error", "payload_too_large")
     if isinstance(exc, Unavailable):
         result = error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), "server_error", "unavailable")
-        result.headers["Retry-After"] = str(exc.retry_after)
+        result.headers.update({"Retry-After": str(exc.retry_after), "x-should-retry": "true"})
         return result
     return error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "server_error", None)
+
+
+def rate_limit_headers(window: RateWindow) -> dict[str, str]:
+    """OpenAI's `x-ratelimit-*` headers: the minute's limits, what is left of them, when they reset."""
+    reset = f"{window.resets_in_seconds}s"
+    return {
+        "x-ratelimit-limit-requests": str(window.requests_limit),
+        "x-ratelimit-remaining-requests": str(max(0, window.requests_remaining)),
+        "x-ratelimit-reset-requests": reset,
+        "x-ratelimit-limit-tokens": str(window.tokens_limit),
+        "x-ratelimit-remaining-tokens": str(max(0, window.tokens_remaining)),
+        "x-ratelimit-reset-tokens": reset,
+    }
 
 
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> HttpError:

@@ -8,6 +8,7 @@ Usage table layout (partition `pk`, sort `sk`):
 | TENANT#<id>    | MINUTE#YYYY-MM-DDTHH:MM     | `tokens`, `requests` in that minute (TTL 2 days)      |
 | TENANT#<id>    | RESV#<job id>               | one request: reserved bound, then its real usage      |
 | TENANT#<id>    | DAY#YYYY-MM-DD#MODEL#<name> | billable usage and cost per day and model             |
+| TENANT#<id>    | CLAIM#<fingerprint>         | the job a retried request attaches to (TTL 1 h / 24 h) |
 
 The in-flight count lives on the tenant's own item so that its condition reads the live limit.
 """
@@ -20,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
 from stratus_core.adapters.dynamo.transactions import Cancelled, TransactionContended, transact
-from stratus_core.admission import LimitHit, Reservation, ReservationState, RetryableConflict, TenantInactive
+from stratus_core.admission import (
+    Claim,
+    ClaimedJob,
+    ClaimTaken,
+    LimitHit,
+    Reservation,
+    ReservationState,
+    RetryableConflict,
+    TenantInactive,
+)
 from stratus_core.clock import minute_key
 from stratus_core.contract import Usage
 from stratus_core.errors import Limit
@@ -55,12 +65,10 @@ class DynamoAdmissionStore:
         self._usage = usage_table
         self._tenants = tenants_table
 
-    def reserve(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
+    def reserve(
+        self, tenant: Tenant, reservation: Reservation, expires_at: int, claim: Claim | None = None
+    ) -> Reservation:
         limits = tenant.limits
-        if limits.requests_per_minute == 0:
-            raise LimitHit(Limit.REQUESTS_PER_MINUTE)
-        if limits.max_in_flight == 0:
-            raise LimitHit(Limit.MAX_IN_FLIGHT)
         minute_expiry = int(reservation.created_at.timestamp()) + MINUTE_COUNTER_TTL_SECONDS
         items: Items = {
             "tenant": {
@@ -100,11 +108,16 @@ class DynamoAdmissionStore:
             },
             "reservation": self._reservation_item(tenant, reservation, expires_at),
         }
+        if claim is not None:
+            items["claim"] = self._claim_item(tenant.tenant_id, reservation, claim)
         cancelled = self._transact(items)
         if cancelled is None:
             return reservation
         if cancelled.failed("reservation"):  # this job was admitted before: a repeat changes nothing
             return self._existing(tenant.tenant_id, reservation.job_id)
+        if cancelled.failed("claim"):  # an earlier request holds this Idempotency-Key
+            held = cancelled.old_items.get("claim") or {}
+            raise ClaimTaken(ClaimedJob(str(held.get("job_id", "")), str(held.get("body_hash", ""))))
         if cancelled.failed("tenant"):
             tenant_item = cancelled.old_items.get("tenant") or {}
             if tenant_item.get("status") != "active":
@@ -187,6 +200,40 @@ class DynamoAdmissionStore:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
+
+    def _claim_item(self, tenant_id: str, reservation: Reservation, claim: Claim) -> TransactWriteItemTypeDef:
+        """Point the claim at this job: only if no live claim exists, when it is exclusive."""
+        put: Any = {
+            "TableName": self._usage,
+            "Item": {
+                **_key(tenant_id, f"CLAIM#{claim.fingerprint}"),
+                "job_id": {"S": reservation.job_id},
+                "body_hash": {"S": claim.body_hash},
+                "expires_at": _num(claim.expires_at),
+            },
+        }
+        if claim.exclusive:
+            put["ConditionExpression"] = "attribute_not_exists(pk) OR expires_at < :now"
+            put["ExpressionAttributeValues"] = {":now": _num(int(reservation.created_at.timestamp()))}
+            put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return {"Put": put}
+
+    def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None:
+        """The job a live claim points at (expired claims, which TTL removes late, are ignored)."""
+        item = (
+            aws.dynamodb()
+            .get_item(TableName=self._usage, Key=_key(tenant_id, f"CLAIM#{fingerprint}"), ConsistentRead=True)
+            .get("Item")
+        )
+        if not item or int(item["expires_at"]["N"]) < now.timestamp():
+            return None
+        return ClaimedJob(item["job_id"]["S"], item["body_hash"]["S"])
+
+    def minute_counts(self, tenant_id: str, minute: str) -> tuple[int, int]:
+        item = aws.dynamodb().get_item(TableName=self._usage, Key=_key(tenant_id, f"MINUTE#{minute}")).get("Item")
+        if not item:
+            return 0, 0
+        return int(item.get("requests", {}).get("N", "0")), int(item.get("tokens", {}).get("N", "0"))
 
     def pending_before(self, before: datetime, limit: int) -> list[Reservation]:
         """Reservations still held that were made before `before` (oldest first)."""

@@ -34,6 +34,8 @@ def main() -> None:
         {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     )
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Bench")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "bench")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from moto import mock_aws
 

@@ -133,6 +133,7 @@ def _record_fake_endpoint() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    progress["rootpath"] = config.rootpath
     _record_fake_endpoint()
     BaseClient._make_api_call = _recording_call  # type: ignore[method-assign]
     botocore.signers.generate_presigned_url = _recording_presign  # clients created from now on get it
@@ -148,7 +149,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if Path(str(report.fspath)).parent == INTEGRATION and report.when == "call":
+    # a report's fspath is relative to the rootdir (an item's is absolute)
+    if (progress["rootpath"] / report.fspath).resolve().parent == INTEGRATION and report.when == "call":
         progress["integration_passed" if report.passed else "integration_failed"] += 0 if report.skipped else 1
 
 

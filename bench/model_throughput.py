@@ -3,7 +3,9 @@
 Loads the built artifact once (`make model`), serves it in process with uvicorn, and sends N
 concurrent single-request packs (N = 1, 4, 16, 64) of greedy chat completions; the baseline is
 transformers' `generate` on the same model object, one request at a time, same threads and
-prompts. Reports completion tokens per second and the ratio. Run alone: the machine has 2 cores.
+prompts. With `--llama-python`, llama.cpp on the source GGUF runs the same rendered prompts with
+the same threads, one sequence at a time and 16 sequences batched (`llama_cpp_batched.py`).
+Reports completion tokens per second and the ratios. Run alone: the machine has 2 cores.
 
     .venv/bin/python bench/model_throughput.py [--artifact .stratus/models/smollm2-int4] [--max-tokens 64]
 """
@@ -44,7 +46,7 @@ def pack(i: int, max_tokens: int) -> bytes:
         "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
         "params": {"max_tokens": max_tokens, "temperature": 0},
     }
-    return json.dumps({"version": 1, "pack_id": f"pack_{i}", "model": "m", "requests": [request]}).encode()
+    return json.dumps({"version": 2, "pack_id": f"pack_{i}", "model": "m", "requests": [request]}).encode()
 
 
 def post(url: str, body: bytes) -> int:
@@ -54,18 +56,18 @@ def post(url: str, body: bytes) -> int:
     return int(result["usage"]["completion_tokens"])
 
 
-def llama_cpp_stream(args: argparse.Namespace) -> dict[str, float]:
-    """llama.cpp on the GGUF the artifact was built from, one request at a time, same prompts."""
+def llama_cpp(args: argparse.Namespace, rendered: list[str]) -> dict[str, float]:
+    """llama.cpp on the GGUF the artifact was built from, same rendered prompts, same threads: one
+    sequence at a time, and 16 sequences decoded together (`llama_cpp_batched.py`)."""
     import subprocess
     import sys
 
     sys.path.insert(0, str(REPO))
     from stratus.model_commands import wheel_gguf
 
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.sequential)]
-    command = [str(args.llama_python), str(REPO / "bench" / "llama_cpp_stream.py"), str(wheel_gguf())]
-    command += [str(args.threads), str(args.max_tokens), *prompts]
-    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    command = [str(args.llama_python), str(REPO / "bench" / "llama_cpp_batched.py"), str(wheel_gguf())]
+    command += [str(args.threads), str(args.max_tokens), "16", *rendered]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -81,7 +83,7 @@ def main() -> None:
         "--llama-python",
         type=Path,
         default=None,
-        help="an interpreter with llama-cpp-python: adds llama.cpp single-stream on the source GGUF, same threads",
+        help="an interpreter with llama-cpp-python: adds llama.cpp on the source GGUF (single stream, 16 batched)",
     )
     args = parser.parse_args()
     output = args.output or REPO / "bench" / "out" / f"model_throughput-{args.artifact.name}.json"
@@ -123,9 +125,11 @@ def main() -> None:
     worker.start()
     worker.join()
     print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
-    llama = llama_cpp_stream(args) if args.llama_python else None
+    rendered = [engine.render_chat([{"role": "user", "content": prompt}]) for prompt in PROMPTS]
+    llama = llama_cpp(args, rendered) if args.llama_python else None
     if llama:
-        print(f"llama.cpp single stream (source GGUF): {llama['tok_per_s']:.1f} tok/s ({llama['tokens']} tokens)")
+        print(f"llama.cpp single stream (source GGUF): {llama['single_tok_per_s']:.1f} tok/s")
+        print(f"llama.cpp 16 sequences batched: {llama['batched_tok_per_s']:.1f} tok/s")
 
     port = free_port()
     holder = ModelHolder(lambda: (engine, ContinuousBatcher(engine, 64, 20, args.threads)))
@@ -152,8 +156,12 @@ def main() -> None:
         }
         versus = ""
         if llama:
-            row["vs_llama_cpp_single"] = round(rate / llama["tok_per_s"], 2)
-            versus = f", {rate / llama['tok_per_s']:.2f}x llama.cpp single stream"
+            row["vs_llama_cpp_single"] = round(rate / llama["single_tok_per_s"], 2)
+            row["vs_llama_cpp_batched_16"] = round(rate / llama["batched_tok_per_s"], 2)
+            versus = (
+                f", {rate / llama['single_tok_per_s']:.2f}x llama.cpp single stream,"
+                f" {rate / llama['batched_tok_per_s']:.2f}x llama.cpp 16 batched"
+            )
         rows.append(row)
         print(
             f"/invocations, {concurrency:>2} concurrent: {rate:7.1f} tok/s  ({rate / baseline:.2f}x sequential{versus})"
@@ -164,7 +172,7 @@ def main() -> None:
         json.dumps(
             {
                 "artifact": args.artifact.name,
-                "llama_cpp_single": llama,
+                "llama_cpp": llama,
                 "threads": args.threads,
                 "max_tokens": args.max_tokens,
                 "sequential_tok_per_s": round(baseline, 1),

@@ -21,7 +21,9 @@ def build_holder(settings: ServerSettings) -> ModelHolder:
 
             engine: GenerationEngine = EchoEngine.from_artifact(settings.model_dir)
         else:
-            engine = load_engine(settings.model_dir, settings)
+            loaded = load_engine(settings.model_dir, settings)
+            loaded.grammars()  # the tokenizer's grammar view, built while loading: not on the first schema request
+            engine = loaded
         return engine, ContinuousBatcher(
             engine, settings.max_batch_size, settings.batch_wait_ms, settings.torch_threads
         )

@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gpu_jobs.batcher import ContinuousBatcher
-from gpu_jobs.engine.base import GenerationEngine, GenerationRequest, GenerationResult
-from stratus_core.contract import Choice, InferencePack, JobError, PackedRequest, PackResult, RequestResult, Usage
+from gpu_jobs.engine.base import GenerationEngine
+from gpu_jobs.options import generation_requests, request_result
+from stratus_core.contract import InferencePack, PackResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,41 +53,6 @@ class ModelHolder:
             self.error = f"{type(error).__name__}: {error}"
 
 
-def to_generation(engine: GenerationEngine, request: PackedRequest) -> GenerationRequest:
-    if request.kind == "chat":
-        prompt = engine.render_chat([message.model_dump() for message in request.messages or []])
-    else:
-        prompt = request.prompt or ""
-    params = request.params
-    return GenerationRequest(
-        prompt=prompt,
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        stop=tuple(params.stop),
-        seed=params.seed,
-    )
-
-
-def to_result(request: PackedRequest, result: GenerationResult) -> RequestResult:
-    if result.error is not None:
-        return RequestResult(
-            job_id=request.job_id,
-            tenant_id=request.tenant_id,
-            error=JobError(code=result.error_code or "invalid_request", message=result.error),
-        )
-    return RequestResult(
-        job_id=request.job_id,
-        tenant_id=request.tenant_id,
-        choices=[Choice(index=0, text=result.text, finish_reason=result.finish_reason)],
-        usage=Usage(
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            total_tokens=result.prompt_tokens + result.completion_tokens,
-        ),
-    )
-
-
 def create_app(holder: ModelHolder, max_concurrent_invocations: int = 4) -> Starlette:
     limiter = asyncio.Semaphore(max_concurrent_invocations)
 
@@ -105,11 +71,12 @@ def create_app(holder: ModelHolder, max_concurrent_invocations: int = 4) -> Star
             errors: list[dict[str, Any]] = [
                 {"loc": list(e["loc"]), "msg": e["msg"]} for e in invalid.errors(include_input=False)[:5]
             ]
-            return JSONResponse({"error": "not an InferencePack (version 1)", "details": errors}, 400)
+            return JSONResponse({"error": "not an InferencePack (version 1 or 2)", "details": errors}, 400)
         async with limiter:
-            futures = [asyncio.wrap_future(batcher.submit(to_generation(engine, r))) for r in pack.requests]
-            generated = await asyncio.gather(*futures)
-        results = [to_result(r, g) for r, g in zip(pack.requests, generated, strict=True)]
+            rows = [generation_requests(engine, r) for r in pack.requests]
+            futures = [[asyncio.wrap_future(batcher.submit(row)) for row in choices] for choices in rows]
+            generated = [await asyncio.gather(*choices) for choices in futures]
+        results = [request_result(engine, r, list(g)) for r, g in zip(pack.requests, generated, strict=True)]
         answer = PackResult(pack_id=pack.pack_id, model=pack.model, results=results)
         return Response(answer.model_dump_json(), media_type="application/json")
 

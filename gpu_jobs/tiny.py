@@ -51,7 +51,7 @@ def build_tiny_model(directory: Path, seed: int = 0, vocab_size: int = 512) -> P
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=1024,  # room for a prompt that lists tools (a byte-level vocabulary of 512)
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

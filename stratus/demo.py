@@ -1,6 +1,7 @@
-"""`stratus demo` / `make demo`: two tenants, a chat completion, a batch, a refusal, a cross-tenant
-read, usage and the month's invoice — through the official `openai` client and the real handlers,
-on the local cloud with the real model. Exits 0 when every step behaved as a user would expect."""
+"""`stratus demo` / `make demo`: two tenants, a chat completion, a streamed answer, a structured
+(JSON-schema) answer, a tool call, a batch, a refusal, a cross-tenant read, usage and the month's
+invoice — through the official `openai` client and the real handlers, on the local cloud with the real
+model. Exits 0 when every step behaved as a user would expect."""
 
 from __future__ import annotations
 
@@ -16,6 +17,31 @@ from stratus.admin_client import AdminApi
 from stratus.localcloud.cloud import LocalCloud, LocalCloudConfig
 
 MODEL = "smollm2-135m-instruct"
+COUNTRY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "capital": {"type": "string", "maxLength": 40},
+        "population": {"type": "integer", "minimum": 0, "maximum": 2_000_000_000},
+    },
+    "required": ["capital", "population"],
+    "additionalProperties": False,
+}
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "minLength": 1, "maxLength": 40},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
 QUESTIONS = [
     "What is the capital of France?",
     "Name a primary colour.",
@@ -96,6 +122,41 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
         click.echo(f"Q: {question}\nA: {''.join(pieces)}")
         told = streamed_usage.model_dump(exclude_none=True) if streamed_usage else {}
         click.echo(f"{len(pieces)} content chunk(s); usage {told}")
+
+        step("structured output: a JSON schema, enforced while decoding (valid at any temperature)")
+        answer = acme.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Give the capital and the population of France."}],
+            max_tokens=128,  # room for the whole document: the schema bounds it (40 characters, 10 digits)
+            temperature=1.0,
+            seed=11,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "country", "schema": COUNTRY, "strict": True},
+            },
+        )
+        text = answer.choices[0].message.content or ""
+        if answer.choices[0].finish_reason != "stop":
+            raise click.ClickException(f"the structured answer did not finish: {text!r}")
+        parsed = json.loads(text)
+        if set(parsed) != set(COUNTRY["required"]) or not isinstance(parsed["population"], int):
+            raise click.ClickException(f"the structured answer does not follow its schema: {text!r}")
+        click.echo(f"response_format json_schema -> {text}")
+
+        step("a tool call (tool_choice names the function: its arguments follow its parameters schema)")
+        answer = acme.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            max_tokens=128,
+            temperature=0,
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+        calls = answer.choices[0].message.tool_calls or []
+        if answer.choices[0].finish_reason != "tool_calls" or len(calls) != 1:
+            raise click.ClickException(f"no tool call: {answer.choices[0]}")
+        function = calls[0].function  # type: ignore[union-attr]
+        click.echo(f"finish_reason tool_calls -> {function.name}({function.arguments})")
 
         step(f"a batch of {batch_size} requests: files -> batches -> output file")
         lines = "".join(

@@ -6,21 +6,42 @@ writes nowhere and notifies no one). Production code does not know it exists.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.exceptions import ClientError
 
 from stratus_core.adapters.s3_objects import split_uri
-from stratus_core.contract import Choice, InferencePack, JobError, PackedRequest, PackResult, RequestResult, Usage
+from stratus_core.contract import (
+    Choice,
+    FunctionCall,
+    InferencePack,
+    JobError,
+    NamedToolChoice,
+    PackedRequest,
+    PackResult,
+    RequestResult,
+    SamplingParams,
+    TokenLogprob,
+    ToolCall,
+    TopLogprob,
+    Usage,
+)
 
 
 def echo(request: PackedRequest) -> RequestResult:
-    """Deterministic 'generation': echoes the last message, counts whitespace-separated words."""
-    text = request.messages[-1].content if request.messages else request.prompt or ""
+    """Deterministic 'generation': echoes the last message, counts whitespace-separated words.
+
+    Each of the `n` choices is the same echo and is counted, as the real server counts them; with
+    `logprobs` each word has log-probability 0 and its `top_logprobs` alternatives below it; a
+    forced tool choice (`required` or a named function) answers with a call to that function (the
+    first tool for `required`) whose arguments are `{"echo": <the text>}`.
+    """
+    text = (request.messages[-1].content or "") if request.messages else request.prompt or ""
     if "FAIL_ME" in text:
         return RequestResult(
             job_id=request.job_id,
@@ -29,15 +50,48 @@ def echo(request: PackedRequest) -> RequestResult:
         )
     words = ("echo: " + text).split()
     completion = words[: request.params.max_tokens]
-    prompt_tokens = sum(len(m.content.split()) + 4 for m in request.messages) if request.messages else len(words) - 1
+    prompt_tokens = (
+        sum(len((m.content or "").split()) + 4 for m in request.messages) if request.messages else len(words) - 1
+    )
+    params = request.params
+    finish: Literal["stop", "length"] = "length" if len(completion) < len(words) else "stop"
+    logprobs = None
+    if params.logprobs:
+        alternatives = [TopLogprob(token=f"alt{rank}", logprob=-float(rank)) for rank in range(1, params.top_logprobs)]
+        logprobs = [
+            TokenLogprob(
+                token=word,
+                logprob=0.0,
+                top_logprobs=[TopLogprob(token=word, logprob=0.0), *alternatives][: params.top_logprobs],
+            )
+            for word in completion
+        ]
+    choices = [
+        Choice(index=index, text=" ".join(completion), finish_reason=finish, logprobs=logprobs)
+        for index in range(params.n)
+    ]
+    forced = _forced_tool(params)
+    if forced is not None:
+        call = ToolCall(
+            id=f"call_{request.job_id[-8:]}", function=FunctionCall(name=forced, arguments=json.dumps({"echo": text}))
+        )
+        choices = [
+            Choice(index=index, text="", finish_reason="tool_calls", tool_calls=[call]) for index in range(params.n)
+        ]
     return RequestResult(
         job_id=request.job_id,
         tenant_id=request.tenant_id,
-        choices=[Choice(text=" ".join(completion), finish_reason="length" if len(completion) < len(words) else "stop")],
-        usage=Usage(
-            prompt_tokens=prompt_tokens, completion_tokens=len(completion), total_tokens=prompt_tokens + len(completion)
-        ),
+        choices=choices,
+        usage=Usage.of(prompt_tokens, params.n * len(completion)),
     )
+
+
+def _forced_tool(params: SamplingParams) -> str | None:
+    if not params.tools or params.tool_choice in (None, "none", "auto"):
+        return None
+    if isinstance(params.tool_choice, NamedToolChoice):
+        return params.tool_choice.function["name"]
+    return params.tools[0].function.name
 
 
 @dataclass
@@ -112,7 +166,5 @@ class FakeAsyncEndpoint:
             notification["requestParameters"]["endpointName"] = invocation.params["EndpointName"]
             notifications.append(notification)
             if self.notify:
-                import json
-
                 boto3.client("sns").publish(TopicArn=topic, Message=json.dumps(notification))
         return notifications

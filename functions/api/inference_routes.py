@@ -21,14 +21,9 @@ from stratus_core.http.errors import http_error, job_failure, rate_limit_headers
 from stratus_core.inference import MAX_WAIT_SECONDS, retry_identity
 from stratus_core.jobs import Job, JobStatus, JobView
 from stratus_core.keys import Scope
+from stratus_core.openai_objects import ChatCompletion, TextCompletion
 from stratus_core.openai_responses import ResponsesRequest
-from stratus_core.openai_types import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    CompletionRequest,
-    InferenceRequest,
-    TextCompletion,
-)
+from stratus_core.openai_types import ChatCompletionRequest, CompletionRequest, InferenceRequest
 
 router = Router()
 

@@ -38,6 +38,11 @@ services = Services()
 @metrics.log_metrics
 @event_source(data_class=APIGatewayAuthorizerEventV2)
 def lambda_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
+    # The caller's identity goes on this invocation's lines only. Powertools' thread-safe keys live in
+    # a ContextVar, where `append_keys` would write to the one logger every thread shares: on AWS an
+    # environment runs one invocation at a time, but the local cloud runs concurrent requests in
+    # threads, and a line of one could name another's tenant. Cleared on the way out, so a later
+    # function in the same thread (the API, after a cached authorizer answer) never inherits them.
     try:
         principal = authorize(event.headers.get("authorization"), services.keys)
     except (Unauthenticated, Forbidden) as denied:
@@ -45,7 +50,10 @@ def lambda_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -
         metrics.add_metric(name="AuthorizerDenied", unit=MetricUnit.Count, value=1)
         code = denied.code if isinstance(denied, Forbidden) else "invalid_api_key"
         return APIGatewayAuthorizerResponseV2(authorize=True, context=denial_context(code, str(denied))).asdict()
-    logger.append_keys(tenant_id=principal.tenant_id, key_id=principal.key_id)
-    metrics.add_metric(name="AuthorizerAllowed", unit=MetricUnit.Count, value=1)
-    logger.info("allowed")
-    return APIGatewayAuthorizerResponseV2(authorize=True, context=principal.to_context()).asdict()
+    logger.thread_safe_append_keys(tenant_id=principal.tenant_id, key_id=principal.key_id)
+    try:
+        metrics.add_metric(name="AuthorizerAllowed", unit=MetricUnit.Count, value=1)
+        logger.info("allowed")
+        return APIGatewayAuthorizerResponseV2(authorize=True, context=principal.to_context()).asdict()
+    finally:
+        logger.thread_safe_remove_keys(["tenant_id", "key_id"])

@@ -23,7 +23,8 @@ def _event(data: Any, event: str | None = None) -> str:
 
 
 def chat_stream(result: dict[str, Any], include_usage: bool) -> str:
-    """`chat.completion.chunk`s: the role first, then the content, then the finish reason; with
+    """`chat.completion.chunk`s, per choice: the role first, then the content (or the tool calls,
+    each whole in one delta with its `index`), then the finish reason; with
     `stream_options.include_usage`, a last chunk with empty `choices` and the usage; then `[DONE]`."""
     head = {
         "id": result["id"],
@@ -38,6 +39,9 @@ def chat_stream(result: dict[str, Any], include_usage: bool) -> str:
         chunks.append({**head, "choices": [_delta(index, {"role": "assistant", "content": ""})]})
         if message.get("content"):
             chunks.append({**head, "choices": [_delta(index, {"content": message["content"]}, choice.get("logprobs"))]})
+        if message.get("tool_calls"):
+            calls = [{"index": position, **call} for position, call in enumerate(message["tool_calls"])]
+            chunks.append({**head, "choices": [_delta(index, {"tool_calls": calls}, choice.get("logprobs"))]})
         chunks.append({**head, "choices": [_delta(index, {}, finish=choice["finish_reason"])]})
     if include_usage:
         chunks = [{**chunk, "usage": None} for chunk in chunks]

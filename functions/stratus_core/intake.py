@@ -18,9 +18,33 @@ from stratus_core.errors import Conflict, RateWindow
 from stratus_core.jobs import BodyStore, Job, JobStatus, JobStore, Lane, RequestMessage, RequestQueue, request_body_key
 from stratus_core.settlement import Settlement
 
+TOOLS_OVERHEAD_TOKENS = 256
+"""The instructions a model server wraps around tool definitions when the chat template has no tool
+format of its own (`TOOLS_PROMPT` in `gpu_jobs/options.py`), and the markers and instructions of a
+template that has one. Measured with SmolLM2's tokenizer: `TOOLS_PROMPT` alone is 44 tokens, and one
+251-byte `get_weather` tool grew the rendered prompt by 95 tokens (our system message replaces the
+template's default one), against a bound of 256 + 2 × 251."""
+
 
 def prompt_texts(request: PackedRequest) -> list[str]:
-    return [m.content for m in request.messages] if request.messages is not None else [request.prompt or ""]
+    """Every text that becomes part of the prompt: messages (with their tool calls) and tool definitions."""
+    if request.messages is None:
+        return [request.prompt or ""]
+    texts = [m.content or "" for m in request.messages]
+    texts += [call.model_dump_json() for m in request.messages for call in m.tool_calls or []]
+    texts += [tool.model_dump_json() for tool in request.params.tools or []]
+    return texts
+
+
+def worst_case_tokens(request: PackedRequest) -> tuple[int, int]:
+    """The prompt's bound and the completion's: every one of the `n` choices may use `max_tokens`.
+
+    Tool definitions count twice their compact JSON's bytes: a chat template may print them with a
+    space after every separator (Jinja's `tojson`), which at most doubles them."""
+    prompt = worst_case_prompt_tokens(prompt_texts(request))
+    if request.params.tools:
+        prompt += TOOLS_OVERHEAD_TOKENS + sum(len(tool.model_dump_json()) for tool in request.params.tools)
+    return prompt, request.params.n * request.params.max_tokens
 
 
 class JobIntake:
@@ -68,9 +92,9 @@ class JobIntake:
     ) -> tuple[Job, RateWindow | None]:
         """`accept`, with a retry claim written atomically with the reservation (`ClaimTaken` when an
         earlier request holds it), and the tenant's standing in this minute's limits."""
-        bound = worst_case_prompt_tokens(prompt_texts(request))
+        prompt_bound, completion_bound = worst_case_tokens(request)
         admitted = self._admission.admit(
-            request.tenant_id, request.job_id, request.model, bound, request.params.max_tokens, lane, claim
+            request.tenant_id, request.job_id, request.model, prompt_bound, completion_bound, lane, claim
         )
         reservation = admitted.reservation
         created = reservation.created_at  # the instant the limits counted it in, not after the transaction

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stratus_core.contract import JsonSchemaFormat, ResponseFormat
 from stratus_core.openai_types import (
     DEFAULT_MAX_TOKENS,
     MAX_MESSAGES,
@@ -60,9 +61,31 @@ class InputMessage(BaseModel):
 
 
 class TextFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`text`, `json_object`, or `json_schema` with the schema beside the type (the Responses API's
+    flat form of chat's `response_format.json_schema`)."""
 
-    type: Literal["text"]
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema_when_json_schema(self) -> TextFormat:
+        if (self.type == "json_schema") != (self.schema_ is not None):
+            raise ValueError("text.format carries a schema exactly when its type is json_schema")
+        return self
+
+    def response_format(self) -> ResponseFormat | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return ResponseFormat(type="json_object")
+        named = {"name": self.name} if self.name else {}
+        schema = JsonSchemaFormat.model_validate({**named, "schema": self.schema_, "strict": self.strict})
+        return ResponseFormat(type="json_schema", json_schema=schema)
 
 
 class TextOptions(BaseModel):
@@ -124,6 +147,7 @@ class ResponsesRequest(BaseModel):
             max_tokens=self.max_output_tokens or DEFAULT_MAX_TOKENS,
             temperature=self.temperature,
             top_p=self.top_p,
+            response_format=self.text.format.response_format() if self.text and self.text.format else None,
         )
 
     def echoed(self) -> dict[str, Any]:
@@ -134,5 +158,11 @@ class ResponsesRequest(BaseModel):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "metadata": self.metadata,
-            "text": {"format": {"type": "text"}},
+            "text": {
+                "format": (
+                    self.text.format.model_dump(by_alias=True, exclude_none=True)
+                    if self.text and self.text.format
+                    else {"type": "text"}
+                )
+            },
         }

@@ -1,8 +1,9 @@
-"""OpenAI's request and response shapes: chat and text completions, and the Responses API's basic
-text form (the subset we serve).
+"""OpenAI's request shapes for chat and text completions, and their translation into the
+endpoint's contract (`packed_request`). The objects a client gets back are in `openai_objects.py`,
+the Responses API's request in `openai_responses.py`.
 
 Parameters OpenAI has but Stratus does not implement are refused with a 400 that names them,
-unless they carry their default value (`n: 1`, `presence_penalty: 0`, …), so the official client
+unless they carry their default value (`echo: false`, `best_of: 1`, …), so the official client
 works unchanged. The README's API section lists every field with its status.
 """
 
@@ -12,27 +13,29 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stratus_core.contract import Choice, Message, PackedRequest, SamplingParams, Usage
+from stratus_core.contract import (
+    MAX_CHOICES,
+    MAX_TOP_LOGPROBS,
+    FunctionCall,
+    Message,
+    PackedRequest,
+    ResponseFormat,
+    SamplingParams,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    message_shape_problem,
+)
 
 MAX_MESSAGES = 256
 MAX_OUTPUT_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 256
 
 _UNSUPPORTED_UNLESS_DEFAULT: dict[str, tuple[Any, ...]] = {
-    "n": (1, None),
-    "logprobs": (False, None),
-    "top_logprobs": (None, 0),
     "echo": (False, None),
     "best_of": (1, None),
-    "presence_penalty": (0, None),
-    "frequency_penalty": (0, None),
-    "logit_bias": (None, {}),
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "parallel_tool_calls": (None,),
-    "response_format": (None, {"type": "text"}),
     "suffix": (None,),
     "modalities": (None, ["text"]),
     "audio": (None,),
@@ -79,6 +82,10 @@ class _Sampling(BaseModel):
     user: str | None = Field(default=None, max_length=256)
     stream: bool = Field(default=False, description="Server-sent events; on AWS delivered when the job completes.")
     stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="Distinct choices; every choice's tokens are billed.")
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = Field(default=None, description="Token id (as a string) → bias, -100 to 100.")
 
     @model_validator(mode="before")
     @classmethod
@@ -103,7 +110,14 @@ class _Sampling(BaseModel):
             raise ValueError("stop takes up to 4 non-empty sequences of at most 256 characters")
         return value
 
-    def sampling(self) -> SamplingParams:
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and any(not key.isdigit() for key in value):
+            raise ValueError("logit_bias keys are token ids")
+        return value
+
+    def sampling(self, **options: Any) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return SamplingParams(
             max_tokens=self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS,
@@ -111,6 +125,11 @@ class _Sampling(BaseModel):
             top_p=self.top_p,
             stop=stop,
             seed=self.seed,
+            n=self.n,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            logit_bias={int(token): bias for token, bias in (self.logit_bias or {}).items()},
+            **options,
         )
 
 
@@ -121,24 +140,73 @@ class TextPart(BaseModel):
     text: str
 
 
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
     name: str | None = Field(default=None, max_length=64)
+    tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=64)
+    refusal: None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ChatMessageIn:
+        problem = message_shape_problem(self.role, self.content, bool(self.tool_calls), self.tool_call_id)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     def to_message(self) -> Message:
-        content = self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
-        return Message(role="system" if self.role == "developer" else self.role, content=content)
+        content = self.content if isinstance(self.content, str | None) else "".join(p.text for p in self.content)
+        calls = [ToolCall(**call.model_dump()) for call in self.tool_calls] if self.tool_calls else None
+        role = "system" if self.role == "developer" else self.role
+        return Message(role=role, content=content, tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = Field(default=None, description="Accepted; each choice makes at most one call.")
+
+    @model_validator(mode="after")
+    def _options_fit_together(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise UnsupportedParameter("top_logprobs", "top_logprobs needs logprobs: true")
+        if self.tool_choice not in (None, "none", "auto") and not self.tools:
+            raise UnsupportedParameter("tool_choice", "tool_choice needs tools")
+        return self
+
+    def sampling(self, **options: Any) -> SamplingParams:
+        response_format = self.response_format if self.response_format and self.response_format.type != "text" else None
+        return super().sampling(
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs or 0,
+            response_format=response_format,
+            tools=self.tools or None,
+            tool_choice=self.tool_choice if self.tools else None,
+        )
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
+    logprobs: int | None = Field(default=None, ge=0, le=5, description="Top alternatives per token (0-5).")
+
+    def sampling(self, **options: Any) -> SamplingParams:
+        wanted = self.logprobs is not None
+        return super().sampling(logprobs=wanted, top_logprobs=self.logprobs or 0)
 
     @field_validator("prompt")
     @classmethod
@@ -172,64 +240,4 @@ def packed_request(request: InferenceRequest, job_id: str, tenant_id: str) -> Pa
         model=request.model,
         prompt=request.prompt_text(),
         params=request.sampling(),
-    )
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class ChatChoice(BaseModel):
-    index: int
-    message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
-    logprobs: None = None
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-
-
-class TextChoice(BaseModel):
-    index: int
-    text: str
-    finish_reason: Literal["stop", "length"]
-    logprobs: None = None
-
-
-class TextCompletion(BaseModel):
-    id: str
-    object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    choices: list[TextChoice]
-    usage: Usage
-
-
-def completion_object(
-    kind: str, job_id: str, created: int, model: str, choices: list[Choice], usage: Usage
-) -> ChatCompletion | TextCompletion:
-    if kind == "chat":
-        return ChatCompletion(
-            id=f"chatcmpl-{job_id}",
-            created=created,
-            model=model,
-            choices=[
-                ChatChoice(index=c.index, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason)
-                for c in choices
-            ],
-            usage=usage,
-        )
-    return TextCompletion(
-        id=f"cmpl-{job_id}",
-        created=created,
-        model=model,
-        choices=[TextChoice(index=c.index, text=c.text, finish_reason=c.finish_reason) for c in choices],
-        usage=usage,
     )

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from stratus_core.contract import InferencePack, JobError, PackResult
 from stratus_core.jobs import JobStatus, JobStore
-from stratus_core.openai_types import completion_object
+from stratus_core.openai_objects import completion_object
 from stratus_core.settlement import Settlement
 
 

@@ -28,6 +28,7 @@ class Row:
     ticket: Any = None  # whatever the caller hangs on the row (the batcher: the request's future)
     processors: Any = None  # the request's logits processors (transformers' LogitsProcessorList), if any
     prompt_ids: list[int] = field(default_factory=list)
+    stop: Any = None  # transformers' StopStringCriteria for the request's stop sequences, if any
 
 
 @dataclass

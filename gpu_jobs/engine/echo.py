@@ -15,10 +15,6 @@ from gpu_jobs.engine.decode_batch import DecodeBatch, Row
 
 
 class EchoEngine(GenerationEngine):
-    def __init__(self, tokenizer: Any, name: str) -> None:
-        self._tokenizer = tokenizer
-        self._name = name
-
     @classmethod
     def from_artifact(cls, directory: Path) -> EchoEngine:
         from transformers import AutoTokenizer
@@ -27,12 +23,9 @@ class EchoEngine(GenerationEngine):
 
         return cls(AutoTokenizer.from_pretrained(directory), verify(directory).model_name)
 
-    @property
-    def model_name(self) -> str:
-        return self._name
-
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return str(self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    def token_piece(self, token_id: int) -> tuple[str, bytes]:
+        text = str(self._tokenizer.decode([token_id]))
+        return text, text.encode()
 
     def admit(self, requests: list[GenerationRequest], tickets: list[Any] | None = None) -> DecodeBatch:
         """Every request is finished here: its answer is its own prompt's first tokens."""

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import boto3
+import httpx2
+import openai
 import pytest
 
+from stratus.localcloud.gateway import HttpApiGateway
 from stratus.localcloud.resources import Created
 from stratus.localcloud.sqs_source import SqsEventSource
 from stratus_core.adapters import aws
@@ -137,3 +141,59 @@ def pipeline(
         ),
         created=created,
     )
+
+
+# The official `openai` client, unchanged, against the gateway + authorizer + API handlers
+# (`client_for(api_key)`), with a pipeline that keeps running in the background (`running`).
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def gateway_clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client_for(cloud: dict[str, str], gateway_clock: Clock) -> Callable[..., openai.OpenAI]:
+    from api.app import lambda_handler as api_handler
+    from authorizer.app import lambda_handler as authorizer_handler
+
+    gateway = HttpApiGateway(authorizer_handler, api_handler, cache_ttl_seconds=30, clock=gateway_clock)
+
+    def make(api_key: str, observe: Callable[[httpx2.Response], None] | None = None) -> openai.OpenAI:
+        def route(request: httpx2.Request) -> httpx2.Response:
+            answer = gateway.handle(
+                request.method, request.url.path, request.url.query.decode(), dict(request.headers), request.read()
+            )
+            response = httpx2.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
+            if observe is not None:
+                observe(response)
+            return response
+
+        http = httpx2.Client(transport=httpx2.MockTransport(route))
+        return openai.OpenAI(api_key=api_key, base_url="https://stratus.test/v1", http_client=http, max_retries=0)
+
+    return make
+
+
+@pytest.fixture
+def running(pipeline: Pipeline, linearizable_moto: None) -> Iterator[Pipeline]:
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            pipeline.run()
+            stop.wait(0.05)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    yield pipeline
+    stop.set()
+    worker.join()

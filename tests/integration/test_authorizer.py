@@ -5,6 +5,10 @@ A refused key is passed on with a denial and no identity (the API answers it wit
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -146,3 +150,47 @@ def test_rotated_key_works_through_the_grace_period_then_stops(
 
     assert refusal(authorize(f"Bearer {old.api_key}")) == "invalid_api_key"
     assert refusal(authorize(f"Bearer {new.api_key}")) is None
+
+
+def test_concurrent_invocations_each_log_their_own_callers_identity(
+    authorize: Callable[[str | None], dict[str, Any]],
+    make_tenant: Callable[..., IssuedKey],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """acme's invocation is held between taking its identity and logging its line while globex's
+    runs whole (events, not timing); acme's line must still name acme, globex's globex."""
+    from authorizer import app
+
+    acme, globex = make_tenant("acme"), make_tenant("globex")
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(app.logger.registered_formatter)
+    app.logger._logger.addHandler(handler)
+    acme_identified, globex_done = threading.Event(), threading.Event()
+    add_metric = app.metrics.add_metric
+
+    def held(**metric: Any) -> None:
+        if metric["name"] == "AuthorizerAllowed" and threading.current_thread().name == "acme":
+            acme_identified.set()
+            assert globex_done.wait(30)
+        add_metric(**metric)
+
+    monkeypatch.setattr(app.metrics, "add_metric", held)
+    first = threading.Thread(target=authorize, args=(f"Bearer {acme.api_key}",), name="acme")
+    try:
+        first.start()
+        assert acme_identified.wait(30)
+        authorize(f"Bearer {globex.api_key}")
+        globex_done.set()
+        first.join(30)
+        app.logger.info("later, in the thread that ran globex's invocation")
+    finally:
+        app.logger._logger.removeHandler(handler)
+
+    allowed = [json.loads(line) for line in lines.getvalue().splitlines() if '"allowed"' in line]
+    assert [(line["tenant_id"], line["key_id"]) for line in allowed] == [
+        ("globex", globex.key_id),
+        ("acme", acme.key_id),
+    ]
+    later = json.loads(lines.getvalue().splitlines()[-1])
+    assert later["message"].startswith("later") and "tenant_id" not in later and "key_id" not in later

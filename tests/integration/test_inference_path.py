@@ -21,6 +21,7 @@ from .conftest import Pipeline
 Api = Callable[..., ApiResponse]
 MODEL = "smollm2-135m-instruct"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello there model"}], "max_tokens": 16}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
 
 
 def no_wait(call_api: Api, path: str, body: dict[str, Any], caller: Any) -> ApiResponse:
@@ -56,7 +57,7 @@ def test_one_chat_request_end_to_end(
     assert completion["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "echo: hello there model"},
+            "message": {"role": "assistant", "content": "echo: hello there model", "refusal": None},
             "finish_reason": "stop",
             "logprobs": None,
         }
@@ -319,8 +320,17 @@ def test_another_tenants_job_is_404(call_api: Api, make_tenant: Callable[..., Is
     ("body", "param", "code"),
     [
         ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options", "unsupported_parameter"),
-        ({**CHAT, "n": 2}, "n", "unsupported_parameter"),
-        ({**CHAT, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+        ({**CHAT, "n": 9}, "n", "invalid_value"),
+        ({**CHAT, "tools": [{"type": "function"}]}, "tools.0.function", "invalid_value"),
+        ({**CHAT, "messages": [{"role": "tool", "content": "12 C"}]}, "messages.0", "invalid_value"),
+        ({**CHAT, "messages": [{"role": "user", "content": None}]}, "messages.0", "invalid_value"),
+        (
+            {**CHAT, "messages": [{"role": "user", "content": "hi", "tool_calls": [CALL]}]},
+            "messages.0",
+            "invalid_value",
+        ),
+        ({**CHAT, "best_of": 2}, "best_of", "unsupported_parameter"),
+        ({**CHAT, "functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
         ({**CHAT, "max_tokens": 0}, "max_tokens", "invalid_value"),
         ({**CHAT, "temperature": 3}, "temperature", "invalid_value"),
         ({**CHAT, "messages": []}, "messages", "invalid_value"),

@@ -29,9 +29,9 @@ def post(server: RunningServer, payload: bytes) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read())
 
 
-def pack(*requests: dict[str, Any]) -> bytes:
+def pack(*requests: dict[str, Any], version: int = 2) -> bytes:
     body = {
-        "version": 1,
+        "version": version,
         "pack_id": "pack_test",
         "model": "tiny",
         "requests": [{"job_id": f"job_{i}", "tenant_id": "acme", "model": "tiny", **r} for i, r in enumerate(requests)],
@@ -118,6 +118,33 @@ def test_a_bad_pack_is_400_not_500(server: RunningServer) -> None:
     status, body = post(server, b'{"version": 2}')
     assert status == 400
     assert "InferencePack" in body["error"]
+    status, body = post(server, pack(completion("x"), version=3))
+    assert status == 400 and body["details"][0]["loc"] == ["version"]
+
+
+def test_a_version_1_pack_queued_before_a_deploy_is_still_served(server: RunningServer) -> None:
+    status, old = post(server, pack(completion("one two three", seed=1, temperature=1.0), version=1))
+    _, new = post(server, pack(completion("one two three", seed=1, temperature=1.0)))
+
+    assert status == 200 and old["version"] == 2
+    assert old["results"][0]["choices"] == new["results"][0]["choices"]
+
+
+def test_a_version_2_pack_carries_options_per_request(server: RunningServer) -> None:
+    options = {"n": 2, "seed": 4, "temperature": 1.0, "logprobs": True, "top_logprobs": 3}
+    json_object = {"response_format": {"type": "json_object"}, "max_tokens": 40}
+    status, body = post(server, pack(chat("hello", **options), chat("hello", **json_object), completion("hello")))
+
+    assert status == 200
+    sampled, structured, plain = PackResult.model_validate(body).results
+    assert sampled.choices is not None and sampled.usage is not None
+    assert [choice.index for choice in sampled.choices] == [0, 1]
+    assert sampled.usage.completion_tokens == sum(len(choice.logprobs or []) for choice in sampled.choices)
+    assert all(len(entry.top_logprobs) == 3 for choice in sampled.choices for entry in choice.logprobs or [])
+    assert structured.choices is not None
+    if structured.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(structured.choices[0].text), dict)
+    assert plain.choices is not None and plain.choices[0].logprobs is None
 
 
 def test_concurrent_packs_are_generated_in_shared_batches(server: RunningServer) -> None:

@@ -6,6 +6,8 @@ notifications; the dispatcher and results functions crash mid-batch (after their
 messages are acknowledged, so SQS delivers them again); poison messages are sent to the requests
 queue. The sweeper runs at the end, two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS`
 sets the size (CI: 300; `make reliability`: 1,000, which also writes its section of docs/RELIABILITY.md).
+Four requests in five carry generation options (`n`, logprobs, `json_object`, a required tool call
+with `n: 2`): every choice's tokens must be billed exactly once too.
 """
 
 from __future__ import annotations
@@ -111,8 +113,19 @@ def crashing(handler: Callable[..., Any], rng: random.Random, fault: str, inject
     return run
 
 
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+OPTIONS: list[dict[str, Any]] = [  # every fifth request plain; the others with a generation option
+    {},
+    {"n": 3, "seed": 1},
+    {"logprobs": True, "top_logprobs": 2},
+    {"response_format": {"type": "json_object"}},
+    {"tools": [TOOL], "tool_choice": "required", "n": 2},
+]
+
+
 def chat(i: int) -> dict[str, Any]:
-    return {"model": MODEL, "messages": [{"role": "user", "content": f"question {i} about things"}], "max_tokens": 6}
+    question = {"role": "user", "content": f"question {i} about things"}
+    return {"model": MODEL, "messages": [question], "max_tokens": 6, **OPTIONS[i % len(OPTIONS)]}
 
 
 def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(

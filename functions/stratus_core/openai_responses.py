@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stratus_core.contract import JsonSchemaFormat, ResponseFormat
+from stratus_core.contract import FUNCTION_NAME, JsonSchemaFormat, ResponseFormat
 from stratus_core.openai_types import (
     DEFAULT_MAX_TOKENS,
     MAX_MESSAGES,
@@ -67,7 +67,7 @@ class TextFormat(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: Literal["text", "json_object", "json_schema"]
-    name: str | None = None
+    name: str | None = Field(default=None, pattern=FUNCTION_NAME)  # chat's json_schema.name rule
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None

@@ -492,3 +492,16 @@ def test_a_request_not_done_within_the_wait_is_a_retryable_503_and_its_retry_att
     assert retry.status == 200 and retry.body["id"] == f"chatcmpl-{job_id}"
     assert usage_totals("acme")["requests"] == 1
     assert services.tenants.get("acme").in_flight == 0
+
+
+def test_a_responses_text_format_with_an_invalid_name_is_400_and_admits_nothing(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey]
+) -> None:
+    caller = principal_of(make_tenant("acme"))
+    schema = {"type": "json_schema", "name": "not a name!", "schema": {"type": "object"}}
+
+    response = no_wait(call_api, "/v1/responses", {"model": MODEL, "input": "hi", "text": {"format": schema}}, caller)
+
+    assert response.status == 400, response.body
+    assert response.body["error"]["param"] == "text.format.name"
+    assert services.tenants.get("acme").in_flight == 0

@@ -18,6 +18,7 @@ def load_engine(directory: Path, settings: ServerSettings) -> TransformersEngine
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = verify(directory)
+    check_gpus(settings)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     from transformers import AutoConfig
@@ -39,6 +40,24 @@ def load_engine(directory: Path, settings: ServerSettings) -> TransformersEngine
     tokenizer = AutoTokenizer.from_pretrained(directory)
     logger.info("artifact loaded", extra={"model": manifest.model_name, "method": manifest.method})
     return TransformersEngine(model, tokenizer, manifest.model_name)
+
+
+class GpusMissing(RuntimeError):
+    """The instance was expected to have GPUs that CUDA cannot use."""
+
+
+def check_gpus(settings: ServerSettings) -> None:
+    """Refuse to load on the CPUs of an instance that should have GPUs (`/ping` then fails with this
+    message, so the endpoint does not go InService serving from its CPUs)."""
+    import torch
+
+    visible = int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    if settings.gpus_expected and visible < settings.num_gpus:
+        raise GpusMissing(
+            f"SM_NUM_GPUS={settings.num_gpus} but CUDA sees {visible} GPU(s) (torch {torch.__version__}, built"
+            f" for CUDA {torch.version.cuda}): the instance's NVIDIA driver does not fit the image; set the"
+            " production variant's InferenceAmiVersion (README, Deploy)"
+        )
 
 
 def load_int4(directory: Path, manifest: Manifest, device_map: dict[str, int] | str | None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 from pathlib import Path
 
@@ -112,6 +113,23 @@ def build_command(
     )
 
 
+ECR_IMAGE = re.compile(
+    r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?P<cn>\.cn)?"
+    r"/(?P<repository>[a-z0-9._/-]+?)(?::[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$"
+)
+
+
+def repository_arn(image_uri: str) -> str:
+    """The ECR repository an image URI names, as the endpoint role's policy needs it: the whole
+    path (a namespaced `team/stratus-llm` too), in the URI's own account, region and partition."""
+    match = ECR_IMAGE.match(image_uri)
+    if match is None:
+        expected = "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"
+        raise click.BadParameter(f"{image_uri!r} is not an ECR image URI ({expected})")
+    partition = "aws-cn" if match["cn"] else ("aws-us-gov" if match["region"].startswith("us-gov-") else "aws")
+    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
+
+
 @model.command("upload")
 @click.argument("artifact", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--bucket", required=True, help="S3 bucket for model artifacts (yours, not the stack's data bucket).")
@@ -132,6 +150,7 @@ def upload_command(artifact: Path, bucket: str, prefix: str, image_uri: str | No
     from gpu_jobs.artifact import ArtifactError, sha256_file, verify
     from gpu_jobs.build import package
 
+    repository = repository_arn(image_uri) if image_uri else None  # refused before any upload
     try:
         manifest = verify(artifact)
     except ArtifactError as refused:
@@ -153,9 +172,12 @@ def upload_command(artifact: Path, bucket: str, prefix: str, image_uri: str | No
             Callback=bar.update,
         )
     url = f"s3://{bucket}/{key}"
-    overrides = f"ModelDataUrl={url}" + (
-        f" ModelImageUri={image_uri}" if image_uri else " ModelImageUri=<your ECR image>"
+    image = (
+        f" ModelImageUri={image_uri} ModelImageRepositoryArn={repository}"
+        if repository
+        else " ModelImageUri=<your ECR image> ModelImageRepositoryArn=<its repository's ARN>"
     )
+    overrides = f"ModelDataUrl={url}{image}"
     if as_json:
         click.echo(json.dumps({"model_data_url": url, "sha256": digest, "bytes": size, "method": manifest.method}))
         return

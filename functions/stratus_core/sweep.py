@@ -7,14 +7,22 @@ Each run, in order:
    they have waited (at most an hour), so a job queued behind a cold start is not failed;
 2. jobs past their deadline are finished the same way, or expire and release their reservation;
 3. reservations whose job was never recorded, or ended without releasing them, are given back.
+
+One job that cannot be resolved (its file unreadable, a write that keeps failing) never stops the
+others: the error is logged with the job's id, counted in `SweepReport.errors`, and the run goes on
+to the next job and the next step; the handler then fails the invocation so that the functions'
+error alarm fires. (On AWS a read the role may not make answers 403 `AccessDenied` for every job;
+before this, the first such read aborted the whole sweep, so overdue jobs never expired and orphaned
+reservations were never released.)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError, PackResult
@@ -23,6 +31,7 @@ from stratus_core.results import PackReader, ResultsProcessor
 from stratus_core.settlement import Settlement
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ORPHAN_GRACE = timedelta(minutes=15)
 """A reservation younger than this may still get its job (the API is between the two writes)."""
@@ -34,6 +43,7 @@ class SweepReport:
     overdue: int  # jobs found past their deadline
     resolved: int  # of those, how many this run finished (from S3 or by expiring them)
     orphans_released: int
+    errors: int = 0  # jobs (or steps) that raised; the others were still swept
 
 
 @dataclass
@@ -43,6 +53,7 @@ class FileCache:
     outputs: dict[str, PackResult | None] = field(default_factory=dict)
     failures: dict[str, str | None] = field(default_factory=dict)
     jobs_finished: int = 0  # jobs these files finished
+    errors: int = 0  # jobs that raised while being resolved
 
 
 class Sweeper:
@@ -65,11 +76,19 @@ class Sweeper:
 
     def run(self) -> SweepReport:
         now = self._clock()
-        recovered = self.recover_unanswered(now)
-        overdue = self._jobs.overdue(now, self._batch)
-        resolved = sum(self.resolve_overdue(job) for job in overdue)
-        orphans = self._settlement.release_orphans(self._job_is_live, ORPHAN_GRACE, self._batch)
-        return SweepReport(recovered, len(overdue), resolved, orphans)
+        files = FileCache()
+        unanswered = self._step(lambda: self._jobs.unanswered(now, self._batch), files) or []
+        self._each(unanswered, files, lambda job: self._recover(job, files, now))
+        if files.jobs_finished:
+            logger.warning("finished jobs whose notification never came", extra={"jobs": files.jobs_finished})
+        recovered, errors = files.jobs_finished, files.errors
+        overdue_files = FileCache()
+        overdue = self._step(lambda: self._jobs.overdue(now, self._batch), overdue_files) or []
+        resolved = sum(self._each(overdue, overdue_files, self.resolve_overdue))
+        orphans = self._step(
+            lambda: self._settlement.release_orphans(self._job_is_live, ORPHAN_GRACE, self._batch), overdue_files
+        )
+        return SweepReport(recovered, len(overdue), resolved, orphans or 0, errors + overdue_files.errors)
 
     def recover_unanswered(self, now: datetime) -> int:
         """Dispatched jobs whose notification is late: finish those whose output or failure file
@@ -78,11 +97,35 @@ class Sweeper:
         its pack are late."""
         files = FileCache()
         for job in self._jobs.unanswered(now, self._batch):
-            if not self._resolve_from_files(job, files):
-                self._jobs.recheck_later(job, now)
-        if files.jobs_finished:
-            logger.warning("finished jobs whose notification never came", extra={"jobs": files.jobs_finished})
+            self._recover(job, files, now)
         return files.jobs_finished
+
+    def _recover(self, job: Job, files: FileCache, now: datetime) -> bool:
+        if self._resolve_from_files(job, files):
+            return True
+        self._jobs.recheck_later(job, now)
+        return False
+
+    @staticmethod
+    def _each(jobs: Iterable[Job], files: FileCache, resolve: Callable[[Job], bool]) -> list[bool]:
+        """`resolve` for each job; a job that raises is logged and counted, and the next one goes on."""
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(resolve(job))
+            except Exception:  # one job's failure must not stop the sweep; counted and re-raised by the handler
+                logger.exception("could not sweep a job", extra={"job_id": job.job_id, "status": str(job.status)})
+                files.errors += 1
+        return outcomes
+
+    @staticmethod
+    def _step(run: Callable[[], T], files: FileCache) -> T | None:
+        try:
+            return run()
+        except Exception:  # a failed step must not stop the next one; counted and re-raised by the handler
+            logger.exception("a sweep step failed")
+            files.errors += 1
+            return None
 
     def resolve_overdue(self, job: Job) -> bool:
         """One job past its deadline: from SageMaker's output or failure file if one exists (the

@@ -27,5 +27,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="NotificationsRecovered", unit=MetricUnit.Count, value=report.recovered)
     metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=report.resolved)
     metrics.add_metric(name="OrphanedReservationsReleased", unit=MetricUnit.Count, value=report.orphans_released)
+    metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=report.errors)
     logger.info("sweep done", extra=asdict(report))
+    if report.errors:
+        # every other job was swept; failing the invocation makes the functions' error alarm fire
+        raise SweepIncomplete(f"{report.errors} job(s) could not be swept; their errors are logged above")
     return asdict(report)
+
+
+class SweepIncomplete(Exception):
+    """Some jobs could not be swept (the others were)."""

@@ -41,6 +41,14 @@ S3_ACTIONS = {
     "UploadPart": "s3:PutObject",
     "CompleteMultipartUpload": "s3:PutObject",
 }
+MISS_TOLERANT_READS = {"GetObject", "HeadObject"}
+"""Every object read in Stratus treats a missing object as an answer (`None`: not written yet, a 404,
+a job that failed). S3 gives that answer only to a caller that may list the bucket: "If you have
+the s3:ListBucket permission on the bucket, Amazon S3 returns an HTTP status code 404 (Not Found)
+error. If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403
+(Access Denied) error." (GetObject and HeadObject API reference, Permissions). moto answers 404
+either way, so this rule stands in for S3: such a read needs `s3:ListBucket` on the bucket for the
+key's prefix (`s3:prefix`, which S3 sets to the object's key when it makes this decision)."""
 SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
 
 recorded: dict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -87,10 +95,14 @@ def needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
             resource += f"/index/{params['IndexName']}"
         return [(f"dynamodb:{operation}", resource)]
     if service == "s3":
-        resource = logical(params["Bucket"])
-        if "Key" in params:
-            resource += "/" + params["Key"].split("/", 1)[0] + "/*"
-        return [(S3_ACTIONS[operation], resource)]
+        bucket = logical(params["Bucket"])
+        if "Key" not in params:
+            return [(S3_ACTIONS[operation], bucket)]
+        prefix = params["Key"].split("/", 1)[0] + "/*"
+        pairs = [(S3_ACTIONS[operation], f"{bucket}/{prefix}")]
+        if operation in MISS_TOLERANT_READS:
+            pairs.append(("s3:ListBucket", f"{bucket}?s3:prefix={prefix}"))
+        return pairs
     if service == "sqs":
         return [(f"sqs:{SQS_ACTIONS.get(operation, operation)}", logical(params["QueueUrl"]))]
     if service in ("sagemaker-runtime", "sagemaker"):

@@ -50,7 +50,14 @@ def granted() -> dict[str, set[tuple[str, str]]]:
                     statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 )
                 assert all("*" not in action for action in actions), f"{package}: wildcard action {actions}"
-                pairs.update(product(actions, map(resource_name, resources)))
+                names = [resource_name(resource) for resource in resources]
+                prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+                if prefixes is not None:  # s3:ListBucket scoped to key prefixes: the recorder's `?s3:prefix=`
+                    prefixes = prefixes if isinstance(prefixes, list) else [prefixes]
+                    names = [f"{name}?s3:prefix={prefix}" for name in names for prefix in prefixes]
+                else:
+                    assert "Condition" not in statement, f"{package}: a condition this test cannot read"
+                pairs.update(product(actions, names))
         grants[package] = pairs
     return grants
 

@@ -434,7 +434,7 @@ def test_lost_notifications_of_a_batch_are_found_within_minutes_not_at_its_24h_d
     swept = sweeper_app.lambda_handler({}, FakeContext())
     pipeline.batches.drain()
 
-    assert swept == {"recovered": 5, "overdue": 0, "resolved": 0, "orphans_released": 0}
+    assert swept == {"recovered": 5, "overdue": 0, "resolved": 0, "orphans_released": 0, "errors": 0}
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
     assert (done["status"], done["request_counts"]) == ("completed", {"total": 5, "completed": 5, "failed": 0})
     today = datetime.now(UTC).date()

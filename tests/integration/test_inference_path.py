@@ -259,6 +259,7 @@ def test_lost_notification_is_recovered_by_the_sweeper(
         "overdue": 1,
         "resolved": 1,
         "orphans_released": 0,
+        "errors": 0,
     }
 
     assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "completed"
@@ -271,6 +272,7 @@ def test_lost_notification_is_recovered_by_the_sweeper(
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,
+        "errors": 0,
     }
 
 
@@ -297,6 +299,7 @@ def test_lost_error_notification_fails_the_job_from_the_failure_file(
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,
+        "errors": 0,
     }
 
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
@@ -443,12 +446,13 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
         clock["now"] = dispatched + after
         return sweeper_app.lambda_handler({}, FakeContext())  # type: ignore[no-any-return]
 
-    assert sweep_at(check / 2) == {"recovered": 0, "overdue": 0, "resolved": 0, "orphans_released": 0}
+    assert sweep_at(check / 2) == {"recovered": 0, "overdue": 0, "resolved": 0, "orphans_released": 0, "errors": 0}
     assert sweep_at(check + timedelta(seconds=1)) == {
         "recovered": 0,
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,
+        "errors": 0,
     }  # looked: nothing
     pipeline.endpoint.run_pending()  # the output appears; its notification is lost
     # the next look waits as long as the job has waited so far, so a sweep soon after does not see it
@@ -457,6 +461,7 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,
+        "errors": 0,
     }
     assert call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"] == "dispatched"
     assert sweep_at(check * 2 + timedelta(seconds=3)) == {
@@ -464,6 +469,7 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,
+        "errors": 0,
     }
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert job["status"] == "completed"

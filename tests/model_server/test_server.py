@@ -18,6 +18,12 @@ from stratus_core.contract import InferencePack, PackResult
 from .conftest import RunningServer
 
 
+def torch_sees_a_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def post(server: RunningServer, payload: bytes) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         f"{server.url}/invocations", data=payload, headers={"Content-Type": "application/json"}, method="POST"
@@ -167,6 +173,56 @@ def test_a_corrupted_shard_is_refused(tiny_artifact: Path, tmp_path: Path) -> No
 
     with pytest.raises(ArtifactError, match=f"shard {shard.name}: SHA-256"):
         verify(broken)
+
+
+def ping(holder: ModelHolder) -> tuple[int, dict[str, Any]]:
+    """`GET /ping` through the ASGI app, without a socket."""
+    import asyncio
+
+    app = create_app(holder)
+    sent: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/ping", "headers": [], "query_string": b""}
+        await app(scope, receive, send)
+
+    asyncio.run(call())
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+@pytest.mark.skipif(torch_sees_a_gpu(), reason="the instance this checks for has GPUs that CUDA cannot use")
+def test_ping_fails_when_the_instance_should_have_gpus_that_cuda_cannot_see(tiny_artifact: Path) -> None:
+    """SageMaker's default driver on ml.g5 async endpoints is 470 (CUDA 11.4): a CUDA 12 image sees no
+    GPU there. The model must not then load on the CPUs behind a healthy `/ping`."""
+    from gpu_jobs.serve import build_holder
+    from gpu_jobs.settings import ServerSettings
+
+    settings = ServerSettings.from_environment({"SM_MODEL_DIR": str(tiny_artifact), "SM_NUM_GPUS": "1"})
+    holder = build_holder(settings)
+    holder.start()
+
+    assert not holder.wait(60)
+    status, body = ping(holder)
+    assert (status, body["status"]) == (503, "failed")
+    assert body["error"].startswith("GpusMissing: SM_NUM_GPUS=1 but CUDA sees 0 GPU(s)")
+    assert "InferenceAmiVersion" in body["error"]
+
+
+def test_without_sm_num_gpus_the_server_uses_the_gpus_cuda_sees() -> None:
+    """SageMaker does not set SM_NUM_GPUS for a container of one's own."""
+    from gpu_jobs.settings import ServerSettings, visible_gpus
+
+    unset = ServerSettings.from_environment({})
+    assert (unset.num_gpus, unset.gpus_expected) == (visible_gpus(), False)
+    assert ServerSettings.from_environment({"SM_NUM_GPUS": "0"}).gpus_expected is False
+    four = ServerSettings.from_environment({"SM_NUM_GPUS": "4"})
+    assert (four.num_gpus, four.gpus_expected) == (4, True)
 
 
 def test_ping_is_503_until_the_model_loads() -> None:

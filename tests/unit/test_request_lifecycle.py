@@ -169,3 +169,37 @@ def test_a_late_output_is_looked_for_again_later_and_found_before_the_deadline()
     assert world.sweeper.run().recovered == 1
 
     assert status(world, job) is JobStatus.COMPLETED
+
+
+def test_one_job_whose_files_cannot_be_read_does_not_stop_the_sweep_of_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On AWS a read the role may not make is a 403 (`AccessDenied`), for a missing object too when
+    the role lacks `s3:ListBucket`. Before, the first such read aborted the whole sweep: overdue jobs
+    never expired and their reservations stayed held."""
+    # GIVEN two jobs in two packs, past their deadline, with no output; one job's output cannot be read
+    world = MemoryWorld(max_pack_size=1)
+    world.tenants.create(TenantCreate(tenant_id="acme", name="Acme"))
+    unreadable, other = ask(world, "unreadable"), ask(world, "other")
+    world.dispatch()
+    world.endpoint.pending = []
+    stuck = world.job_store.get("acme", unreadable.job_id)
+    assert stuck is not None and stuck.output_location
+    read_result = world.objects.read_result
+
+    def denied(uri: str) -> object:
+        if uri == stuck.output_location:
+            raise PermissionError("AccessDenied")
+        return read_result(uri)
+
+    monkeypatch.setattr(world.objects, "read_result", denied)
+
+    # WHEN the sweeper runs past the deadline
+    world.clock.advance(hours=2)
+    report = world.sweeper.run()
+
+    # THEN the other job expired and gave back its slot; the unreadable one is counted (once as a
+    # late notification, once as overdue), and stays for the next run
+    assert (report.overdue, report.resolved, report.errors) == (2, 1, 2)
+    assert (status(world, unreadable), status(world, other)) == (JobStatus.DISPATCHED, JobStatus.EXPIRED)
+    assert world.tenants.get("acme").in_flight == 1

@@ -311,11 +311,11 @@ class MemoryJobStore:
     def unanswered(self, before: datetime, limit: int) -> list[Job]:
         with self.lock:
             late = [
-                j
+                (self.recheck_at[key], j)
                 for key, j in self.items.items()
                 if j.status is JobStatus.DISPATCHED and self.recheck_at.get(key, before) < before
             ]
-            return late[:limit]
+            return [j for _, j in sorted(late, key=lambda pair: pair[0])][:limit]
 
     def recheck_later(self, job: Job, now: datetime) -> None:
         with self.lock:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from stratus_core.adapters.dynamo.sparse_index import INDEX_SHARDS, shard_of
 from stratus_core.batches.models import BatchStatus, StoredBatch
 from stratus_core.contract import JobError, Usage
 from stratus_core.errors import Conflict, Limit, LimitExceeded
@@ -114,6 +115,69 @@ def test_a_job_is_created_once_and_dispatched_once(stack: Any) -> None:
     assert late.job_id == admitted.job_id
     stack.job_store.recheck_later(late, now + timedelta(minutes=6))
     assert stack.job_store.unanswered(now + timedelta(minutes=7), 10) == []
+
+
+def job_ids_filling_every_shard(per_shard: int) -> list[str]:
+    """Job ids (in the API's format) with exactly `per_shard` of them in each index shard, the
+    shards interleaved so that admission order is not shard order."""
+    by_shard: dict[str, list[str]] = {}
+    candidate = 0
+    while len(by_shard) < INDEX_SHARDS or any(len(ids) < per_shard for ids in by_shard.values()):
+        job_id = f"job_{candidate:024x}"
+        candidate += 1
+        ids = by_shard.setdefault(shard_of(job_id), [])
+        if len(ids) < per_shard:
+            ids.append(job_id)
+    return [ids[round_] for round_ in range(per_shard) for ids in by_shard.values()]
+
+
+def admit_one_second_apart(stack: Any, job_ids: list[str]) -> list[Job]:
+    tenant(stack, max_in_flight=1000, requests_per_minute=1000, tokens_per_minute=1_000_000)
+    jobs = []
+    for job_id in job_ids:
+        stack.clock.advance(seconds=1)
+        jobs.append(stack.intake.accept(chat_request(max_tokens=20).model_copy(update={"job_id": job_id})))
+    return jobs
+
+
+def test_the_sweeper_expires_overdue_jobs_in_every_index_shard(stack: Any) -> None:
+    # GIVEN one job in each of the 16 shards of the sparse indexes, none of which ever finishes
+    ids = job_ids_filling_every_shard(per_shard=1)
+    admit_one_second_apart(stack, ids)
+
+    # WHEN the sweeper runs past their deadline (the request TTL, 1 h)
+    stack.clock.advance(hours=2)
+    report = stack.sweeper.run()
+
+    # THEN every one of them expired and gave its reservation back
+    assert (report.overdue, report.resolved) == (INDEX_SHARDS, INDEX_SHARDS)
+    assert {stack.job_store.get("acme", job_id).status for job_id in ids} == {JobStatus.EXPIRED}
+    assert stack.tenants.get("acme").in_flight == 0
+    assert stack.admission_store.pending_before(stack.clock(), 100) == []
+
+
+def test_the_oldest_live_items_come_first_whichever_shard_they_are_in(stack: Any) -> None:
+    # GIVEN 32 jobs, two per shard, admitted a second apart, and dispatched in the reverse order
+    ids = job_ids_filling_every_shard(per_shard=2)
+    jobs = admit_one_second_apart(stack, ids)
+    dispatched_at = stack.clock()
+    for offset, admitted in enumerate(reversed(jobs)):
+        at = dispatched_at + timedelta(seconds=offset)
+        assert stack.job_store.mark_dispatched(admitted, "pack_1", "s3://b/out", "s3://b/fail", at) is True
+
+    # WHEN the sweeper's queries ask for fewer than there are, and for more
+    later = stack.clock.advance(hours=2)
+
+    # THEN the oldest come first across every shard, and a limit holds whatever the shards hold
+    def ids_of(found: list[Any]) -> list[str]:
+        return [item.job_id for item in found]
+
+    assert ids_of(stack.job_store.overdue(later, 5)) == ids[:5]
+    assert ids_of(stack.job_store.overdue(later, 100)) == ids
+    assert ids_of(stack.job_store.unanswered(later, 5)) == list(reversed(ids))[:5]
+    assert ids_of(stack.job_store.unanswered(later, 100)) == list(reversed(ids))
+    assert ids_of(stack.admission_store.pending_before(later, 5)) == ids[:5]
+    assert ids_of(stack.admission_store.pending_before(later, 100)) == ids
 
 
 def test_a_batch_moves_only_from_the_states_it_is_allowed_to_leave(stack: Any) -> None:

@@ -11,6 +11,11 @@ Usage table layout (partition `pk`, sort `sk`):
 | TENANT#<id>    | CLAIM#<fingerprint>         | the job a retried request attaches to (TTL 1 h / 24 h) |
 
 The in-flight count lives on the tenant's own item so that its condition reads the live limit.
+
+A reservation still `reserved` carries `pending`, which puts it in the sparse
+`PendingReservationsIndex`; its value is the job's index shard (`sparse_index.shard_of`), so held
+reservations spread over 16 index partitions. Reservations written before sharding carry "1",
+one of the shards, and are still found.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.sparse_index import entries_before, shard_of
 from stratus_core.adapters.dynamo.transactions import Cancelled, TransactionContended, transact
 from stratus_core.admission import (
     Claim,
@@ -43,7 +49,6 @@ if TYPE_CHECKING:
     Items = dict[str, TransactWriteItemTypeDef]
 
 MINUTE_COUNTER_TTL_SECONDS = 2 * 86_400
-PENDING = "1"
 PENDING_INDEX = "PendingReservationsIndex"
 """Sparse index of reservations still `reserved` (the `pending` attribute goes when they finish)."""
 
@@ -189,13 +194,14 @@ class DynamoAdmissionStore:
         }
 
     def _reservation_item(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> TransactWriteItemTypeDef:
-        """Record the reservation under its job id, once."""
+        """Record the reservation under its job id, once (in its shard of the pending index)."""
+        pending = shard_of(reservation.job_id)
         return {
             "Put": {
                 "TableName": self._usage,
                 "Item": {
                     **_key(tenant.tenant_id, f"RESV#{reservation.job_id}"),
-                    **to_item({**reservation.model_dump(), "expires_at": expires_at, "pending": PENDING}),
+                    **to_item({**reservation.model_dump(), "expires_at": expires_at, "pending": pending}),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
@@ -236,17 +242,10 @@ class DynamoAdmissionStore:
         return int(item.get("requests", {}).get("N", "0")), int(item.get("tokens", {}).get("N", "0"))
 
     def pending_before(self, before: datetime, limit: int) -> list[Reservation]:
-        """Reservations still held that were made before `before` (oldest first)."""
-        response = aws.dynamodb().query(
-            TableName=self._usage,
-            IndexName=PENDING_INDEX,
-            KeyConditionExpression="pending = :pending AND created_at < :before",
-            ExpressionAttributeValues={":pending": {"S": PENDING}, ":before": to_attr(before)},
-            Limit=limit,
-        )
+        """Reservations still held that were made before `before` (oldest first, over every shard)."""
+        entries = entries_before(self._usage, PENDING_INDEX, "pending", "created_at", to_attr(before), limit)
         found = [
-            self.get(item["pk"]["S"].removeprefix("TENANT#"), item["sk"]["S"].removeprefix("RESV#"))
-            for item in response.get("Items", [])
+            self.get(item["pk"]["S"].removeprefix("TENANT#"), item["sk"]["S"].removeprefix("RESV#")) for item in entries
         ]
         return [r for r in found if r is not None and r.state is ReservationState.RESERVED]
 

@@ -5,6 +5,10 @@ While a job is not terminal it carries `active` and `deadline`, which put it in 
 also carries `recheck_at`, which puts it in `DispatchedJobsIndex`: the sweeper looks for SageMaker's
 output of jobs whose notification is late (lost), and pushes `recheck_at` back when there is none
 yet. Every terminal transition removes `active`, which takes the job out of both indexes.
+
+`active` is there or not; its value is the job's index shard (`sparse_index.shard_of(job_id)`,
+"0" to "15"), so that the in-flight jobs spread over 16 index partitions instead of one. Jobs
+written before sharding carry "1", one of the shards, and are still found.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.sparse_index import entries_before, shard_of
 from stratus_core.adapters.dynamo.transactions import conditionally
 from stratus_core.errors import Conflict
 from stratus_core.jobs import Job, JobStatus
@@ -25,7 +30,6 @@ if TYPE_CHECKING:
 ACTIVE_INDEX = "ActiveJobsIndex"
 DISPATCHED_INDEX = "DispatchedJobsIndex"
 MAX_RECHECK = timedelta(hours=1)
-ACTIVE = "1"
 NON_TERMINAL = {":queued": {"S": JobStatus.QUEUED.value}, ":dispatched": {"S": JobStatus.DISPATCHED.value}}
 
 
@@ -39,7 +43,7 @@ def job_item(job: Job, retention_seconds: int) -> dict[str, Any]:
     if job.result is not None:
         item["result_json"] = {"S": json.dumps(job.result)}
     if not job.status.is_terminal:
-        item["active"] = {"S": ACTIVE}
+        item["active"] = {"S": shard_of(job.job_id)}
     return item
 
 
@@ -127,15 +131,10 @@ class DynamoJobStore:
 
     def _active_before(self, index: str, sort_key: str, before: datetime, limit: int) -> list[Job]:
         """Up to `limit` jobs of a sparse index of active jobs whose `sort_key` is before `before`,
-        read again from the table (the index is eventually consistent and keys only)."""
-        response = aws.dynamodb().query(
-            TableName=self.table,
-            IndexName=index,
-            KeyConditionExpression=f"active = :active AND {sort_key} < :before",
-            ExpressionAttributeValues={":active": {"S": ACTIVE}, ":before": to_attr(before)},
-            Limit=limit,
-        )
-        keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in response.get("Items", [])]
+        oldest first over every shard, read again from the table (the index is eventually
+        consistent and keys only)."""
+        entries = entries_before(self.table, index, "active", sort_key, to_attr(before), limit)
+        keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries]
         return [job for job in (self.get(tenant_id, job_id) for tenant_id, job_id in keys) if job is not None]
 
     def recheck_later(self, job: Job, now: datetime) -> None:

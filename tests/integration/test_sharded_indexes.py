@@ -1,0 +1,123 @@
+"""The sparse indexes of live jobs and reservations are not one hot partition (issue 15, item 8).
+
+Every GSI of the jobs table, and the usage table's, is keyed on an attribute only live items carry.
+Keyed on a constant, all of them would share one index partition, whose 1,000 write units a second
+would throttle every write to the base table (docs/dynamodb-ceilings.md). These read the indexes
+from `template.yaml`, so an index added later is checked too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import boto3
+import pytest
+
+from stratus.localcloud.resources import Created
+from stratus.template import load_template, resources_of_type
+from stratus_core.adapters.dynamo.job_store import job_key
+from stratus_core.adapters.dynamo.sparse_index import SHARDS, shard_of
+from stratus_core.jobs import JobStatus
+from stratus_core.services import Services
+from stratus_core.tenants import TenantCreate, TenantLimits
+from tests.memory import Clock, chat_request
+
+LIVE_ITEM_TABLES = ("JobsTable", "UsageTable")
+"""Tables whose GSIs are sparse indexes of in-flight items (the keys table's are per key and tenant)."""
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def stack(created: Created, clock: Clock) -> Services:
+    services = Services(clock=clock)
+    services.tenants.create(
+        TenantCreate(
+            tenant_id="acme",
+            name="Acme",
+            limits=TenantLimits(max_in_flight=1000, requests_per_minute=1000, tokens_per_minute=1_000_000),
+        )
+    )
+    return services
+
+
+def live_item_indexes() -> list[tuple[str, str, str]]:
+    """(table logical id, index name, partition key attribute) of every GSI of the live-item tables."""
+    tables = resources_of_type(load_template(), "AWS::DynamoDB::Table")
+    return [
+        (logical_id, index["IndexName"], next(k["AttributeName"] for k in index["KeySchema"] if k["KeyType"] == "HASH"))
+        for logical_id in LIVE_ITEM_TABLES
+        for index in tables[logical_id]["GlobalSecondaryIndexes"]
+    ]
+
+
+def test_the_live_item_indexes_are_the_three_the_sweeper_reads() -> None:
+    assert {(table, index) for table, index, _ in live_item_indexes()} == {
+        ("JobsTable", "ActiveJobsIndex"),
+        ("JobsTable", "DispatchedJobsIndex"),
+        ("UsageTable", "PendingReservationsIndex"),
+    }
+
+
+def test_no_sparse_index_of_live_items_puts_them_under_one_partition_key(
+    created: Created, stack: Services, clock: Clock
+) -> None:
+    # GIVEN 48 requests admitted with the API's own random job ids, all of them dispatched
+    for _ in range(48):
+        job = stack.intake.accept(chat_request(max_tokens=20))
+        assert stack.job_store.mark_dispatched(job, "pack_1", "s3://b/out", "s3://b/fail", clock()) is True
+
+    # WHEN each index is read back whole
+    client = boto3.client("dynamodb")
+    for logical_id, index, partition_key in live_item_indexes():
+        table = created.refs[logical_id]
+        entries = [
+            entry
+            for page in client.get_paginator("scan").paginate(TableName=table, IndexName=index)
+            for entry in page["Items"]
+        ]
+        spread = Counter(entry[partition_key]["S"] for entry in entries)
+
+        # THEN all 48 are in it, under many partition key values, none holding a quarter of them
+        assert sum(spread.values()) == 48, index
+        assert len(spread) > 1, f"{index}: every live item has {partition_key} = {set(spread)}"
+        assert set(spread) <= set(SHARDS), index
+        assert max(spread.values()) <= 12, f"{index}: {spread}"
+
+
+def test_jobs_and_reservations_written_before_sharding_are_still_swept(
+    created: Created, stack: Services, clock: Clock
+) -> None:
+    """The code before sharding wrote "1" in every item; "1" is one of the shards."""
+    # GIVEN a job in another shard whose job and reservation items carry the old constant
+    job_id = next(f"job_{n:024x}" for n in range(1000) if shard_of(f"job_{n:024x}") != "1")
+    job = stack.intake.accept(chat_request(max_tokens=20).model_copy(update={"job_id": job_id}))
+    client = boto3.client("dynamodb")
+    client.update_item(
+        TableName=created.refs["JobsTable"],
+        Key=job_key("acme", job.job_id),
+        UpdateExpression="SET active = :old",
+        ExpressionAttributeValues={":old": {"S": "1"}},
+    )
+    client.update_item(
+        TableName=created.refs["UsageTable"],
+        Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"RESV#{job.job_id}"}},
+        UpdateExpression="SET pending = :old",
+        ExpressionAttributeValues={":old": {"S": "1"}},
+    )
+
+    # WHEN the sweeper runs past its deadline
+    later = clock.advance(hours=2)
+    assert [r.job_id for r in stack.admission_store.pending_before(later, 10)] == [job.job_id]
+    report = stack.sweeper.run()
+
+    # THEN it is found, expired, and its reservation given back
+    assert (report.overdue, report.resolved) == (1, 1)
+    stored = stack.job_store.get("acme", job.job_id)
+    assert stored is not None and stored.status is JobStatus.EXPIRED
+    assert stack.tenants.get("acme").in_flight == 0
+    assert stack.admission_store.pending_before(later + timedelta(days=1), 10) == []

@@ -34,6 +34,7 @@ from stratus_core.batches.models import BatchMessage, BatchStatus, StoredBatch
 from stratus_core.batches.progress import BatchProgress
 from stratus_core.batches.service import BatchService
 from stratus_core.batches.worker import BatchWorker
+from stratus_core.billing import BillingService, Invoice
 from stratus_core.clock import minute_key
 from stratus_core.contract import (
     InferencePack,
@@ -193,6 +194,11 @@ class MemoryAdmissionStore:
         with self.lock:
             held = [r for r in self.reservations.values() if r.state is ReservationState.RESERVED]
             return sorted((r for r in held if r.created_at < before), key=lambda r: r.created_at)[:limit]
+
+    def tenants_holding(self, start: datetime, end: datetime) -> set[str]:
+        with self.lock:
+            held = (r for r in self.reservations.values() if r.state is ReservationState.RESERVED)
+            return {r.tenant_id for r in held if start <= r.created_at < end}
 
     def finish(self, reservation: Reservation, billing: Settle | Release, at: datetime) -> bool:
         """Settle or release, under the caller's lock; False if no longer reserved."""
@@ -500,6 +506,35 @@ class MemoryObjects:
         return f"https://memory.invalid/{key}?expires={expires_in}"
 
 
+class MemoryInvoiceArchive:
+    """The data bucket's `invoices/`: each key written once, as S3's `If-None-Match: *` put does."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, str] = {}
+        self.puts = 0  # attempted writes, refused ones included
+
+    def finalized(self, month: str) -> set[str]:
+        prefix = f"invoices/{month}/"
+        names = (key.removeprefix(prefix) for key in self.objects if key.startswith(prefix))
+        return {name.removesuffix(".json") for name in names if name.endswith(".json")}
+
+    def put(self, invoice: Invoice, csv_text: str) -> bool:
+        base = f"invoices/{invoice.month}/{invoice.tenant_id}"
+        self._put_once(f"{base}.csv", csv_text)
+        return self._put_once(f"{base}.json", invoice.model_dump_json(indent=2))
+
+    def _put_once(self, key: str, text: str) -> bool:
+        self.puts += 1
+        if key in self.objects:
+            return False
+        self.objects[key] = text
+        return True
+
+    def invoices(self) -> dict[str, Invoice]:
+        """The stored JSON invoices by key."""
+        return {key: Invoice.model_validate_json(text) for key, text in self.objects.items() if key.endswith(".json")}
+
+
 class MemoryFileStore:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], StoredFile] = {}
@@ -628,6 +663,10 @@ class MemoryWorld:
         catalog = load_catalog()
         self.tenants = TenantService(self.tenant_store)
         self.usage = UsageService(self.admission_store, catalog.currency)
+        self.invoice_archive = MemoryInvoiceArchive()
+        self.billing = BillingService(
+            self.tenant_store, self.admission_store, self.admission_store, catalog.currency, clock=self.clock
+        )
         self.admission = AdmissionService(self.tenant_store, self.admission_store, catalog, clock=self.clock)
         self.batch_progress = BatchProgress(self.batch_store, self.batch_queue)
         self.settlement = Settlement(

@@ -1,22 +1,56 @@
-"""Invoices: one per tenant and month, from the settled usage, in JSON and CSV."""
+"""Invoices: one per tenant and month, from the settled usage, in JSON and CSV.
+
+**An invoice is written once, when it is complete, and never rewritten.** Settlement bills a
+request on the day it was *admitted* (`DAY#<admission day>` in the usage table), not the day it
+settled: a batch request admitted at 23:59 on the 31st and settled on the 1st at 09:00 is October's
+usage. So October's figures can still grow after October ends, until every reservation admitted in
+October is settled or released. The billing run therefore *closes* a month per tenant, and only
+once no reservation the tenant was admitted in that month is still held (`HeldReservations`);
+a tenant that still holds one gets no invoice this run and is `open` in the answer. The billing
+function runs daily, so the next run closes it.
+
+Why close, rather than issue amendments for tokens settled after the invoice: a reservation's life
+is bounded. No job outlives its deadline (a batch's 24 h completion window; an interactive request's
+TTL, at most 6 h), the sweeper expires overdue jobs and releases orphaned reservations every few
+minutes, so every reservation of a month is terminal within `CLOSE_BOUND` (25 h) of its end. So
+a tenant's invoice waits at most one daily run, and there is one invoice per tenant and month,
+final when it appears; amendments would make every reader (the tenant, accounting, an export) sum
+documents for every month forever, to cover a window of one day. A tenant still open after
+`CLOSE_BOUND` is an error (`MonthClose.overdue`: a reservation outlived every deadline, the sweeper
+is not running, say); its invoice still waits, since an earlier one would be wrong.
+
+Why this is complete: reservations move one way only (reserved → settled or released), and a
+month's reservations are all admitted before the month ends. The run reads who still holds one
+*before* it reads the usage; a reservation not held at that moment has already written its usage
+(in the same transaction that ended it), and none is added afterwards. The archive writes an
+invoice only if none is stored under its key (`InvoiceArchive.put`), so a re-run, a retry or a
+concurrent run leaves a written invoice as it is: the tokens in the archive equal the tokens billed
+in the usage table for that month, at every run and after.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from stratus_core.clock import month_bounds, utcnow
+from stratus_core.batches.models import COMPLETION_WINDOW
+from stratus_core.clock import month_bounds, month_span, previous_month, utcnow
 from stratus_core.pricing import Money, plain_decimal
 from stratus_core.tenants import Tenant, TenantStore
 from stratus_core.usage import UsageRow, UsageStore
 
 CENT = Decimal("0.01")
 MONTH_PATTERN = r"^([1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-(0[1-9]|1[0-2])$"
+CLOSE_GRACE = timedelta(hours=1)
+"""Room after the last deadline for the sweeper (every 5 minutes; orphans after 15) to end what is left."""
+CLOSE_BOUND = COMPLETION_WINDOW + CLOSE_GRACE
+"""After a month's end, how long its reservations may still be held; a tenant open later is overdue."""
 
 
 class InvoiceLine(BaseModel):
@@ -90,14 +124,54 @@ _CSV_HEAD = ("invoice_id", "tenant_id", "month", "currency")
 
 
 class InvoiceArchive(Protocol):
-    def put(self, invoice: Invoice, csv_text: str) -> None: ...
+    def finalized(self, month: str) -> set[str]:
+        """The tenants whose invoice for `month` is stored (and so final)."""
+        ...
+
+    def put(self, invoice: Invoice, csv_text: str) -> bool:
+        """Store the invoice (JSON and CSV) unless one is stored under its key already; False then,
+        and what is stored stays as it is."""
+        ...
+
+
+class HeldReservations(Protocol):
+    def tenants_holding(self, start: datetime, end: datetime) -> set[str]:
+        """Tenants with a reservation admitted in `[start, end)` that is neither settled nor released."""
+        ...
+
+
+class MonthClose(BaseModel):
+    """What one billing run did for a month."""
+
+    month: str
+    written: list[Invoice] = Field(description="Invoices this run wrote: final from now on.")
+    final: list[str] = Field(description="Tenants whose invoice an earlier run wrote (left unchanged).")
+    open: list[str] = Field(description="Tenants with no invoice yet: the month runs, or they hold a reservation.")
+    overdue: bool = Field(description=f"Tenants are open more than {CLOSE_BOUND} after the month's end.")
+
+    @property
+    def amount_due(self) -> Decimal:
+        return sum((invoice.amount_due for invoice in self.written), Decimal(0))
 
 
 class BillingService:
-    def __init__(self, tenants: TenantStore, usage: UsageStore, currency: str) -> None:
+    def __init__(
+        self,
+        tenants: TenantStore,
+        usage: UsageStore,
+        reservations: HeldReservations,
+        currency: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._tenants = tenants
         self._usage = usage
         self._currency = currency
+        self._reservations = reservations
+        self._clock = clock
+
+    def month_just_ended(self) -> str:
+        return previous_month(self._clock())
 
     def invoice(self, tenant: Tenant, month: str) -> Invoice:
         start, end = month_bounds(month)
@@ -113,7 +187,7 @@ class BillingService:
             total_tokens=sum(line.total_tokens for line in lines),
             subtotal=subtotal,
             amount_due=subtotal.quantize(CENT, rounding=ROUND_HALF_UP),
-            generated_at=utcnow(),
+            generated_at=self._clock(),
         )
 
     def month(self, month: str) -> MonthlyInvoices:
@@ -126,9 +200,33 @@ class BillingService:
             amount_due=sum((invoice.amount_due for invoice in invoices), Decimal(0)),
         )
 
-    def publish(self, month: str, archive: InvoiceArchive) -> MonthlyInvoices:
-        """Write every tenant's invoice for `month` (JSON and CSV) to the archive."""
-        invoices = self.month(month)
-        for invoice in invoices.data:
-            archive.put(invoice, invoice_csv(invoice))
-        return invoices
+    def close_month(self, month: str, archive: InvoiceArchive) -> MonthClose:
+        """Write the final invoice of every tenant whose `month` is complete; the others stay open.
+
+        A tenant gets its invoice once the month has ended and it holds no reservation admitted in
+        the month. Who holds one is read before any usage: the module's docstring says why that
+        order makes the invoice complete.
+        """
+        start, end = month_span(month)
+        now = self._clock()
+        tenants = sorted(self._tenants.list(), key=lambda tenant: tenant.tenant_id)
+        if now < end:
+            return MonthClose(month=month, written=[], final=[], open=[t.tenant_id for t in tenants], overdue=False)
+        stored = archive.finalized(month)
+        held = self._reservations.tenants_holding(start, end)
+        written: list[Invoice] = []
+        final: list[str] = []
+        still_open: list[str] = []
+        for tenant in tenants:
+            if tenant.tenant_id in stored:
+                final.append(tenant.tenant_id)
+            elif tenant.tenant_id in held:
+                still_open.append(tenant.tenant_id)
+            else:
+                invoice = self.invoice(tenant, month)
+                if archive.put(invoice, invoice_csv(invoice)):
+                    written.append(invoice)
+                else:  # a concurrent run wrote it first
+                    final.append(tenant.tenant_id)
+        overdue = bool(still_open) and now >= end + CLOSE_BOUND
+        return MonthClose(month=month, written=written, final=final, open=still_open, overdue=overdue)

@@ -40,5 +40,17 @@ def month_bounds(month: str) -> tuple[date, date]:
     return date(year, mon, 1), date(year, mon, calendar.monthrange(year, mon)[1])
 
 
+def month_span(month: str) -> tuple[datetime, datetime]:
+    """The first instant of a `YYYY-MM` month and the first instant after it, in UTC: `[start, end)`."""
+    first, last = month_bounds(month)
+    start = datetime(first.year, first.month, 1, tzinfo=UTC)
+    return start, start + timedelta(days=last.day)
+
+
+def previous_month(at: datetime) -> str:
+    """The `YYYY-MM` of the month before the one `at` is in."""
+    return month_key(at.replace(day=1) - timedelta(days=1))
+
+
 def epoch_seconds(at: datetime) -> int:
     return int(at.timestamp())

@@ -146,7 +146,8 @@ class Services:
         from stratus_core.adapters.dynamo.usage_store import DynamoUsageStore
         from stratus_core.billing import BillingService
 
-        return BillingService(self.tenant_store, DynamoUsageStore(self.settings.usage_table), self.catalog.currency)
+        usage = DynamoUsageStore(self.settings.usage_table)
+        return BillingService(self.tenant_store, usage, self.admission_store, self.catalog.currency, clock=self._clock)
 
     # -- admission, jobs and their end -------------------------------------------------------------
     @cached_property

@@ -132,7 +132,7 @@ class LocalCloud:
             )
             self._loop(f"poller-{source.function}", lambda events=events: events.poll_once()[0] > 0, 0.2)
         for schedule in schedules(template):
-            if schedule.function == "SweeperFunction":  # billing runs monthly: on demand locally
+            if schedule.function == "SweeperFunction":  # billing runs daily: on demand locally
                 self._loop("sweeper", self._scheduled(handler(template, schedule.function)), self.config.sweep_seconds)
 
         if self._faults is not None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
@@ -62,6 +62,11 @@ class OneTenant:
         return [self.tenant]
 
 
+class NoneHeld:
+    def tenants_holding(self, start: datetime, end: datetime) -> set[str]:
+        return set()
+
+
 ROWS = [
     row("2026-10-31", "small", 1, 999, 999),  # the month before: not on the invoice
     row("2026-11-01", "small", 3, 1_000, 2_000),
@@ -81,7 +86,7 @@ def test_invoice_sums_a_month_per_model_exactly() -> None:
         created_at="2026-01-01T00:00:00+00:00",  # type: ignore[arg-type]
         updated_at="2026-01-01T00:00:00+00:00",  # type: ignore[arg-type]
     )
-    billing = BillingService(OneTenant(tenant), FixedUsage(ROWS), "USD")  # type: ignore[arg-type]
+    billing = BillingService(OneTenant(tenant), FixedUsage(ROWS), NoneHeld(), "USD")  # type: ignore[arg-type]
 
     invoice = billing.invoice(tenant, "2026-11")
 
@@ -105,7 +110,7 @@ def test_invoice_csv_has_a_row_per_model_and_the_totals() -> None:
         created_at="2026-01-01T00:00:00+00:00",  # type: ignore[arg-type]
         updated_at="2026-01-01T00:00:00+00:00",  # type: ignore[arg-type]
     )
-    invoice = BillingService(OneTenant(tenant), FixedUsage(ROWS), "USD").invoice(tenant, "2026-11")  # type: ignore[arg-type]
+    invoice = BillingService(OneTenant(tenant), FixedUsage(ROWS), NoneHeld(), "USD").invoice(tenant, "2026-11")  # type: ignore[arg-type]
 
     lines = invoice_csv(invoice).splitlines()
 

@@ -20,12 +20,12 @@ one of the shards, and are still found.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
-from stratus_core.adapters.dynamo.sparse_index import entries_before, shard_of
+from stratus_core.adapters.dynamo.sparse_index import SHARDS, entries_before, shard_of
 from stratus_core.adapters.dynamo.transactions import Cancelled, TransactionContended, transact
 from stratus_core.admission import (
     Claim,
@@ -248,6 +248,28 @@ class DynamoAdmissionStore:
             self.get(item["pk"]["S"].removeprefix("TENANT#"), item["sk"]["S"].removeprefix("RESV#")) for item in entries
         ]
         return [r for r in found if r is not None and r.state is ReservationState.RESERVED]
+
+    def tenants_holding(self, start: datetime, end: datetime) -> set[str]:
+        """Tenants with a reservation admitted in `[start, end)` still `reserved`, from the sparse index.
+
+        The index is eventually consistent, but only in the safe direction for closing a month:
+        `pending` goes away once and never comes back, so a stale entry can only name a tenant whose
+        reservation has just ended (its month closes at the next run); and a past month's
+        reservations were indexed long before the billing run asks. `created_at` is ISO 8601 text
+        in UTC, which sorts as time does, so the month is one key range.
+        """
+        last = end - timedelta(microseconds=1)
+        tenants: set[str] = set()
+        paginator = aws.dynamodb().get_paginator("query")
+        for shard in SHARDS:  # every shard of the index (sparse_index.py)
+            for page in paginator.paginate(
+                TableName=self._usage,
+                IndexName=PENDING_INDEX,
+                KeyConditionExpression="pending = :pending AND created_at BETWEEN :start AND :last",
+                ExpressionAttributeValues={":pending": {"S": shard}, ":start": to_attr(start), ":last": to_attr(last)},
+            ):
+                tenants.update(item["pk"]["S"].removeprefix("TENANT#") for item in page.get("Items", []))
+        return tenants
 
     def get(self, tenant_id: str, job_id: str) -> Reservation | None:
         response = aws.dynamodb().get_item(

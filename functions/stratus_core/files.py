@@ -107,13 +107,21 @@ class FileService:
         self._upload_seconds = upload_url_seconds
 
     def create(self, tenant_id: str, filename: str, purpose: FilePurpose, content: bytes) -> FileObject:
-        file_id = new_file_id()
+        return self.write(tenant_id, new_file_id(), filename, purpose, content, int(utcnow().timestamp()))
+
+    def write(
+        self, tenant_id: str, file_id: str, filename: str, purpose: FilePurpose, content: bytes, created_at: int
+    ) -> FileObject:
+        """Write a file under an id the caller chose. The storage key and the record are functions
+        of the arguments alone, so writing the same file twice, even concurrently, leaves one file:
+        the same object and the same record, never a second one. The content goes first, so a
+        record that can be listed always has its content."""
         key = f"files/{tenant_id}/{file_id}.jsonl"
         self._blobs.put_bytes(key, content, "application/jsonl")
         stored = StoredFile(
             id=file_id,
             bytes=len(content),
-            created_at=int(utcnow().timestamp()),
+            created_at=created_at,
             filename=safe_filename(filename),
             purpose=purpose,
             tenant_id=tenant_id,

@@ -4,8 +4,11 @@ interactive requests, the quota turns lines away one by one, and the files come 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from stratus_core.batches.models import BatchCreate, BatchStatus
+import pytest
+
+from stratus_core.batches.models import BatchCreate, BatchMessage, BatchStatus, StoredBatch
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.memory import MemoryWorld
 
@@ -105,3 +108,53 @@ def test_cancelling_releases_the_unfinished_and_closes_the_batch() -> None:
     assert (batch.status, batch.request_counts.failed) == (BatchStatus.CANCELLED, 3)
     assert world.admission_store.months[("acme", world.clock().strftime("%Y-%m"))].tokens == 0
     assert world.endpoint.invoked == 0  # the cancelled jobs were skipped by the dispatcher
+
+
+@pytest.mark.parametrize("first_to_close", ["the second delivery", "the first delivery"])
+def test_two_finalizers_at_once_leave_one_output_file_and_one_error_file(
+    monkeypatch: pytest.MonkeyPatch, first_to_close: str
+) -> None:
+    """SQS delivers a finalize message at least once, and two deliveries may be processed at the
+    same time. Here the first finalizer is held after writing its files, before it closes the
+    batch, while the second one (the same message, delivered again) finds the batch finalizing."""
+    # GIVEN a batch with one answered and one failed request, whose finalize is delivered twice
+    world = world_with_tenant()
+    batch_id = submit(world, line(0) + line(1, content="FAIL_ME"))
+    again = BatchMessage(action="finalize", tenant_id="acme", batch_id=batch_id)
+    close = world.batch_store.transition
+    held: list[bool] = []
+
+    def close_held_back(
+        batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]
+    ) -> bool:
+        if allowed_from != {BatchStatus.FINALIZING} or held:
+            return close(batch, to, allowed_from, sets)
+        held.append(True)  # the first finalizer wrote its files and is about to close the batch
+        if first_to_close == "the second delivery":
+            world.batch_worker.handle(again)
+            return close(batch, to, allowed_from, sets)
+        seen_by_second = world.batches.get("acme", batch_id)
+        closed = close(batch, to, allowed_from, sets)
+        world.batch_worker.finalize(seen_by_second)
+        return closed
+
+    monkeypatch.setattr(world.batch_store, "transition", close_held_back)
+
+    # WHEN both finalizers run, interleaved
+    world.run()
+
+    # THEN the batch names one output file and one error file, and the tenant sees exactly those
+    batch = world.batches.get("acme", batch_id)
+    assert held == [True]
+    assert (batch.status, batch.request_counts.completed, batch.request_counts.failed) == (BatchStatus.COMPLETED, 1, 1)
+    listed = [f for f in world.files.list("acme").data if f.purpose == "batch_output"]
+    assert sorted(f.id for f in listed) == sorted([batch.output_file_id, batch.error_file_id])
+    assert batch.output_file_id is not None and batch.error_file_id is not None
+    output = world.files.content("acme", batch.output_file_id).decode().splitlines()
+    errors = world.files.content("acme", batch.error_file_id).decode().splitlines()
+    assert [json.loads(x)["custom_id"] for x in output] == ["c0"]
+    assert [json.loads(x)["custom_id"] for x in errors] == ["c1"]
+    assert {f.id: f.bytes for f in listed} == {
+        batch.output_file_id: len(world.files.content("acme", batch.output_file_id)),
+        batch.error_file_id: len(world.files.content("acme", batch.error_file_id)),
+    }

@@ -4,13 +4,20 @@ same table as the API's answer to a client that waited (`stratus_core.failures`)
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from stratus_core.batches.models import BatchUsage
 from stratus_core.contract import JobError, Usage
 from stratus_core.failures import failure_kind
 from stratus_core.jobs import Job
+
+
+def batch_file_id(batch_id: str, kind: Literal["output", "error"]) -> str:
+    """The id of a batch's output or error file, derived from the batch id alone (shaped like any
+    other file id) so that every finalizer of one batch writes the same file."""
+    return "file-" + hashlib.sha256(f"{batch_id}/{kind}".encode()).hexdigest()[:24]
 
 
 def jsonl(lines: list[dict[str, Any]]) -> bytes:

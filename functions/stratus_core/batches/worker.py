@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from stratus_core.batches.jsonl import ParsedLine, batch_job_id, parse_lines
 from stratus_core.batches.models import (
@@ -18,7 +18,7 @@ from stratus_core.batches.models import (
     RequestCounts,
     StoredBatch,
 )
-from stratus_core.batches.output import add_usage, error_line, jsonl, output_line
+from stratus_core.batches.output import add_usage, batch_file_id, error_line, jsonl, output_line
 from stratus_core.batches.progress import BatchProgress
 from stratus_core.batches.service import BatchService, BatchStore
 from stratus_core.clock import utcnow
@@ -133,7 +133,16 @@ class BatchWorker:
         self._progress.maybe_finalize(batch.tenant_id, batch.id)
 
     def finalize(self, batch: StoredBatch) -> None:
-        """Write the output and error files and close the batch (once)."""
+        """Write the output and error files and close the batch (once).
+
+        SQS delivers a finalize message at least once, and two deliveries may be processed at the
+        same time: both find the batch `finalizing` (one moved it there, or an earlier attempt
+        stopped after it), both write the files, and only one closes the batch. So the files are
+        functions of the batch alone: their ids come from the batch id (`batch_file_id`), their
+        `created_at` is the batch's `finalizing_at`, and their lines come from jobs that are all
+        terminal, read consistently. A second finalizer rewrites the same objects and the same
+        records, whichever of the two closes the batch: `output_file_id` never changes and no
+        file that the batch does not name is ever listed."""
         stamp = int(self._clock().timestamp())
         if batch.status in (BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING):
             cancelling = batch.status is BatchStatus.CANCELLING
@@ -159,12 +168,15 @@ class BatchWorker:
             expired = any(job.status is JobStatus.EXPIRED for job in jobs)
             final = BatchStatus.EXPIRED if expired else BatchStatus.COMPLETED
         sets: dict[str, Any] = {"usage": usage.model_dump(), f"{final.value}_at": stamp}
+        written = batch.finalizing_at or stamp
         if outputs:
-            sets["output_file_id"] = self._files.create(
-                batch.tenant_id, f"{batch.id}_output.jsonl", "batch_output", jsonl(outputs)
-            ).id
+            sets["output_file_id"] = self._write_file(batch, "output", outputs, written)
         if failures:
-            sets["error_file_id"] = self._files.create(
-                batch.tenant_id, f"{batch.id}_error.jsonl", "batch_output", jsonl(failures)
-            ).id
+            sets["error_file_id"] = self._write_file(batch, "error", failures, written)
         self._store.transition(batch, final, {BatchStatus.FINALIZING}, sets)
+
+    def _write_file(
+        self, batch: StoredBatch, kind: Literal["output", "error"], lines: list[dict[str, Any]], written: int
+    ) -> str:
+        file_id, name = batch_file_id(batch.id, kind), f"{batch.id}_{kind}.jsonl"
+        return self._files.write(batch.tenant_id, file_id, name, "batch_output", jsonl(lines), written).id

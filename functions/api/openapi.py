@@ -27,6 +27,8 @@ _COMMON_ERRORS = {
     "503": "Sustained write contention; retry after Retry-After seconds",
 }
 _ADMITTED_ERRORS = {
+    "403": "The key lacks the route's scope, the tenant is suspended, or one of the tenant's per-minute or in-flight "
+    "limits is 0 (`limit_zero`; `x-stratus-limit` names it; `x-should-retry: false`, no Retry-After)",
     "429": "A limit refused the request: `rate_limit_exceeded` (`x-stratus-limit` names it; Retry-After says when) "
     "or `insufficient_quota` (the monthly quota; `x-should-retry: false`); `x-ratelimit-*` headers on every answer",
 }

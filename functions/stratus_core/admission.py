@@ -27,6 +27,7 @@ from stratus_core.clock import day_key, minute_key, month_key, seconds_to_next_m
 from stratus_core.errors import (
     Limit,
     LimitExceeded,
+    LimitIsZero,
     NotFound,
     RateWindow,
     RequestExceedsLimit,
@@ -263,10 +264,14 @@ class AdmissionService:
     def _check_fits_at_all(tenant: Tenant, tokens: int, lane: str) -> None:
         """Refuse, once and for all, what no wait could ever admit."""
         limits = tenant.limits
-        if lane == "interactive" and limits.requests_per_minute == 0:
-            raise RequestExceedsLimit(Limit.REQUESTS_PER_MINUTE, 1, 0)
-        if lane == "interactive" and limits.max_in_flight == 0:
-            raise RequestExceedsLimit(Limit.MAX_IN_FLIGHT, 1, 0)
+        if lane == "interactive":
+            for limit, value in (
+                (Limit.REQUESTS_PER_MINUTE, limits.requests_per_minute),
+                (Limit.TOKENS_PER_MINUTE, limits.tokens_per_minute),
+                (Limit.MAX_IN_FLIGHT, limits.max_in_flight),
+            ):
+                if value == 0:
+                    raise LimitIsZero(limit)
         if lane == "interactive" and tokens > limits.tokens_per_minute:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, tokens, limits.tokens_per_minute)
         if tokens > limits.tokens_per_month:

@@ -89,13 +89,23 @@ class RequestExceedsLimit(StratusError):
 
     def __init__(self, limit: Limit, needed: int, allowed: int) -> None:
         if allowed == 0:
-            message = f"the tenant's {limit.value} is 0: no request can be admitted"
+            message = f"the tenant's {limit.value} is 0: no request can be admitted until it is raised; do not retry"
         else:
             message = f"request needs up to {needed} tokens, more than the tenant's {limit.value} of {allowed}"
         super().__init__(message)
         self.limit = limit
         self.needed = needed
         self.allowed = allowed
+
+
+class LimitIsZero(RequestExceedsLimit):
+    """The tenant's per-minute or in-flight limit is 0: no request is admitted until an operator
+    raises it. No wait lifts it, so it is not answered like a rate limit (a 429, which many
+    clients' retry helpers retry whatever the headers say) but as a permission the tenant lacks:
+    403 `limit_zero`, `x-should-retry: false`, no `Retry-After`."""
+
+    def __init__(self, limit: Limit) -> None:
+        super().__init__(limit, 1, 0)
 
 
 class JobNotReady(StratusError):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo.key_store import INDEX_MISS_BACKOFF_SECONDS, KEY_ID_INDEX
+from stratus_core.errors import Unauthenticated
 from stratus_core.keys import IssuedKey, Principal, Scope
 from stratus_core.services import Services
 from tests.helpers import ApiResponse, bill, principal_of
@@ -109,6 +114,52 @@ def test_revoke_and_rotate_through_the_api(call_api: Api) -> None:
     assert revoked.body["status"] == "revoked"
     statuses = {k["key_id"]: k["status"] for k in call_api("GET", "/admin/tenants/acme/keys").body["data"]}
     assert statuses == {first["key_id"]: "expired", rotated.body["key_id"]: "revoked"}
+
+
+@pytest.fixture
+def key_index_reads(monkeypatch: pytest.MonkeyPatch, cloud: dict[str, str]) -> list[str]:
+    """`KeyIdIndex` as AWS has it right after a write: a GSI is eventually consistent, and moto's is
+    not, so its first read answers no items (the key is in the table, not in the index yet).
+    Returns the key ids the index was asked for, one per read."""
+    client = aws.dynamodb()
+    query = client.query
+    reads: list[str] = []
+
+    def lagging_query(**kwargs: Any) -> Any:
+        if kwargs.get("IndexName") != KEY_ID_INDEX:
+            return query(**kwargs)
+        reads.append(kwargs["ExpressionAttributeValues"][":key_id"]["S"])
+        answer = query(**kwargs)
+        return {**answer, "Items": [], "Count": 0} if len(reads) == 1 else answer
+
+    monkeypatch.setattr(client, "query", lagging_query)
+    return reads
+
+
+def test_a_key_revoked_right_after_it_was_issued_is_revoked_not_404(call_api: Api, key_index_reads: list[str]) -> None:
+    # GIVEN a key just issued, not yet in the key-id index
+    call_api("POST", "/admin/tenants", {"tenant_id": "acme", "name": "Acme"})
+    issued = call_api("POST", "/admin/tenants/acme/keys", {"scopes": ["inference"]}).body
+
+    # WHEN the operator revokes it at once
+    revoked = call_api("DELETE", f"/admin/keys/{issued['key_id']}")
+
+    # THEN the index is read again until it has the key, and the key is revoked
+    assert revoked.status == 200, revoked.body
+    assert (revoked.body["key_id"], revoked.body["status"]) == (issued["key_id"], "revoked")
+    assert key_index_reads == [issued["key_id"], issued["key_id"]]
+    with pytest.raises(Unauthenticated, match="revoked"):
+        Services().keys.authenticate(issued["api_key"])
+
+
+def test_an_unknown_key_id_is_404_after_a_bounded_wait(call_api: Api, key_index_reads: list[str]) -> None:
+    started = time.monotonic()
+    missing = call_api("DELETE", "/admin/keys/key_0000000000000000")
+    waited = time.monotonic() - started
+
+    assert_openai_error(missing, 404, "not_found")
+    assert key_index_reads == ["key_0000000000000000"] * (1 + len(INDEX_MISS_BACKOFF_SECONDS))
+    assert sum(INDEX_MISS_BACKOFF_SECONDS) <= waited < sum(INDEX_MISS_BACKOFF_SECONDS) + 5
 
 
 def test_key_expiry_must_be_future_and_zoned(call_api: Api) -> None:

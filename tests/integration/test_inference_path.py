@@ -394,6 +394,37 @@ def test_limit_refusal_is_429_with_retry_after(
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
 
 
+@pytest.mark.parametrize(
+    ("limit", "status", "type_", "code"),
+    [
+        ("requests_per_minute", 403, "permission_error", "limit_zero"),
+        ("tokens_per_minute", 403, "permission_error", "limit_zero"),
+        ("max_in_flight", 403, "permission_error", "limit_zero"),
+        ("tokens_per_month", 429, "insufficient_quota", "insufficient_quota"),
+    ],
+)
+def test_a_zero_limit_tells_the_client_not_to_retry_and_never_when_to(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], limit: str, status: int, type_: str, code: str
+) -> None:
+    # GIVEN a tenant whose operator set one limit to 0
+    caller = principal_of(make_tenant("acme", **{limit: 0}))
+
+    # WHEN it asks for a completion
+    refused = call_api("POST", "/v1/chat/completions", CHAT, principal=caller)
+
+    # THEN a refusal that no wait lifts: no Retry-After, x-should-retry false, the limit named
+    assert refused.status == status, refused.body
+    assert refused.body["error"]["code"] == code
+    assert refused.body["error"]["type"] == type_
+    assert refused.body["error"]["message"] == (
+        f"the tenant's {limit} is 0: no request can be admitted until it is raised; do not retry"
+    )
+    assert refused.headers["x-should-retry"] == "false"
+    assert refused.headers["x-stratus-limit"] == limit
+    assert "Retry-After" not in refused.headers and "retry-after-ms" not in refused.headers
+    assert usage_totals("acme")["requests"] == 0
+
+
 def test_inference_needs_the_inference_scope(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
     caller = principal_of(make_tenant("acme", scopes=[Scope.USAGE]))
     response = no_wait(call_api, "/v1/chat/completions", CHAT, caller)

@@ -158,3 +158,36 @@ def test_two_finalizers_at_once_leave_one_output_file_and_one_error_file(
         batch.output_file_id: len(world.files.content("acme", batch.output_file_id)),
         batch.error_file_id: len(world.files.content("acme", batch.error_file_id)),
     }
+
+
+def test_a_zero_monthly_quota_fails_every_batch_line_at_once_and_closes_the_batch() -> None:
+    # GIVEN a tenant whose monthly quota is 0 (the only limit the batch lane counts against)
+    world = world_with_tenant(tokens_per_month=0)
+    batch_id = submit(world, "".join(line(i) for i in range(3)))
+
+    # WHEN the batch runs
+    world.run()
+
+    # THEN each line failed with a reason that says no wait helps, nothing is left to redeliver
+    batch = world.batches.get("acme", batch_id)
+    assert (batch.status, batch.request_counts.failed, batch.output_file_id) == (BatchStatus.COMPLETED, 3, None)
+    assert batch.error_file_id is not None
+    errors = [json.loads(x) for x in world.files.content("acme", batch.error_file_id).decode().splitlines()]
+    assert {(e["response"]["status_code"], e["error"]["code"]) for e in errors} == {(429, "insufficient_quota")}
+    assert {e["error"]["message"] for e in errors} == {
+        "the tenant's tokens_per_month is 0: no request can be admitted until it is raised; do not retry"
+    }
+    assert world.batch_queue.messages == world.batch_requests.messages == []
+    assert world.endpoint.invoked == 0
+
+
+def test_zero_per_minute_and_in_flight_limits_do_not_hold_a_batch_back() -> None:
+    # the batch lane counts against the month only: an operator who shuts interactive traffic off
+    # with rpm 0 or max_in_flight 0 still has the tenant's batches run
+    world = world_with_tenant(requests_per_minute=0, max_in_flight=0)
+    batch_id = submit(world, "".join(line(i) for i in range(2)))
+
+    world.run()
+
+    batch = world.batches.get("acme", batch_id)
+    assert (batch.status, batch.request_counts.completed) == (BatchStatus.COMPLETED, 2)

@@ -7,6 +7,7 @@ from stratus_core.errors import (
     JobNotReady,
     Limit,
     LimitExceeded,
+    LimitIsZero,
     MissingScope,
     NotFound,
     NotServed,
@@ -29,7 +30,9 @@ from stratus_core.keys import Principal, Scope
         (Conflict("exists"), 409, "invalid_request_error", "conflict"),
         (RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, 900, 500), 429, "tokens", "rate_limit_exceeded"),
         (RequestExceedsLimit(Limit.TOKENS_PER_MONTH, 900, 500), 429, "insufficient_quota", "insufficient_quota"),
-        (RequestExceedsLimit(Limit.REQUESTS_PER_MINUTE, 1, 0), 429, "requests", "rate_limit_exceeded"),
+        (RequestExceedsLimit(Limit.TOKENS_PER_MONTH, 1, 0), 429, "insufficient_quota", "insufficient_quota"),
+        (LimitIsZero(Limit.REQUESTS_PER_MINUTE), 403, "permission_error", "limit_zero"),
+        (LimitIsZero(Limit.MAX_IN_FLIGHT), 403, "permission_error", "limit_zero"),
         (Unauthenticated("unknown API key"), 401, "invalid_request_error", "invalid_api_key"),
         (TenantSuspended("acme"), 403, "permission_error", "tenant_suspended"),
         (MissingScope("admin"), 403, "permission_error", "insufficient_scope"),
@@ -75,7 +78,9 @@ def test_what_can_pass_later_says_when_and_what_never_can_says_not_to_retry() ->
     }
     quota = http_error(LimitExceeded(Limit.TOKENS_PER_MONTH, 86_400, "x")).headers
     assert (quota["x-should-retry"], quota["x-stratus-limit"]) == ("false", "tokens_per_month")
-    assert http_error(RequestExceedsLimit(Limit.MAX_IN_FLIGHT, 1, 0)).headers["x-should-retry"] == "false"
+    assert http_error(RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, 900, 500)).headers["x-should-retry"] == "false"
+    zero = http_error(LimitIsZero(Limit.MAX_IN_FLIGHT)).headers
+    assert zero == {"x-should-retry": "false", "x-stratus-limit": "max_in_flight"}  # and no Retry-After
     starting = http_error(JobNotReady("job_1", "model_starting", 42, "starting")).headers
     assert starting == {
         "Retry-After": "42",

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from stratus_core.endpoint_state import Capacity
-from stratus_core.errors import IdempotencyMismatch, Limit, RequestExceedsLimit
+from stratus_core.errors import IdempotencyMismatch, Limit, LimitIsZero
 from stratus_core.inference import retry_identity
 from stratus_core.jobs import JobStatus
 from stratus_core.openai_types import ChatCompletionRequest
@@ -123,12 +123,12 @@ def test_the_rate_window_counts_this_request() -> None:
     assert window.resets_in_seconds == 23
 
 
-@pytest.mark.parametrize("limits", [{"requests_per_minute": 0}, {"max_in_flight": 0}])
-def test_a_zero_limit_refuses_for_good(limits: dict[str, int]) -> None:
-    world = world_with_tenant(**limits)
-    with pytest.raises(RequestExceedsLimit) as refused:
+@pytest.mark.parametrize("limit", [Limit.REQUESTS_PER_MINUTE, Limit.TOKENS_PER_MINUTE, Limit.MAX_IN_FLIGHT])
+def test_a_zero_limit_refuses_for_good(limit: Limit) -> None:
+    world = world_with_tenant(**{limit.value: 0})
+    with pytest.raises(LimitIsZero) as refused:
         world.inference.submit("acme", request(), None)
-    assert refused.value.limit in (Limit.REQUESTS_PER_MINUTE, Limit.MAX_IN_FLIGHT)
+    assert refused.value.limit is limit
     assert world.job_store.items == {}
 
 

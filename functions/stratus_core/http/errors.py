@@ -19,6 +19,7 @@ from stratus_core.errors import (
     JobNotReady,
     Limit,
     LimitExceeded,
+    LimitIsZero,
     NotFound,
     NotServed,
     PayloadTooLarge,
@@ -61,6 +62,9 @@ def http_error(exc: StratusError) -> HttpError:
     Retries are told explicitly (`x-should-retry`, which the official SDKs obey before anything else):
     `true` where waiting helps (a limit's next window, a model starting, contention), `false` where
     it never can (a monthly quota used up, a request larger than a limit allows, a zero limit).
+    Only a limit that a wait lifts is a 429 with `Retry-After`; a per-minute or in-flight limit of
+    0 is a 403 `limit_zero` (a permission the tenant lacks; many retry helpers retry any 429), and
+    a monthly quota of 0 is OpenAI's own `429 insufficient_quota`, with no `Retry-After`.
     """
     if isinstance(exc, LimitExceeded):
         if exc.limit is Limit.TOKENS_PER_MONTH:
@@ -73,6 +77,10 @@ def http_error(exc: StratusError) -> HttpError:
         result.headers["x-stratus-limit"] = exc.limit.value
         if exc.window is not None:
             result.headers.update(rate_limit_headers(exc.window))
+        return result
+    if isinstance(exc, LimitIsZero):
+        result = error(HTTPStatus.FORBIDDEN, str(exc), "permission_error", "limit_zero")
+        result.headers.update({"x-should-retry": "false", "x-stratus-limit": exc.limit.value})
         return result
     if isinstance(exc, RequestExceedsLimit):
         if exc.limit is Limit.TOKENS_PER_MONTH:

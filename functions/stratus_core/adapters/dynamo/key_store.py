@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from stratus_core.keys import ApiKey
 
 KEY_ID_INDEX = "KeyIdIndex"
 TENANT_INDEX = "TenantIndex"
+INDEX_MISS_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 class DynamoKeyStore:
@@ -34,14 +36,31 @@ class DynamoKeyStore:
         return _split(item) if item else None
 
     def get_by_id(self, key_id: str) -> tuple[str, ApiKey] | None:
-        response = aws.dynamodb().query(
-            TableName=self._table,
-            IndexName=KEY_ID_INDEX,
-            KeyConditionExpression="key_id = :key_id",
-            ExpressionAttributeValues={":key_id": {"S": key_id}},
-        )
-        items = response.get("Items", [])
-        return _split(items[0]) if items else None
+        """The key with this id, as `KeyIdIndex` has it (projected whole).
+
+        `KeyIdIndex` is a global secondary index, and "all reads from GSIs and streams are
+        eventually consistent" (the DynamoDB developer guide; "strongly consistent reads are not
+        supported on global secondary indexes", says `Query`'s `ConsistentRead`). A key put a
+        moment ago may not be in the index yet, so that a revoke or a rotate right after the key
+        was issued would answer 404. A miss is read again after each of `INDEX_MISS_BACKOFF_SECONDS`
+        (1.55 s in all: AWS says writes reach a GSI "within 1 second" and advises retrying the
+        index's read with exponential backoff; re:Post, "dynamodb-missing-table-items-gsi") before
+        it is reported: an unknown id costs that wait, a known one is found once the index has it. The
+        copy may lag the table too (a rotation just made); the writes that follow are conditional
+        on the table's item (`revoke`, `rotate`), so a stale copy never decides anything."""
+        for delay in (0.0, *INDEX_MISS_BACKOFF_SECONDS):
+            if delay:
+                time.sleep(delay)
+            response = aws.dynamodb().query(
+                TableName=self._table,
+                IndexName=KEY_ID_INDEX,
+                KeyConditionExpression="key_id = :key_id",
+                ExpressionAttributeValues={":key_id": {"S": key_id}},
+            )
+            items = response.get("Items", [])
+            if items:
+                return _split(items[0])
+        return None
 
     def list_for_tenant(self, tenant_id: str) -> list[ApiKey]:
         keys: list[ApiKey] = []

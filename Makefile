@@ -82,7 +82,7 @@ fuzz: venv ## schemathesis: >= 1,000 generated requests against the OpenAPI docu
 	STRATUS_FUZZ_EXAMPLES=60 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 # Fault rates for `make reliability`'s local-cloud run (a `stratus local up --faults` spec); override per run.
-RELIABILITY_FAULTS ?= throttle=0.1,endpoint_error=0.05,lost=0.05,duplicate=0.15,delay=0.25,delay_seconds=10,dispatcher_crash=0.1,results_crash=0.1,poison=5
+RELIABILITY_FAULTS ?= throttle=0.1,endpoint_error=0.05,lost=0.05,duplicate=0.15,delay=0.25,delay_seconds=10,dispatcher_crash=0.1,results_crash=0.1,poison=5,ddb_throttle=0.03,ddb_conflict=0.1,ddb_landed_error=0.05
 RELIABILITY_REQUESTS ?= 1000
 
 reliability: venv ## Every scenario at full size (faults at 1,000 requests, in process and on the local cloud; limits; attacks; fuzzing); rewrites docs/RELIABILITY.md

@@ -72,6 +72,8 @@ class MemoryTenantStore:
     def create(self, tenant: Tenant) -> None:
         with self.lock:
             if tenant.tenant_id in self.items:
+                if self.items[tenant.tenant_id] == tenant:  # the same create again (a retried write): a no-op
+                    return
                 raise Conflict(f"tenant '{tenant.tenant_id}' already exists")
             self.items[tenant.tenant_id] = tenant
 
@@ -127,7 +129,11 @@ class MemoryAdmissionStore:
                 return existing
             if claim is not None and claim.exclusive:
                 held = self.claims.get((tenant.tenant_id, claim.fingerprint))
-                if held is not None and held[1] >= int(reservation.created_at.timestamp()):
+                if (
+                    held is not None
+                    and held[1] >= int(reservation.created_at.timestamp())
+                    and held[0].job_id != claim.replaces
+                ):
                     raise ClaimTaken(held[0])
             current = self._current(tenant)
             limits = current.limits
@@ -278,6 +284,8 @@ class MemoryJobStore:
     def create(self, job: Job) -> None:
         with self.lock:
             if (job.tenant_id, job.job_id) in self.items:
+                if self.items[(job.tenant_id, job.job_id)] == job:  # the same create again: a no-op
+                    return
                 raise Conflict(f"job {job.job_id} exists")
             self.items[(job.tenant_id, job.job_id)] = job
 
@@ -355,6 +363,8 @@ class MemoryBatchStore:
     def create(self, batch: StoredBatch) -> None:
         with self.lock:
             if (batch.tenant_id, batch.id) in self.items:
+                if self.items[(batch.tenant_id, batch.id)] == batch:  # the same create again: a no-op
+                    return
                 raise Conflict(f"batch {batch.id} exists")
             self.items[(batch.tenant_id, batch.id)] = batch
 

@@ -15,10 +15,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from api import admin_routes, batch_routes, inference_routes, model_and_usage_routes
 from api.resolver import PerThreadResolver
-from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError
+from stratus_core.adapters.aws import error_code, retried_by_botocore
+from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError, Unavailable
 from stratus_core.http.auth import principal_from_authorizer, require_scope
 from stratus_core.http.errors import HttpError, error, http_error, route_not_found, validation_error
 from stratus_core.keys import Scope
@@ -77,6 +79,18 @@ def handle_unsupported_content_type(_: RequestUnsupportedContentType) -> Respons
 def handle_not_found(_: Exception) -> Response[Any]:
     event = app.current_event
     return _respond(route_not_found(event.http_method, event.path))
+
+
+@app.exception_handler(ClientError)
+def handle_aws_error(error: ClientError) -> Response[Any]:
+    """An AWS call still throttled or failing after botocore's retries (DynamoDB's
+    ProvisionedThroughputExceeded, a 500): a retryable 503, which the OpenAI SDKs retry by themselves
+    (a retry with the same Idempotency-Key or body attaches to any job the first attempt admitted)."""
+    if retried_by_botocore(error):
+        logger.warning("AWS still throttled or failing after its retries", extra={"code": error_code(error)})
+        return _respond(http_error(Unavailable("the service is busy; retry the request", retry_after=1)))
+    logger.exception("unhandled AWS error")
+    return _respond(http_error(StratusError()))
 
 
 @app.exception_handler(Exception)

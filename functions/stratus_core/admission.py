@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -105,6 +105,7 @@ class Claim:
     body_hash: str
     exclusive: bool
     expires_at: int  # epoch seconds; an expired claim no longer holds
+    replaces: str | None = None  # the job id of a dead earlier attempt whose claim this one may take
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,13 @@ class AdmissionStore(Protocol):
         ...
 
     def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None: ...
+
+    def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
+
+
+ABANDONED_AFTER = timedelta(seconds=60)
+"""Longer than any API invocation (the API function's timeout is 29 s): an admission held this long
+without its job was left by an invocation that is over."""
 
 
 class AdmissionService:
@@ -254,6 +262,18 @@ class AdmissionService:
 
     def find_claim(self, tenant_id: str, fingerprint: str) -> ClaimedJob | None:
         return self._store.find_claim(tenant_id, fingerprint, self._clock())
+
+    def attempt_is_dead(self, tenant_id: str, job_id: str) -> bool:
+        """Whether the admission a claim points at will never get its job: it was given back (the
+        job's put kept failing and intake released it), or it is still held but older than any API
+        invocation lives (`ABANDONED_AFTER`; the invocation died between admission and the job's put,
+        and the sweeper releases such orphans after 15 minutes). Its claim then holds nothing, and a
+        retry with the same Idempotency-Key may take it (`Claim.replaces`) instead of hearing "being
+        accepted" until the claim expires. A younger held one may still be on its way: not dead."""
+        reservation = self._store.get(tenant_id, job_id)
+        if reservation is None or reservation.state is not ReservationState.RESERVED:
+            return True
+        return self._clock() - reservation.created_at > ABANDONED_AFTER
 
     def _check_model(self, tenant: Tenant, model: str) -> None:
         self._catalog.price(model)

@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from stratus_core.admission import AdmissionService, Claim, ClaimTaken
@@ -125,16 +125,21 @@ class InferenceService:
         if retry is not None:
             expires = int((self._clock() + retry.ttl).timestamp())
             claim = Claim(retry.fingerprint, retry.body_hash, retry.exclusive, expires)
-        try:
-            job, window = self._intake.admit(packed_request(request, new_job_id(), tenant_id), claim=claim)
-        except ClaimTaken as taken:  # a concurrent request with the same Idempotency-Key won
-            if retry is not None and taken.claimed.body_hash != retry.body_hash:
-                raise IdempotencyMismatch("this Idempotency-Key was used with a different request body") from None
-            job_found = self._jobs.get(tenant_id, taken.claimed.job_id)
-            if job_found is None:
-                raise Unavailable("a request with this Idempotency-Key is being accepted; retry", 1) from None
-            return Submitted(job_found, self._admission.current_window(tenant_id), attached=True)
-        return Submitted(job, window, attached=False)
+        for _ in range(2):
+            try:
+                job, window = self._intake.admit(packed_request(request, new_job_id(), tenant_id), claim=claim)
+            except ClaimTaken as taken:  # a concurrent request with the same Idempotency-Key won
+                if retry is not None and taken.claimed.body_hash != retry.body_hash:
+                    raise IdempotencyMismatch("this Idempotency-Key was used with a different request body") from None
+                job_found = self._jobs.get(tenant_id, taken.claimed.job_id)
+                if job_found is not None:
+                    return Submitted(job_found, self._admission.current_window(tenant_id), attached=True)
+                if claim is None or not self._admission.attempt_is_dead(tenant_id, taken.claimed.job_id):
+                    raise Unavailable("a request with this Idempotency-Key is being accepted; retry", 1) from None
+                claim = replace(claim, replaces=taken.claimed.job_id)  # its attempt died: take its claim
+                continue
+            return Submitted(job, window, attached=False)
+        raise Unavailable("a request with this Idempotency-Key is being accepted; retry", 1)
 
     def _attach(self, tenant_id: str, retry: RetryIdentity) -> Submitted | None:
         claimed = self._admission.find_claim(tenant_id, retry.fingerprint)

@@ -77,7 +77,10 @@ class ResultsProcessor:
         changed = 0
         for item in result.results:
             job = self._jobs.get(item.tenant_id, item.job_id)
-            if job is None or job.status.is_terminal:
+            if job is None:
+                continue
+            if job.status.is_terminal:
+                self._settlement.recheck_batch(job)
                 continue
             if item.error is not None or item.choices is None or item.usage is None:
                 error = item.error or JobError(code="inference_failed", message="no result")
@@ -92,6 +95,8 @@ class ResultsProcessor:
         changed = 0
         for request in pack.requests:
             job = self._jobs.get(request.tenant_id, request.job_id)
-            if job is not None and not job.status.is_terminal:
+            if job is not None and job.status.is_terminal:
+                self._settlement.recheck_batch(job)
+            elif job is not None:
                 changed += self._settlement.fail(job, JobStatus.FAILED, error)
         return changed

@@ -175,8 +175,16 @@ class Settlement:
 
     def _finish(self, change: TerminalChange) -> bool:
         finished = self._ledger.finish(change)
-        self._after(change.job, finished)
+        # asked even when this call did not end the job (a redelivery): see `recheck_batch`
+        self._after(change.job, True)
         return finished
+
+    def recheck_batch(self, job: Job) -> None:
+        """A redelivered outcome of a job that is terminal already: ask its batch again. The first
+        delivery ended the job and then failed before (or while) asking, e.g. DynamoDB still throttled
+        after botocore's retries; nothing else would ever ask, and the batch would stay
+        `in_progress` with every request counted."""
+        self._after(job, True)
 
     def _after(self, job: Job, changed: bool) -> None:
         """A batch request that just ended may have been its batch's last one."""

@@ -138,6 +138,11 @@ class LocalCloud:
         if self._faults is not None:
             self._faults.poison(boto3.client("sqs"), created.refs["RequestsQueue"])
         self.admin_key = self._bootstrap()  # before the gateway opens: a first call must find the key
+        if self._faults is not None and any(getattr(self.config.faults, name) for name in FaultRates.DYNAMODB):
+            from stratus_core.adapters import aws
+
+            self._faults.dynamodb.attach(aws.dynamodb())  # the functions' client (one per process)
+            self._faults.dynamodb.armed = True
         gateway = HttpApiGateway(
             handler(template, "AuthorizerFunction"),
             handler(template, "ApiFunction"),
@@ -157,6 +162,7 @@ class LocalCloud:
         for thread in self._threads:
             thread.join(timeout=10)
         if self._faults is not None:
+            self._faults.dynamodb.armed = False
             self._faults.write_report()
         if self.config.state_dir is not None and self._created is not None:
             counts = state.save(self.config.state_dir, self._created)

@@ -4,7 +4,9 @@ A layer around the emulated parts, never inside the functions' code: the async e
 `InvokeEndpointAsync`, fails packs (SageMaker's error notification and failure file), and its
 notifications are lost, duplicated, or delayed (so they arrive out of order); the Lambda-like
 pollers crash a function after its handler has done its writes but before the messages are
-acknowledged (so SQS delivers them again); poison messages are put on the requests queue.
+acknowledged (so SQS delivers them again); poison messages are put on the requests queue; the
+functions' DynamoDB calls are throttled, their transactions cancelled by conflicts, and their
+writes answered 500 after they landed (`dynamo_faults.py`).
 Each configured fault fires at its first opportunity, then with its own probability from one
 seeded generator: a run of any size shows every fault it was given (a rate drawn a handful of times
 may otherwise never fire, and a check that every fault fired would fail by chance). What fired is
@@ -21,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from stratus.localcloud.dynamo_faults import DynamoFaults
 
 logger = logging.getLogger("local.faults")
 
@@ -40,8 +44,16 @@ class FaultRates:
     results_crash: float = 0.0  # per results invocation: raises after its writes
     poison: int = 0  # malformed messages put on the requests queue at start
     delay_seconds: float = 10.0
+    # the functions' DynamoDB calls (dynamo_faults.py):
+    ddb_throttle: float = 0.0  # per call: ProvisionedThroughputExceeded / Throttling, nothing done
+    ddb_conflict: float = 0.0  # per TransactWriteItems: cancelled for a TransactionConflict
+    ddb_landed_error: float = 0.0  # per write: applied, then answered 500 InternalServerError
 
-    PROBABILITIES = ("throttle", "endpoint_error", "lost", "duplicate", "delay", "dispatcher_crash", "results_crash")
+    PROBABILITIES = (
+        *("throttle", "endpoint_error", "lost", "duplicate", "delay", "dispatcher_crash", "results_crash"),
+        *("ddb_throttle", "ddb_conflict", "ddb_landed_error"),
+    )
+    DYNAMODB = ("ddb_throttle", "ddb_conflict", "ddb_landed_error")
 
     @classmethod
     def parse(cls, spec: str) -> FaultRates:
@@ -75,6 +87,11 @@ class FaultLayer:
         self._report = report
         self.injected: dict[str, int] = {}
         self._timers: list[threading.Timer] = []
+        self.dynamodb = DynamoFaults(self.fires, self._pick)
+
+    def _pick(self, options: list[str]) -> str:
+        with self._lock:
+            return self._rng.choice(options)
 
     def fires(self, fault: str) -> bool:
         """Draw for `fault` (a probability field); count it when it fires. A fault with a rate above

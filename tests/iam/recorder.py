@@ -96,6 +96,8 @@ def needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
         return [(f"dynamodb:{operation}", resource)]
     if service == "s3":
         bucket = logical(params["Bucket"])
+        if operation == "ListObjectsV2" and params.get("Prefix"):  # a listing scoped by s3:prefix
+            return [("s3:ListBucket", f"{bucket}?s3:prefix={params['Prefix'].split('/', 1)[0]}/*")]
         if "Key" not in params:
             return [(S3_ACTIONS[operation], bucket)]
         prefix = params["Key"].split("/", 1)[0] + "/*"

@@ -194,3 +194,34 @@ def test_concurrent_invocations_each_log_their_own_callers_identity(
     ]
     later = json.loads(lines.getvalue().splitlines()[-1])
     assert later["message"].startswith("later") and "tenant_id" not in later and "key_id" not in later
+
+
+def test_a_denial_and_the_next_functions_lines_never_carry_the_previous_callers_identity(
+    authorize: Callable[[str | None], dict[str, Any]], make_tenant: Callable[..., IssuedKey]
+) -> None:
+    """Powertools' Logger keeps appended keys across warm invocations, and in the local cloud every
+    function shares one process: after acme is allowed, the next invocation in the same thread (a
+    denial, then a sweep) must log no tenant_id or key_id."""
+    from authorizer import app
+    from sweeper import app as sweeper_app
+
+    acme = make_tenant("acme")
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    for logger in (app.logger, sweeper_app.logger):
+        handler.setFormatter(logger.registered_formatter)
+        logger._logger.addHandler(handler)
+    try:
+        assert refusal(authorize(f"Bearer {acme.api_key}")) is None
+        assert refusal(authorize("Bearer sk-not-a-key")) == "invalid_api_key"
+        sweeper_app.lambda_handler({}, FakeContext())
+    finally:
+        for logger in (app.logger, sweeper_app.logger):
+            logger._logger.removeHandler(handler)
+
+    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    allowed = [line for line in logged if line["message"] == "allowed"]
+    assert [(line["tenant_id"], line["key_id"]) for line in allowed] == [("acme", acme.key_id)]
+    after = logged[logged.index(allowed[0]) + 1 :]
+    assert {line["message"] for line in after} >= {"denied", "sweep done"}
+    assert all("tenant_id" not in line and "key_id" not in line for line in after), after

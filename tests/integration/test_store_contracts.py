@@ -104,8 +104,9 @@ def test_a_failed_job_releases_its_reservation_once(stack: Any) -> None:
 def test_a_job_is_created_once_and_dispatched_once(stack: Any) -> None:
     tenant(stack)
     admitted = job(stack)
+    stack.job_store.create(admitted)  # the same create again (a write that landed, retried): not a conflict
     with pytest.raises(Conflict):
-        stack.job_store.create(admitted)
+        stack.job_store.create(admitted.model_copy(update={"model": "another-model"}))
     now = stack.clock()
     assert stack.job_store.mark_dispatched(admitted, "pack_1", "s3://b/out", "s3://b/fail", now) is True
     assert stack.job_store.mark_dispatched(admitted, "pack_2", "s3://b/out", "s3://b/fail", now) is False
@@ -191,8 +192,9 @@ def test_a_batch_moves_only_from_the_states_it_is_allowed_to_leave(stack: Any) -
         expires_at=2,
     )
     stack.batch_store.create(batch)
+    stack.batch_store.create(batch)  # the same create again: not a conflict
     with pytest.raises(Conflict):
-        stack.batch_store.create(batch)
+        stack.batch_store.create(batch.model_copy(update={"created_at": 3}))
     assert stack.batch_store.transition(batch, BatchStatus.IN_PROGRESS, {BatchStatus.VALIDATING}, {"in_progress_at": 5})
     assert not stack.batch_store.transition(batch, BatchStatus.FAILED, {BatchStatus.VALIDATING}, {})
     stored = stack.batch_store.get("acme", batch.id)

@@ -78,18 +78,27 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return artifact
 
 
-def post(url: str, key: str, body: dict[str, Any], prefer: str) -> tuple[int, dict[str, Any]]:
+def post(
+    url: str, key: str, body: dict[str, Any], prefer: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     """POST JSON with a tenant's key and a `Prefer` header; the status and the JSON answer (errors too)."""
-    status, answer, _ = send(url, key, body, prefer)
+    status, answer, _ = send(url, key, body, prefer, headers)
     return status, answer
 
 
-def send(url: str, key: str, body: dict[str, Any], prefer: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+def send(
+    url: str, key: str, body: dict[str, Any], prefer: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     """`post`, with the answer's headers (lower-case names)."""
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Prefer": prefer},
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Prefer": prefer,
+            **(headers or {}),
+        },
         method="POST",
     )
     try:

@@ -226,24 +226,9 @@ def test_without_sm_num_gpus_the_server_uses_the_gpus_cuda_sees() -> None:
 
 
 def test_ping_is_503_until_the_model_loads() -> None:
-    import asyncio
-
     holder = ModelHolder(lambda: (_ for _ in ()).throw(RuntimeError("no model")))
-    app = create_app(holder)
-    sent: list[dict[str, Any]] = []
-
-    async def call() -> None:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "method": "GET", "path": "/ping", "headers": [], "query_string": b""}
-        await app(scope, receive, send)
-
-    asyncio.run(call())
-    assert sent[0]["status"] == 503
+    status, body = ping(holder)
+    assert (status, body["status"]) == (503, "loading")
     InferencePack  # the contract the server speaks  # noqa: B018
 
 

@@ -4,8 +4,11 @@ The fault layer wraps the parts around the handlers, never the production code: 
 endpoint throttles, fails packs (error notifications), loses, duplicates, delays and reorders its
 notifications; the dispatcher and results functions crash mid-batch (after their writes, before the
 messages are acknowledged, so SQS delivers them again); poison messages are sent to the requests
-queue. The sweeper runs at the end, two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS`
-sets the size (CI: 300; `make reliability`: 1,000, which also writes its section of docs/RELIABILITY.md).
+queue; the functions' DynamoDB client is throttled, its transactions cancelled by conflicts and its
+writes answered 500 after they landed (`stratus/localcloud/dynamo_faults.py`), and the test's client
+retries a 5xx with the same Idempotency-Key, as the OpenAI SDK would. The sweeper runs at the end,
+two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS` sets the size (CI: 300; `make
+reliability`: 1,000, which also writes its section of docs/RELIABILITY.md).
 Four requests in five carry generation options (`n`, logprobs, `json_object`, a required tool call
 with `n: 2`): every choice's tokens must be billed exactly once too.
 """
@@ -23,8 +26,10 @@ from typing import Any
 import boto3
 import pytest
 
+from stratus.localcloud.dynamo_faults import DynamoFaults
 from stratus.localcloud.functions import reset_services
 from stratus.template import load_template
+from stratus_core.adapters import aws
 from stratus_core.keys import IssuedKey, Principal, Scope
 from stratus_core.services import Services
 from tests.fakes import FakeAsyncEndpoint
@@ -45,6 +50,16 @@ FAULTS = {
     "notification delayed to a later round (then reordered)": 0.25,
     "dispatcher crash after its writes, before the ack (per batch)": 0.10,
     "results crash after its writes, before the ack (per batch)": 0.10,
+    # DynamoDB's own (stratus/localcloud/dynamo_faults.py): botocore retries the throttles and the
+    # 500s; what survives its attempts reaches the functions, which must lose and double nothing
+    "DynamoDB throttling (per call)": 0.04,
+    "DynamoDB transaction conflict (per transaction)": 0.10,
+    "DynamoDB write landed, then a 500 (per write)": 0.05,
+}
+DYNAMODB_FAULTS = {
+    "ddb_throttle": "DynamoDB throttling (per call)",
+    "ddb_conflict": "DynamoDB transaction conflict (per transaction)",
+    "ddb_landed_error": "DynamoDB write landed, then a 500 (per write)",
 }
 POISON = 5
 Api = Callable[..., ApiResponse]
@@ -151,9 +166,13 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
     for tenant in TENANTS:
         limits = TIGHT if tenant == TENANTS[-1] else ROOMY
         callers[tenant] = principal_of(make_tenant(tenant, scopes=[Scope.INFERENCE, Scope.BATCH], **limits))
+    dynamodb = DynamoFaults(lambda name: fired(rng, DYNAMODB_FAULTS[name], injected), rng.choice)
+    dynamodb.attach(aws.dynamodb())
+    dynamodb.armed = True
+    call_api = retrying(call_api)
     interactive: dict[str, list[str]] = {t: [] for t in TENANTS}
     batches: dict[str, str] = {}
-    refused = 0
+    refused = busy = 0
     per_tenant = REQUESTS // len(TENANTS)
     batch_lines = per_tenant * 3 // 10
     for tenant in TENANTS:
@@ -163,6 +182,8 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             )
             if answer.status == 202:
                 interactive[tenant].append(answer.body["id"])
+            elif answer.status == 503:  # still busy after the client's retries: told so, never billed
+                busy += 1
             else:
                 assert answer.status == 429 and tenant == TENANTS[-1], answer.body
                 refused += 1
@@ -203,8 +224,9 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
 
     later = datetime.now(UTC) + timedelta(hours=25)
     monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
-    swept = sweeper_app.lambda_handler({}, FakeContext())
+    swept = sweep_until_complete(sweeper_app.lambda_handler)
     pipeline.batches.drain(retry_failures_now=True)
+    dynamodb.armed = False  # the checks below read what is stored, without faults
 
     # INVARIANTS
     start = datetime.now(UTC).date()
@@ -263,7 +285,9 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             how=(
                 "moto in process, the real handlers (API, dispatcher, results, request failures, batch, sweeper) "
                 "driven round by round, and the fake SageMaker endpoint (echo answers) wrapped in the faults "
-                "SageMaker and SNS can produce; small packs (4) for more invocations and notifications. The "
+                "SageMaker and SNS can produce, and the DynamoDB client in the faults DynamoDB can produce (a client "
+                "retries a 5xx with the same Idempotency-Key); small packs (4) for more invocations and "
+                "notifications. The "
                 "sweeper runs once at the end, 25 hours later, as its schedule would, so interactive jobs past "
                 "their deadline expire. 70 % interactive requests, 30 % batch lines (one batch per tenant); "
                 f"tenant-9 has a {TIGHT['tokens_per_month']}-token monthly quota. Rates: "
@@ -273,6 +297,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             injected={**injected, "poison messages on the requests queue": POISON},
             outcome=(
                 f"interactive jobs {json.dumps(statuses)}; refused at admission (quota): {refused}; "
+                f"still busy (503) after the client's retries: {busy}; "
                 f"{len(batches)} batches, all terminal; the sweeper finished {swept.get('recovered', 0)} jobs "
                 f"from S3 (lost notifications) and {swept.get('resolved', 0)} of {swept.get('overdue', 0)} overdue jobs"
             ),
@@ -287,6 +312,32 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             tenants={t: (received[t], billed[t]) for t in TENANTS},
         )
     )
+
+
+def retrying(call_api: Api) -> Api:
+    """A client's retries: a 5xx (DynamoDB still throttled after botocore's attempts) is sent again
+    with the same Idempotency-Key, as the OpenAI SDK does, so it attaches to the job it may have made."""
+    counter = iter(range(1_000_000))
+
+    def call(method: str, path: str, body: Any = None, **kwargs: Any) -> ApiResponse:
+        headers = {"idempotency-key": f"retry-{next(counter)}", **(kwargs.pop("headers", None) or {})}
+        for _ in range(10):
+            answer = call_api(method, path, body, headers=headers, **kwargs)
+            if answer.status < 500:
+                return answer
+        return answer
+
+    return call
+
+
+def sweep_until_complete(handler: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """The sweeper's schedule runs it again when a run could not sweep every job."""
+    for _ in range(10):
+        try:
+            return handler({}, FakeContext())
+        except Exception as incomplete:  # noqa: BLE001 - SweepIncomplete or a DynamoDB error: the next run
+            last = incomplete
+    raise last
 
 
 def upload_input(call_api: Api, caller: Principal, content: bytes) -> str:

@@ -4,11 +4,13 @@ with a tiny random model behind the async endpoint, clients over HTTP, real time
 The fault layer (stratus/localcloud/faults.py) wraps the emulated parts: the endpoint throttles
 and fails packs, SNS loses, duplicates and delays (reorders) notifications, the dispatcher and
 results functions crash after their writes and before the ack (SQS redelivers), poison messages
-sit on the requests queue. The sweeper runs every few seconds and finds lost notifications' output
-(`ResultCheckSeconds=20`).
+sit on the requests queue, and the functions' DynamoDB calls are throttled, their transactions
+cancelled by conflicts and their writes answered 500 after landing (`dynamo_faults.py`); the
+clients retry a 5xx as a real one would (the same Idempotency-Key). The sweeper runs every few
+seconds and finds lost notifications' output (`ResultCheckSeconds=20`).
 `STRATUS_CLOUD_FAULT_REQUESTS` sets the size (CI: 100; `make reliability`: 1,000) and
-`STRATUS_FAULTS` the faults (a `--faults` spec). Every configured fault fires at its first opportunity
-(the fault layer guarantees it), so "every fault fired" holds at any size, whatever the timing.
+`STRATUS_FAULTS` the faults (a `--faults` spec). Every configured fault fires at its first
+opportunity (the fault layer guarantees it), so "every fault fired" holds at any size, whatever the timing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import click
 import pytest
 
 pytest.importorskip("torch")
@@ -38,7 +41,7 @@ REQUESTS = int(os.environ.get("STRATUS_CLOUD_FAULT_REQUESTS", "100"))
 FAULTS = os.environ.get(
     "STRATUS_FAULTS",
     "throttle=0.2,endpoint_error=0.15,lost=0.2,duplicate=0.2,delay=0.3,delay_seconds=8,"
-    "dispatcher_crash=0.2,results_crash=0.2,poison=3",
+    "dispatcher_crash=0.2,results_crash=0.2,poison=3,ddb_throttle=0.03,ddb_conflict=0.1,ddb_landed_error=0.05",
 )
 TENANTS = [f"tenant-{i}" for i in range(10)]
 ROOMY = {"requests_per_minute": 100_000, "tokens_per_minute": 10_000_000, "max_in_flight": 10_000}
@@ -74,10 +77,11 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
     keys: dict[str, str] = {}
     for tenant in TENANTS:
         limits = TIGHT if tenant == TENANTS[-1] else ROOMY
-        cloud.call("POST", "/admin/tenants", admin, {"tenant_id": tenant, "name": tenant, "limits": limits})
-        keys[tenant] = cloud.call("POST", f"/admin/tenants/{tenant}/keys", admin, {"scopes": ["inference", "batch"]})[
-            "api_key"
-        ]
+        create = {"tenant_id": tenant, "name": tenant, "limits": limits}
+        admin_write(cloud, admin, "POST", "/admin/tenants", create, done_if_exists=True)
+        keys[tenant] = admin_write(
+            cloud, admin, "POST", f"/admin/tenants/{tenant}/keys", {"scopes": ["inference", "batch"]}
+        )["api_key"]
     per_tenant = REQUESTS // len(TENANTS)
     batch_lines = per_tenant * 3 // 10
     started = time.monotonic()
@@ -85,7 +89,7 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
     # 30 % of each tenant's requests as one batch (the official client), 70 % interactive (10 clients)
     batches: dict[str, str] = {}
     for tenant in TENANTS:
-        client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=keys[tenant], max_retries=0, timeout=60)
+        client = openai.OpenAI(base_url=f"{cloud.url}/v1", api_key=keys[tenant], max_retries=5, timeout=60)
         lines = "".join(
             json.dumps({"custom_id": f"b{i}", "method": "POST", "url": "/v1/chat/completions", "body": chat(i)}) + "\n"
             for i in range(batch_lines)
@@ -97,10 +101,7 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
     with ThreadPoolExecutor(10) as pool:
         answers = list(
             pool.map(
-                lambda w: (
-                    w[0],
-                    *post(f"{cloud.url}/v1/chat/completions", keys[w[0]], chat(w[1]), prefer="respond-async"),
-                ),
+                lambda w: (w[0], *post_until_accepted(cloud, keys[w[0]], chat(w[1]), f"{w[0]}-{w[1]}")),
                 work,
             )
         )
@@ -172,8 +173,10 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
                 failures[reason] = failures.get(reason, 0) + 1
                 assert tenant == TENANTS[-1] or error["code"] != "insufficient_quota", line
     # nothing failed but what was made to fail: the injected endpoint errors, and tenant-9's quota
+    # (and, rarely, a job whose storing kept failing in DynamoDB: released unbilled, its client told)
     injected_error = "inference_failed: ModelError: injected fault endpoint_error"
-    assert all(r == injected_error or r.startswith("insufficient_quota: ") for r in failures), failures
+    allowed = ("insufficient_quota: ", "enqueue_failed: ")
+    assert all(r == injected_error or r.startswith(allowed) for r in failures), failures
 
     month = f"{datetime.now(UTC):%Y-%m}"
     invoices = {i["tenant_id"]: i for i in cloud.call("GET", f"/admin/invoices/{month}", admin)["data"]}
@@ -231,7 +234,8 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
                 "random model); 10 concurrent HTTP clients and the official openai client (batches, and one "
                 "streamed chat per tenant that retries through 503s and injected failures); real "
                 "time: queues' visibility timeout 4 s, packs of at most 4 requests, a late notification's output "
-                "looked for in S3 after 20 s (ResultCheckSeconds), sweeper every 3 s. "
+                "looked for in S3 after 20 s (ResultCheckSeconds), sweeper every 3 s; a 5xx is retried with the same "
+                "Idempotency-Key. "
                 f"Took {elapsed:.0f} s. Faults: `{FAULTS}`."
             ),
             injected={**injected, "jobs the sweeper finished from S3 (lost notifications)": recovered},
@@ -252,6 +256,35 @@ def test_every_fault_at_once_on_the_local_cloud(cloud: Cloud) -> None:
             tenants={t: (received[t], billed[t]) for t in TENANTS},
         )
     )
+
+
+def post_until_accepted(cloud: Cloud, key: str, body: dict[str, Any], idempotency_key: str) -> tuple[int, Any]:
+    """A client's retries: a 5xx (DynamoDB still throttled after botocore's attempts) is sent again
+    with the same Idempotency-Key, so it attaches to any job the first attempt admitted."""
+    for _ in range(90):  # past admission.ABANDONED_AFTER: a dead attempt's claim is then taken
+        status, answer = post(
+            f"{cloud.url}/v1/chat/completions", key, body, "respond-async", {"Idempotency-Key": idempotency_key}
+        )
+        if status < 500:
+            return status, answer
+        time.sleep(1)
+    return status, answer
+
+
+def admin_write(cloud: Cloud, admin: str, method: str, path: str, body: Any, done_if_exists: bool = False) -> Any:
+    """An admin write, sent again while the API answers 503 (the service busy); a tenant whose
+    creation landed before a 503 is there already (409) on the next try."""
+
+    for attempt in range(20):
+        try:
+            return cloud.call(method, path, admin, body)
+        except click.ClickException as refused:
+            if done_if_exists and attempt and ": 409 " in refused.message:
+                return None
+            if ": 503 " not in refused.message:
+                raise
+            time.sleep(1)
+    raise AssertionError(f"{method} {path} stayed busy")
 
 
 def stream_usage(cloud: Cloud, key: str) -> int:

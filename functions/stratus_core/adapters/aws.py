@@ -38,7 +38,9 @@ def client_config() -> Any:
     from botocore.config import Config
 
     return Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        # total_max_attempts counts the first attempt; botocore's `max_attempts` key counts only the
+        # retries (it sent "amz-sdk-request: attempt=1; max=4" for max_attempts=3)
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS,
     )

@@ -222,6 +222,9 @@ class DynamoAdmissionStore:
             put["ConditionExpression"] = "attribute_not_exists(pk) OR expires_at < :now"
             put["ExpressionAttributeValues"] = {":now": _num(int(reservation.created_at.timestamp()))}
             put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            if claim.replaces is not None:  # the claim of a dead attempt may be taken, and only that one
+                put["ConditionExpression"] += " OR job_id = :dead"
+                put["ExpressionAttributeValues"][":dead"] = {"S": claim.replaces}
         return {"Put": put}
 
     def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
-from stratus_core.adapters.dynamo.transactions import conditionally
+from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.batches.models import BatchStatus, StoredBatch
 from stratus_core.errors import Conflict
 
@@ -16,14 +16,12 @@ class DynamoBatchStore:
         self._table = table
 
     def create(self, batch: StoredBatch) -> None:
-        created = conditionally(
-            lambda: aws.dynamodb().put_item(
-                TableName=self._table,
-                Item=to_item({**batch.model_dump(mode="json"), "batch_id": batch.id}),
-                ConditionExpression="attribute_not_exists(batch_id)",
-            )
+        put = lambda: aws.dynamodb().put_item(  # noqa: E731
+            TableName=self._table,
+            Item=to_item({**batch.model_dump(mode="json"), "batch_id": batch.id}),
+            ConditionExpression="attribute_not_exists(batch_id)",
         )
-        if created is None:
+        if not created(put, lambda: self.get(batch.tenant_id, batch.id), batch):
             raise Conflict(f"batch {batch.id} exists")
 
     def get(self, tenant_id: str, batch_id: str) -> StoredBatch | None:
@@ -60,7 +58,12 @@ class DynamoBatchStore:
     def transition(
         self, batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]
     ) -> bool:
-        """Move the batch to `to` if it is still in one of `allowed_from`; False otherwise."""
+        """Move the batch to `to` if it is still in one of `allowed_from`; False otherwise.
+
+        A condition that fails because this very update already landed (its first attempt was
+        answered 500 and botocore's retry found the batch moved) counts as moved: the stored batch
+        is at `to` with every value of `sets`. Otherwise a finalizer whose `in_progress ->
+        finalizing` landed that way would stop there, and the batch would stay `finalizing`."""
         names = {"#status": "status", **{f"#{key}": key for key in sets}}
         values = {":to": {"S": to.value}, **{f":{key}": to_attr(value) for key, value in sets.items()}}
         allowed = {f":from{i}": {"S": status.value} for i, status in enumerate(sorted(allowed_from))}
@@ -74,7 +77,22 @@ class DynamoBatchStore:
                 ExpressionAttributeValues={**values, **allowed},
             )
         )
-        return moved is not None
+        if moved is not None:
+            return True
+        stored = (
+            aws.dynamodb()
+            .get_item(
+                TableName=self._table,
+                Key={"tenant_id": {"S": batch.tenant_id}, "batch_id": {"S": batch.id}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        return (
+            stored is not None
+            and stored.get("status") == {"S": to.value}
+            and all(stored.get(key) == value for key, value in ((key, to_attr(value)) for key, value in sets.items()))
+        )
 
 
 def _batch(item: dict[str, Any]) -> StoredBatch:

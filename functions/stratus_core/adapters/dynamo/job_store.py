@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
 from stratus_core.adapters.dynamo.sparse_index import entries_before, shard_of
-from stratus_core.adapters.dynamo.transactions import conditionally
+from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict
 from stratus_core.jobs import Job, JobStatus
 
@@ -64,14 +64,19 @@ class DynamoJobStore:
         self.result_check = result_check
 
     def create(self, job: Job) -> None:
-        created = conditionally(
-            lambda: aws.dynamodb().put_item(
-                TableName=self.table,
-                Item=job_item(job, self.retention),
-                ConditionExpression="attribute_not_exists(job_id)",
-            )
+        """Store a new job; `Conflict` if another job with its id exists. The job's own put that
+        landed on an attempt answered 500 is not a conflict (`transactions.created`): the caller
+        would otherwise take the job for an earlier request's and never queue its message."""
+        item = job_item(job, self.retention)
+        put = lambda: aws.dynamodb().put_item(  # noqa: E731
+            TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(job_id)"
         )
-        if created is None:
+
+        def stored() -> dict[str, Any] | None:
+            key = job_key(job.tenant_id, job.job_id)
+            return aws.dynamodb().get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+
+        if not created(put, stored, item):
             raise Conflict(f"job {job.job_id} exists")
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
-from stratus_core.adapters.dynamo.transactions import conditionally, transact
+from stratus_core.adapters.dynamo.transactions import conditionally, created, transact
 from stratus_core.errors import Conflict, NotFound
 from stratus_core.keys import ApiKey
 
@@ -22,11 +22,13 @@ class DynamoKeyStore:
         self._table = table
 
     def put(self, key_hash: str, key: ApiKey) -> None:
-        aws.dynamodb().put_item(
+        put = lambda: aws.dynamodb().put_item(  # noqa: E731
             TableName=self._table,
             Item=to_item({"key_hash": key_hash, **key.model_dump()}),
             ConditionExpression="attribute_not_exists(key_hash)",
         )
+        if not created(put, lambda: self.get_by_hash(key_hash), (key_hash, key)):
+            raise Conflict("an API key with this hash exists")
 
     def get_by_hash(self, key_hash: str) -> tuple[str, ApiKey] | None:
         response = aws.dynamodb().get_item(

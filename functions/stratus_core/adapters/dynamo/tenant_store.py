@@ -7,7 +7,7 @@ from typing import Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
-from stratus_core.adapters.dynamo.transactions import conditionally
+from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict, NotFound
 from stratus_core.tenants import Tenant, TenantUpdate
 
@@ -17,14 +17,12 @@ class DynamoTenantStore:
         self._table = table
 
     def create(self, tenant: Tenant) -> None:
-        created = conditionally(
-            lambda: aws.dynamodb().put_item(
-                TableName=self._table,
-                Item=to_item(tenant.model_dump()),
-                ConditionExpression="attribute_not_exists(tenant_id)",
-            )
+        put = lambda: aws.dynamodb().put_item(  # noqa: E731
+            TableName=self._table,
+            Item=to_item(tenant.model_dump()),
+            ConditionExpression="attribute_not_exists(tenant_id)",
         )
-        if created is None:
+        if not created(put, lambda: self.get(tenant.tenant_id), tenant):
             raise Conflict(f"tenant '{tenant.tenant_id}' already exists")
 
     def get(self, tenant_id: str) -> Tenant | None:

@@ -94,6 +94,18 @@ def conditionally(write: Callable[[], T]) -> T | None:
         raise
 
 
+def created(put: Callable[[], object], stored: Callable[[], T | None], written: T) -> bool:
+    """Put an item that must not exist yet (`attribute_not_exists`). True when it was created, and
+    also when its condition failed because the item stored is exactly the one written: an earlier
+    attempt of this same put landed and its answer was lost. ("When you receive a status code 500 on
+    a write operation, the operation may have succeeded or failed ... your application should read
+    the state of the item before retrying", DynamoDB Developer Guide, "Error handling"; botocore
+    retries the 500, and its retry then fails the condition.) False: another writer's item is there."""
+    if conditionally(put) is not None:
+        return True
+    return stored() == written
+
+
 def _cancellation(names: list[str], error: ClientError) -> Cancelled:
     """The per-item reasons DynamoDB lists, in the items' order, keyed by the items' names."""
     listed = error.response.get("CancellationReasons", [])

@@ -1,0 +1,191 @@
+"""DynamoDB's faults that moto never produces, aimed at one call each (stratus/localcloud/dynamo_faults.py).
+
+Each test names the AWS behaviour it encodes. botocore's standard retries run for real: the fault is
+an HTTP answer, and what botocore does with it is what it would do on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from stratus.localcloud.dynamo_faults import DynamoFaults
+from stratus_core.adapters import aws
+from stratus_core.keys import IssuedKey, Scope
+from stratus_core.services import Services
+from tests.helpers import ApiResponse, principal_of, upload
+from tests.integration.conftest import Pipeline
+
+MODEL = "smollm2-135m-instruct"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello there model"}], "max_tokens": 16}
+Api = Callable[..., ApiResponse]
+
+
+class Aimed:
+    """Fires `fault` on the first `times` calls that `target` picks, and never otherwise."""
+
+    def __init__(self, fault: str, target: Callable[[str, dict[str, Any]], bool], times: int = 1) -> None:
+        self.fault, self.left, self.fired = fault, times, 0
+        self.faults = DynamoFaults(self.fires, lambda options: options[0], target)
+
+    def fires(self, name: str) -> bool:
+        if name != self.fault or self.left == 0:
+            return False
+        self.left -= 1
+        self.fired += 1
+        return True
+
+
+@pytest.fixture
+def aim(created: Any) -> Iterator[Callable[..., Aimed]]:
+    made: list[Aimed] = []
+
+    def make(fault: str, target: Callable[[str, dict[str, Any]], bool], times: int = 1) -> Aimed:
+        aimed = Aimed(fault, target, times)
+        aimed.faults.attach(aws.dynamodb())
+        aimed.faults.armed = True
+        made.append(aimed)
+        return aimed
+
+    yield make
+    for aimed in made:
+        aimed.faults.armed = False
+
+
+def on_table(operation: str, table: str) -> Callable[[str, dict[str, Any]], bool]:
+    def target(called: str, body: dict[str, Any]) -> bool:
+        if called != operation:
+            return False
+        if operation == "TransactWriteItems":
+            return any(table in json.dumps(item) for item in body["TransactItems"])
+        return str(body.get("TableName", "")).endswith(table)
+
+    return target
+
+
+def async_chat(call_api: Api, caller: Any, headers: dict[str, str] | None = None) -> ApiResponse:
+    return call_api(
+        "POST", "/v1/chat/completions", CHAT, principal=caller, headers={"prefer": "respond-async", **(headers or {})}
+    )
+
+
+def test_an_admission_that_landed_but_was_answered_500_is_admitted_once(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
+) -> None:
+    """ "When you receive a status code 500 on a write operation, the operation may have succeeded or
+    failed. If the write operation is a TransactWriteItem request, then it is OK to retry": botocore
+    retries with the same ClientRequestToken, and DynamoDB answers success without writing again."""
+    caller = principal_of(make_tenant("acme"))
+    aimed = aim("ddb_landed_error", on_table("TransactWriteItems", "TenantsTable"))
+
+    answer = async_chat(call_api, caller)
+
+    assert (answer.status, aimed.fired) == (202, 1)
+    assert services.tenants.get("acme").in_flight == 1  # reserved once, not twice
+    pipeline.run()
+    job = call_api("GET", f"/v1/jobs/{answer.body['id']}", principal=caller).body
+    assert job["status"] == "completed"
+    assert services.tenants.get("acme").in_flight == 0
+
+
+def test_a_job_whose_put_landed_but_was_answered_500_is_still_queued_and_answered(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
+) -> None:
+    """botocore retries the 500; the retried conditional put then fails its condition on the job's own
+    item. Taken for an earlier request's job, it was never queued, and expired an hour later."""
+    caller = principal_of(make_tenant("acme"))
+    aimed = aim("ddb_landed_error", on_table("PutItem", "JobsTable"))
+
+    answer = async_chat(call_api, caller)
+    assert (answer.status, aimed.fired) == (202, 1)
+    assert pipeline.queue_depth("RequestsQueue") == 1
+
+    pipeline.run()
+    assert call_api("GET", f"/v1/jobs/{answer.body['id']}", principal=caller).body["status"] == "completed"
+
+
+def test_a_batch_whose_move_to_finalizing_landed_but_was_answered_500_still_completes(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
+) -> None:
+    """The retried `in_progress -> finalizing` update fails its condition on its own write; the
+    finalizer stopped there, and the batch stayed `finalizing` with every request done."""
+    caller = principal_of(make_tenant("acme", scopes=[Scope.BATCH]))
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
+    file_id = upload(call_api, caller, (json.dumps(line) + "\n").encode()).body["id"]
+    batch = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=caller,
+    ).body
+
+    def to_finalizing(operation: str, body: dict[str, Any]) -> bool:
+        values = json.dumps(body.get("ExpressionAttributeValues", {}))
+        return on_table("UpdateItem", "BatchesTable")(operation, body) and '"finalizing"' in values
+
+    aimed = aim("ddb_landed_error", to_finalizing)
+    pipeline.run()
+
+    finished = call_api("GET", f"/v1/batches/{batch['id']}", principal=caller).body
+    assert (finished["status"], finished["request_counts"]["completed"], aimed.fired) == ("completed", 1, 1)
+    assert finished["output_file_id"]
+
+
+def test_a_transaction_conflict_is_retried_and_the_request_admitted(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], aim: Any
+) -> None:
+    """TransactionCanceledException with `TransactionConflict`: "AWS SDKs do not retry the request";
+    the transaction helper does, since nothing was written."""
+    caller = principal_of(make_tenant("acme"))
+    aimed = aim("ddb_conflict", on_table("TransactWriteItems", "TenantsTable"), times=2)
+
+    answer = async_chat(call_api, caller)
+
+    assert (answer.status, aimed.fired) == (202, 2)
+    assert services.tenants.get("acme").in_flight == 1
+
+
+def test_throttling_that_outlasts_botocores_retries_is_a_retryable_503_and_the_retry_admits_once(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], aim: Any
+) -> None:
+    """ProvisionedThroughputExceededException: "OK to retry? Yes". botocore makes 3 attempts; when
+    all are throttled the client is told to retry (503, Retry-After, x-should-retry: true), not 500."""
+    caller = principal_of(make_tenant("acme"))
+    aimed = aim("ddb_throttle", on_table("TransactWriteItems", "TenantsTable"), times=aws.MAX_ATTEMPTS)
+
+    busy = async_chat(call_api, caller, {"idempotency-key": "k-1"})
+    again = async_chat(call_api, caller, {"idempotency-key": "k-1"})
+
+    assert aimed.fired == aws.MAX_ATTEMPTS, busy
+    assert busy.status == 503, busy
+    assert busy.body["error"]["code"] == "unavailable"
+    assert busy.headers["Retry-After"] == "1" and busy.headers["x-should-retry"] == "true", busy.headers
+    assert again.status == 202, (again, aimed.fired)
+    assert services.tenants.get("acme").in_flight == 1
+
+
+def test_a_retry_after_an_attempt_whose_job_could_not_be_stored_is_admitted(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
+) -> None:
+    """The first attempt's admission (with its Idempotency-Key claim) landed, then the job's put stayed
+    throttled through botocore's attempts: intake gave the reservation back and answered 503. The
+    claim still named that dead attempt, so every retry with the key heard "being accepted" until the
+    claim expired; now the retry takes the dead attempt's claim."""
+    caller = principal_of(make_tenant("acme"))
+    aimed = aim("ddb_throttle", on_table("PutItem", "JobsTable"), times=aws.MAX_ATTEMPTS)
+
+    first = async_chat(call_api, caller, {"idempotency-key": "k-2"})
+    assert (first.status, aimed.fired) == (503, aws.MAX_ATTEMPTS)
+    assert services.tenants.get("acme").in_flight == 0  # given back
+
+    retry = async_chat(call_api, caller, {"idempotency-key": "k-2"})
+    again = async_chat(call_api, caller, {"idempotency-key": "k-2"})
+
+    assert retry.status == 202, retry.body
+    assert (again.status, again.body["id"]) == (202, retry.body["id"])  # attached to the retry's job
+    assert services.tenants.get("acme").in_flight == 1
+    pipeline.run()
+    assert call_api("GET", f"/v1/jobs/{retry.body['id']}", principal=caller).body["status"] == "completed"

@@ -68,6 +68,18 @@ def upload(
     )
 
 
+def completion_request(tenant_id: str, model: str = "smollm2-135m-instruct") -> PackedRequest:
+    """A small text completion for `tenant_id`, under a new job id."""
+    return PackedRequest(
+        job_id=new_job_id(),
+        tenant_id=tenant_id,
+        kind="completion",
+        model=model,
+        prompt="hello",
+        params=SamplingParams(max_tokens=16),
+    )
+
+
 def bill(
     tenant_id: str,
     prompt_tokens: int,
@@ -79,14 +91,6 @@ def bill(
     """A request admitted through the job intake (at `at`, or now) and completed through settlement
     with the model server's counts: what a real request leaves in the usage table."""
     services = Services(clock=lambda: at) if at is not None else Services()
-    request = PackedRequest(
-        job_id=new_job_id(),
-        tenant_id=tenant_id,
-        kind="completion",
-        model=model,
-        prompt="hello",
-        params=SamplingParams(max_tokens=16),
-    )
-    job = services.intake.accept(request)
+    job = services.intake.accept(completion_request(tenant_id, model))
     assert services.settlement.complete(job, Usage.of(prompt_tokens, completion_tokens), {"object": "text_completion"})
     return job

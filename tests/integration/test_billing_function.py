@@ -15,11 +15,11 @@ from billing import app as billing_app
 from stratus_core.batches.models import COMPLETION_WINDOW
 from stratus_core.billing import invoice_csv
 from stratus_core.clock import month_bounds
-from stratus_core.contract import PackedRequest, SamplingParams, Usage
-from stratus_core.jobs import Job, new_job_id
+from stratus_core.contract import Usage
+from stratus_core.jobs import Job
 from stratus_core.keys import IssuedKey
 from stratus_core.services import Services
-from tests.helpers import FakeContext, bill
+from tests.helpers import FakeContext, bill, completion_request
 
 MODEL = "smollm2-135m-instruct"
 
@@ -33,14 +33,7 @@ def run_billing_at(
 
 def batch_request(tenant_id: str, at: datetime) -> Job:
     """A batch-lane request admitted at `at`, still running (its window is 24 h)."""
-    request = PackedRequest(
-        job_id=new_job_id(),
-        tenant_id=tenant_id,
-        kind="completion",
-        model=MODEL,
-        prompt="hello",
-        params=SamplingParams(max_tokens=16),
-    )
+    request = completion_request(tenant_id, MODEL)
     return Services(clock=lambda: at).intake.accept(request, "batch", deadline=at + COMPLETION_WINDOW)
 
 

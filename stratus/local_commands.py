@@ -40,7 +40,13 @@ def local() -> None:
 @click.option("--port", default=8000, show_default=True, help="Port of the HTTPS API's local gateway.")
 @click.option("--model-dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR, show_default=True)
 @click.option("--admin-key", envvar="STRATUS_ADMIN_KEY", default=None, help="Use this admin key (sk-…).")
-@click.option("--idle-seconds", default=60.0, show_default=True, help="Scale the endpoint to zero after this.")
+@click.option(
+    "--idle-seconds",
+    default=60.0,
+    show_default=True,
+    help="Scale the endpoint to zero after this long without work (the scheduler's IdleScaleInMinutes, in seconds, "
+    "unless given with --parameter).",
+)
 @click.option(
     "--endpoint-startup-seconds",
     default=0.0,
@@ -57,6 +63,12 @@ def local() -> None:
 )
 @click.option("--fresh", is_flag=True, help="Throw away the saved state and start empty.")
 @click.option("--sweep-seconds", default=30.0, show_default=True, help="How often the scheduled sweeper runs.")
+@click.option(
+    "--scheduler-seconds",
+    default=5.0,
+    show_default=True,
+    help="How often the scheduler runs (every minute on AWS; sooner here so that a laptop does not wait).",
+)
 @click.option(
     "--faults",
     default=None,
@@ -93,6 +105,7 @@ def up(
     state_dir: Path,
     fresh: bool,
     sweep_seconds: float,
+    scheduler_seconds: float,
     faults: str | None,
     fault_seed: int,
     fault_report: Path | None,
@@ -119,6 +132,7 @@ def up(
             port=port,
             idle_seconds=idle_seconds,
             sweep_seconds=sweep_seconds,
+            scheduler_seconds=scheduler_seconds,
             admin_key=admin_key,
             state_dir=state_dir,
             fresh=fresh,

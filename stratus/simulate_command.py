@@ -15,8 +15,19 @@ import click
     help="CSV: arrival_s,prompt_tokens,completion_tokens.",
 )
 @click.option(
-    "--generate", "kind", type=click.Choice(["steady", "diurnal", "bursty"]), help="A generated day instead of --trace."
+    "--generate",
+    "kind",
+    type=click.Choice(["steady", "diurnal", "bursty", "mixed", "batches"]),
+    help="A generated day instead of --trace.",
 )
+@click.option(
+    "--policy",
+    "mode",
+    type=click.Choice(["scheduler", "target-tracking"]),
+    help="Scaling policy (default: template.yaml's Scaling).",
+)
+@click.option("--idle-scale-in", type=float, help="IdleScaleInMinutes (default: template.yaml).")
+@click.option("--warm-window", type=float, help="WarmWindowMinutes (default: template.yaml).")
 @click.option("--requests-per-day", default=5000, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--save-trace", type=click.Path(path_type=Path, dir_okay=False), help="Write the generated trace here.")
@@ -52,12 +63,21 @@ import click
 @click.option(
     "--plot", type=click.Path(path_type=Path, dir_okay=False), help="PNG of backlog and instances over the day."
 )
+@click.option(
+    "--optimum/--no-optimum",
+    default=True,
+    show_default=True,
+    help="Also compute the clairvoyant optimum (dynamic programming over minutes; seconds per day).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def simulate_command(
     trace: Path | None,
     kind: str | None,
     requests_per_day: int,
     seed: int,
+    mode: str | None,
+    idle_scale_in: float | None,
+    warm_window: float | None,
     save_trace: Path | None,
     target_backlog: float | None,
     max_instances: int | None,
@@ -71,14 +91,16 @@ def simulate_command(
     prefill_tps: float,
     always_on: int,
     plot: Path | None,
+    optimum: bool,
     as_json: bool,
 ) -> None:
     """Replay a day of requests against template.yaml's scaling policy: instance-hours, cost,
-    waits (cold starts included), against an always-on endpoint and the pure busy time."""
+    waits per lane (cold starts included), deadlines missed, against an always-on endpoint, the
+    pure busy time and the clairvoyant optimum."""
     from stratus import simulate as sim
 
     if (trace is None) == (kind is None):
-        raise click.UsageError("give --trace FILE or --generate steady|diurnal|bursty")
+        raise click.UsageError("give --trace FILE or --generate steady|diurnal|bursty|mixed|batches")
     requests = sim.read_trace(trace) if trace else sim.generate(kind or "", requests_per_day, seed)
     if save_trace:
         sim.write_trace(requests, save_trace)
@@ -93,19 +115,38 @@ def simulate_command(
         model_load_s=model_load,
         decode_tps=decode_tps,
         prefill_tps=prefill_tps,
+        mode=mode,
+        idle_scale_in_s=None if idle_scale_in is None else idle_scale_in * 60,
+        warm_window_s=None if warm_window is None else warm_window * 60,
     )
-    report = sim.compare(requests, policy, always_on)
+    report = sim.compare(requests, policy, always_on, optimum=optimum)
     if plot:
         sim.plot(report, plot, str(trace.name if trace else kind))
     if as_json:
         click.echo(json.dumps(report.summary(), indent=2))
         return
     s = report.summary()
+    lanes = "".join(
+        f"  {lane}: {v['requests']:.0f} requests, wait p50 {v['wait_p50_s']:.0f} s  p95 {v['wait_p95_s']:.0f} s  "
+        f"max {v['wait_max_s']:.0f} s\n"
+        for lane, v in s["lanes"].items()
+    )
+    bound = (
+        f"clairvoyant optimum: {s['optimum_instance_hours']:.2f} instance-h with every interactive request "
+        f"waiting at most {policy.interactive_target_s:.0f} s, {s['optimum_same_wait_instance_hours']:.2f} with "
+        "waits up to this policy's longest\n"
+        if s["optimum_instance_hours"] is not None and s["optimum_same_wait_instance_hours"] is not None
+        else ("clairvoyant optimum: none, no schedule meets these deadlines\n" if optimum else "")
+    )
     click.echo(
         f"{s['requests']} requests in {s['invocations']} invocations\n"
-        f"autoscaled:  {s['instance_hours']:.2f} instance-h  ${s['cost_usd']:.2f}  "
+        f"{s['policy']}:  {s['instance_hours']:.2f} instance-h  ${s['cost_usd']:.2f}  "
         f"wait p50 {s['wait_p50_s']:.0f} s  p95 {s['wait_p95_s']:.0f} s  max {s['wait_max_s']:.0f} s  "
-        f"cold starts {s['cold_starts']}  peak {s['peak_instances']} instances\n"
+        f"cold starts {s['cold_starts']}  peak {s['peak_instances']} instances  "
+        f"deadlines missed {s['deadlines_missed']}\n"
+        f"{lanes}"
+        f"  interactive p95 while warm: {s['interactive_warm_wait_p95_s']:.1f} s\n"
+        f"{bound}"
         f"always-on ({s['always_on_instances']}): {s['always_on_instance_hours']:.2f} instance-h  "
         f"${s['always_on_cost_usd']:.2f}  wait p95 {s['always_on_wait_p95_s']:.0f} s\n"
         f"busy time (lower bound): {s['busy_instance_hours']:.2f} instance-h  ${s['busy_cost_usd']:.2f}"

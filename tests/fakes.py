@@ -115,6 +115,34 @@ class FakeAsyncEndpoint:
     engine: Callable[[PackedRequest], RequestResult] = echo
     pending: list[Invocation] = field(default_factory=list)
     calls: list[Invocation] = field(default_factory=list)
+    # its control plane, as the scheduler sees it: instances in service, what was asked for, and
+    # whether an asked-for instance comes into service at once (False: it stays starting)
+    instances: int = 1
+    desired: int = 1
+    starts_at_once: bool = True
+    capacity_calls: list[int] = field(default_factory=list)
+
+    def describe_endpoint(self, **params: Any) -> dict[str, Any]:
+        changing = self.desired != self.instances
+        return {
+            "EndpointName": params["EndpointName"],
+            "EndpointStatus": "Updating" if changing else "InService",
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "CurrentInstanceCount": self.instances,
+                    "DesiredInstanceCount": self.desired,
+                }
+            ],
+        }
+
+    def register_scalable_target(self, **params: Any) -> dict[str, Any]:
+        """Application Auto Scaling moves the desired count into [MinCapacity, MaxCapacity]."""
+        self.desired = min(max(self.desired, params["MinCapacity"]), params["MaxCapacity"])
+        self.capacity_calls.append(self.desired)
+        if self.starts_at_once or self.desired < self.instances:
+            self.instances = self.desired
+        return {}
 
     def invoke_endpoint_async(self, **params: Any) -> dict[str, Any]:
         if self.throttle_next > 0:

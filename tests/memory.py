@@ -54,6 +54,8 @@ from stratus_core.intake import JobIntake
 from stratus_core.jobs import Job, JobStatus, Lane, RequestMessage, new_job_id
 from stratus_core.pricing import load_catalog
 from stratus_core.results import ResultsProcessor
+from stratus_core.scheduler import Remembered, Scheduler
+from stratus_core.scheduling import SchedulerConfig, SchedulerState
 from stratus_core.settlement import Release, Settle, Settlement, TerminalChange
 from stratus_core.sweep import Sweeper
 from stratus_core.tenants import Tenant, TenantService, TenantUpdate
@@ -280,6 +282,7 @@ class MemoryJobStore:
         self.result_check = result_check
         self.items: dict[tuple[str, str], Job] = {}
         self.recheck_at: dict[tuple[str, str], datetime] = {}
+        self.waiting: set[tuple[str, str]] = set()  # deferrable jobs held for the scheduler
 
     def create(self, job: Job) -> None:
         with self.lock:
@@ -288,6 +291,30 @@ class MemoryJobStore:
                     return
                 raise Conflict(f"job {job.job_id} exists")
             self.items[(job.tenant_id, job.job_id)] = job
+            if job.status is JobStatus.QUEUED and job.deferrable:
+                self.waiting.add((job.tenant_id, job.job_id))
+
+    def held_summary(self) -> tuple[int, datetime | None]:
+        with self.lock:
+            deadlines = [self.items[key].deadline for key in self.waiting]
+            return len(deadlines), min(deadlines, default=None)
+
+    def held(self, limit: int) -> list[Job]:
+        with self.lock:
+            jobs = sorted((self.items[key] for key in self.waiting), key=lambda j: (j.deadline, j.job_id))
+            return jobs[: max(0, limit)]
+
+    def let_go(self, job: Job) -> bool:
+        with self.lock:
+            key = (job.tenant_id, job.job_id)
+            if key not in self.waiting or self.items[key].status is not JobStatus.QUEUED:
+                return False
+            self.waiting.discard(key)
+            return True
+
+    def dispatched_count(self) -> int:
+        with self.lock:
+            return sum(1 for job in self.items.values() if job.status is JobStatus.DISPATCHED)
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         with self.lock:
@@ -352,6 +379,7 @@ class MemoryJobStore:
             update["error"] = change.error
         self.items[key] = stored.model_copy(update=update)
         self.recheck_at.pop(key, None)
+        self.waiting.discard(key)
         return True
 
 
@@ -571,6 +599,9 @@ class MemoryQueue:
     messages: list[Any] = field(default_factory=list)
     broken: bool = False
 
+    def depth(self) -> int:
+        return len(self.messages)
+
     def send(self, message: Any) -> None:
         if self.broken:
             raise ConnectionError("the queue is unreachable")
@@ -643,6 +674,46 @@ class MemoryEndpointState:
 
 
 @dataclass
+class MemoryControlPlane:
+    """The endpoint as the scheduler sees and sets it: `set` moves the desired count, and the
+    instances follow at once unless `starts_at_once` is off (then they stay starting)."""
+
+    instances: int = 1
+    desired: int = 1
+    starts_at_once: bool = True
+    calls: list[int] = field(default_factory=list)
+
+    def capacity(self) -> Capacity | None:
+        status = "Updating" if self.desired != self.instances else "InService"
+        return Capacity(self.instances, self.desired, None, status)
+
+    def set(self, instances: int) -> None:
+        self.calls.append(instances)
+        self.desired = instances
+        if self.starts_at_once or instances < self.instances:
+            self.instances = instances
+
+
+@dataclass
+class MemorySchedulerMemory:
+    state: SchedulerState = field(default_factory=SchedulerState)
+    last_work_at: datetime | None = None
+    version: int = 0
+
+    def load(self) -> Remembered:
+        return Remembered(self.state, self.last_work_at, self.version)
+
+    def save(self, state: SchedulerState, version: int) -> bool:
+        if version != self.version:
+            return False
+        self.state, self.version = state, version + 1
+        return True
+
+    def work_sent(self, at: datetime) -> None:
+        self.last_work_at = at
+
+
+@dataclass
 class Clock:
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC))
 
@@ -682,7 +753,7 @@ class MemoryWorld:
         self.settlement = Settlement(
             self.admission_store, self.ledger, catalog, batches=self.batch_progress, clock=self.clock
         )
-        queues: dict[Lane, MemoryQueue] = {"interactive": self.requests, "batch": self.batch_requests}
+        queues: dict[Lane, MemoryQueue] = {"interactive": self.requests}
         self.intake = JobIntake(
             self.admission,
             self.job_store,
@@ -709,6 +780,20 @@ class MemoryWorld:
             self.endpoint,
             self.settlement,
             max_pack_size=max_pack_size,
+            work_sent=lambda at: self.scheduler_memory.work_sent(at),
+            clock=self.clock,
+        )
+        self.control = MemoryControlPlane()
+        self.scheduler_memory = MemorySchedulerMemory()
+        self.scheduler = Scheduler(
+            self.job_store,
+            self.batch_requests,
+            self.requests,
+            self.batch_requests,
+            self.control,
+            self.control,
+            self.scheduler_memory,
+            SchedulerConfig(instance_jobs_per_s=3.0),
             clock=self.clock,
         )
         self.results = ResultsProcessor(self.job_store, self.settlement, self.objects)
@@ -762,8 +847,12 @@ class MemoryWorld:
             self.batch_worker.handle(message)
         return len(messages)
 
+    def schedule(self) -> int:
+        """One scheduler run; the held requests it let go."""
+        return self.scheduler.run().released
+
     def run(self, rounds: int = 20) -> None:
-        """Until nothing moves: batch work, dispatch, the endpoint, notifications."""
+        """Until nothing moves: batch work, the scheduler, dispatch, the endpoint, notifications."""
         for _ in range(rounds):
-            if not (self.run_batches() + self.dispatch() + self.run_endpoint()):
+            if not (self.run_batches() + self.schedule() + self.dispatch() + self.run_endpoint()):
                 return

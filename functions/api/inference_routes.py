@@ -68,7 +68,10 @@ def _complete(route: str, request: InferenceRequest, render: Callable[[Job], Res
     event = router.current_event
     headers = {name.lower(): value for name, value in (event.headers or {}).items()}
     retry = retry_identity(principal.tenant_id, principal.key_id, route, event.decoded_body or "", headers)
-    prefer = preference(headers.get("prefer"), svc.settings.default_wait_seconds)
+    # a flex request waits for a warm endpoint, minutes or more: waiting inside the function would
+    # only bill Lambda time, so it waits only when its client asks (`Prefer: wait=N`)
+    default_wait = svc.settings.default_wait_seconds if request.lane == "interactive" else 0
+    prefer = preference(headers.get("prefer"), default_wait)
     submitted = svc.inference.submit(principal.tenant_id, request, retry)
     job = submitted.job
     if prefer.wait and not job.status.is_terminal:

@@ -230,7 +230,7 @@ class AdmissionService:
                     return Admitted(self._store.reserve_batch(tenant, reservation, expires_at), None)
                 admitted = self._store.reserve(tenant, reservation, expires_at, claim)
             except LimitHit as hit:
-                window = self.window(tenant, now, limit_hit=hit.limit) if lane == "interactive" else None
+                window = self.window(tenant, now, limit_hit=hit.limit) if lane != "batch" else None
                 raise self._refusal(hit.limit, tenant, tokens, now, window) from None
             except TenantInactive:
                 raise TenantSuspended(tenant_id) from None
@@ -284,7 +284,7 @@ class AdmissionService:
     def _check_fits_at_all(tenant: Tenant, tokens: int, lane: str) -> None:
         """Refuse, once and for all, what no wait could ever admit."""
         limits = tenant.limits
-        if lane == "interactive":
+        if lane != "batch":  # interactive and flex share the tenant's rate limits, as at OpenAI
             for limit, value in (
                 (Limit.REQUESTS_PER_MINUTE, limits.requests_per_minute),
                 (Limit.TOKENS_PER_MINUTE, limits.tokens_per_minute),
@@ -292,7 +292,7 @@ class AdmissionService:
             ):
                 if value == 0:
                     raise LimitIsZero(limit)
-        if lane == "interactive" and tokens > limits.tokens_per_minute:
+        if lane != "batch" and tokens > limits.tokens_per_minute:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MINUTE, tokens, limits.tokens_per_minute)
         if tokens > limits.tokens_per_month:
             raise RequestExceedsLimit(Limit.TOKENS_PER_MONTH, tokens, limits.tokens_per_month)

@@ -64,6 +64,7 @@ class Dispatcher:
         settlement: Settlement,
         *,
         max_pack_size: int,
+        work_sent: Callable[[datetime], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._jobs = jobs
@@ -72,6 +73,7 @@ class Dispatcher:
         self._endpoint = endpoint
         self._settlement = settlement
         self._max = max_pack_size
+        self._work_sent = work_sent
         self._clock = clock
 
     def dispatch(self, messages: dict[str, RequestMessage]) -> DispatchReport:
@@ -97,7 +99,20 @@ class Dispatcher:
         for model, entries in by_model.items():
             for start in range(0, len(entries), self._max):
                 self._dispatch_pack(model, entries[start : start + self._max], report)
+        if report.packs and self._work_sent is not None:
+            self._note_work_sent()
         return report
+
+    def _note_work_sent(self) -> None:
+        """Tell the scheduler work went to the endpoint (its idle time starts again). The packs are
+        sent and their jobs marked already: failing here must not send them again, so a failure is
+        logged, and the scheduler, which also counts dispatched jobs as work, is at worst a minute
+        early with a scale-in after this pack finishes."""
+        assert self._work_sent is not None
+        try:
+            self._work_sent(self._clock())
+        except Exception:
+            logger.exception("could not record when work was sent to the endpoint")
 
     def _dispatch_pack(self, model: str, entries: list[tuple[str, Job, PackedRequest]], report: DispatchReport) -> None:
         pack = InferencePack(pack_id=new_pack_id(), model=model, requests=[request for _, _, request in entries])

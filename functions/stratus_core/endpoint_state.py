@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from stratus_core.errors import JobNotReady
-from stratus_core.jobs import Job
+from stratus_core.jobs import Job, JobStatus
 
 MAX_RETRY_AFTER_SECONDS = 60
 MIN_STARTING_RETRY_AFTER_SECONDS = 5
@@ -30,6 +30,14 @@ class Capacity:
     instances: int  # in service now
     desired: int  # what scaling asked for
     changed_at: datetime | None  # when the endpoint last started changing (the scale-out, when starting)
+    status: str = "InService"  # DescribeEndpoint's EndpointStatus (Updating during an update or a scale)
+
+    @property
+    def updating(self) -> bool:
+        """Not `InService` for another reason than a change of instance count (SageMaker reports a
+        scale as `Updating` too, with the desired count apart from the current one): a deploy, or a
+        failed one, which the scheduler must not fight."""
+        return self.status != "InService" and self.desired == self.instances
 
     @property
     def starting(self) -> bool:
@@ -44,6 +52,14 @@ class EndpointState(Protocol):
 
 def not_ready(job: Job, capacity: Capacity | None, expected_cold_start_seconds: int, now: datetime) -> JobNotReady:
     attach = f"retry it: the retry attaches to this request (job {job.job_id}), which is billed once"
+    if job.lane == "flex" and job.status is JobStatus.QUEUED:
+        return JobNotReady(
+            job.job_id,
+            "flex_waiting",
+            MAX_RETRY_AFTER_SECONDS,
+            f"This flex request waits for a warm endpoint, until {job.deadline.isoformat()} at the latest; "
+            f"{attach}, or send `Prefer: respond-async` and read GET /v1/jobs/{job.job_id}.",
+        )
     if capacity is None:
         return JobNotReady(
             job.job_id, "still_running", UNKNOWN_RETRY_AFTER_SECONDS, f"The request is still running; {attach}."

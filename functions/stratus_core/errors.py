@@ -110,7 +110,8 @@ class LimitIsZero(RequestExceedsLimit):
 
 class JobNotReady(StratusError):
     """The request was admitted but its answer is not ready within the wait: the client retries and
-    its retry attaches to the same job (`code`: `model_starting` or `still_running`)."""
+    its retry attaches to the same job (`code`: `model_starting`, `still_running`, or `flex_waiting`
+    for a flex request still held for a warm endpoint)."""
 
     def __init__(self, job_id: str, code: str, retry_after: int, message: str) -> None:
         super().__init__(message)

@@ -103,9 +103,11 @@ class InferenceService:
         endpoint: EndpointState | None = None,
         *,
         expected_cold_start_seconds: int = 360,
+        flex_window_seconds: int = 3600,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self._flex_window = timedelta(seconds=flex_window_seconds)
         self._intake = intake
         self._jobs = jobs
         self._admission = admission
@@ -127,7 +129,10 @@ class InferenceService:
             claim = Claim(retry.fingerprint, retry.body_hash, retry.exclusive, expires)
         for _ in range(2):
             try:
-                job, window = self._intake.admit(packed_request(request, new_job_id(), tenant_id), claim=claim)
+                lane = request.lane
+                deadline = self._clock() + self._flex_window if lane == "flex" else None
+                packed = packed_request(request, new_job_id(), tenant_id)
+                job, window = self._intake.admit(packed, lane, deadline=deadline, claim=claim)
             except ClaimTaken as taken:  # a concurrent request with the same Idempotency-Key won
                 if retry is not None and taken.claimed.body_hash != retry.body_hash:
                     raise IdempotencyMismatch("this Idempotency-Key was used with a different request body") from None

@@ -1,4 +1,7 @@
-"""The one way in for an inference request, interactive or batch: reserve, store, record, queue.
+"""The one way in for an inference request, interactive, flex or batch: reserve, store, record, queue.
+
+Interactive jobs are queued on SQS at once. Deferrable ones (flex, batch) are stored held
+(`WaitingJobsIndex`) and queued by the scheduler when it lets them go (`scheduler.py`).
 
 Nothing admitted is lost. A failure after the reservation releases it (`Settlement`); a failure
 after the job exists fails the job (and releases its reservation with it); a job that already
@@ -15,7 +18,17 @@ from stratus_core.admission import AdmissionService, Claim, worst_case_prompt_to
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError, PackedRequest
 from stratus_core.errors import Conflict, RateWindow
-from stratus_core.jobs import BodyStore, Job, JobStatus, JobStore, Lane, RequestMessage, RequestQueue, request_body_key
+from stratus_core.jobs import (
+    DEFERRABLE_LANES,
+    BodyStore,
+    Job,
+    JobStatus,
+    JobStore,
+    Lane,
+    RequestMessage,
+    RequestQueue,
+    request_body_key,
+)
 from stratus_core.settlement import Settlement
 
 TOOLS_OVERHEAD_TOKENS = 256
@@ -98,7 +111,7 @@ class JobIntake:
         )
         reservation = admitted.reservation
         created = reservation.created_at  # the instant the limits counted it in, not after the transaction
-        job = self.job_for(request, created, deadline or created + self._ttl, batch_id, custom_id)
+        job = self.job_for(request, created, deadline or created + self._ttl, batch_id, custom_id, lane)
         try:
             self._bodies.put(job.body_key, request)
             self._jobs.create(job)
@@ -123,7 +136,10 @@ class JobIntake:
         return job, admitted.window
 
     def requeue(self, job: Job, lane: Lane) -> None:
-        """Put a queued job's message on its lane's queue (again, for a redelivered batch start)."""
+        """Put a queued job's message on its lane's queue (again, for a redelivered batch start). A
+        deferrable job is held instead, in the jobs table, until the scheduler lets it go."""
+        if lane in DEFERRABLE_LANES:
+            return
         self._queues[lane].send(RequestMessage(tenant_id=job.tenant_id, job_id=job.job_id))
 
     @staticmethod
@@ -133,6 +149,7 @@ class JobIntake:
         deadline: datetime,
         batch_id: str | None = None,
         custom_id: str | None = None,
+        lane: Lane = "interactive",
     ) -> Job:
         return Job(
             job_id=request.job_id,
@@ -145,4 +162,5 @@ class JobIntake:
             body_key=request_body_key(request.tenant_id, request.job_id),
             batch_id=batch_id,
             custom_id=custom_id,
+            lane=lane,
         )

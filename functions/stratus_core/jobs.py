@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratus_core.contract import JobError, PackedRequest, Usage
 
-Lane = Literal["interactive", "batch"]
+Lane = Literal["interactive", "flex", "batch"]
+"""interactive: dispatched at once. flex (`service_tier: "flex"`) and batch (batch lines): deferrable,
+held until the scheduler lets them go (`stratus_core.scheduling`)."""
+DEFERRABLE_LANES: tuple[Lane, ...] = ("flex", "batch")
 
 
 class JobStatus(StrEnum):
@@ -54,6 +57,11 @@ class Job(BaseModel):
     result: dict[str, Any] | None = None
     error: JobError | None = None
     usage: Usage | None = None
+    lane: Lane = "interactive"  # jobs stored before lanes were recorded ran at once: interactive
+
+    @property
+    def deferrable(self) -> bool:
+        return self.lane in DEFERRABLE_LANES
 
 
 class JobView(BaseModel):
@@ -126,6 +134,26 @@ class JobStore(Protocol):
     def unanswered(self, before: datetime, limit: int) -> list[Job]: ...
 
     def recheck_later(self, job: Job, now: datetime) -> None: ...
+
+
+class HeldJobs(Protocol):
+    """Deferrable jobs held until the scheduler lets them go (the jobs table's `WaitingJobsIndex`)."""
+
+    def held_summary(self) -> tuple[int, datetime | None]:
+        """How many are held, and the earliest deadline among them."""
+        ...
+
+    def held(self, limit: int) -> list[Job]:
+        """Up to `limit` held jobs, earliest deadline first."""
+        ...
+
+    def let_go(self, job: Job) -> bool:
+        """No longer held; False when it was not (let go already, or finished)."""
+        ...
+
+    def dispatched_count(self) -> int:
+        """Jobs sent to the endpoint and not finished, every lane."""
+        ...
 
 
 class BodyStore(Protocol):

@@ -38,6 +38,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    service_tier: Literal["default", "flex"] = "default"
 
 
 class TextLogprobs(BaseModel):
@@ -66,8 +67,15 @@ class TextCompletion(BaseModel):
 
 
 def completion_object(
-    kind: str, job_id: str, created: int, model: str, choices: list[Choice], usage: Usage
+    kind: str,
+    job_id: str,
+    created: int,
+    model: str,
+    choices: list[Choice],
+    usage: Usage,
+    service_tier: Literal["default", "flex"] = "default",
 ) -> ChatCompletion | TextCompletion:
+    """OpenAI's object; a chat completion names its `service_tier` as OpenAI's does."""
     if kind == "chat":
         return ChatCompletion(
             id=f"chatcmpl-{job_id}",
@@ -75,6 +83,7 @@ def completion_object(
             model=model,
             choices=[_chat_choice(choice) for choice in choices],
             usage=usage,
+            service_tier=service_tier,
         )
     return TextCompletion(
         id=f"cmpl-{job_id}",

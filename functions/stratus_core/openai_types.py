@@ -26,6 +26,7 @@ from stratus_core.contract import (
     ToolChoice,
     message_shape_problem,
 )
+from stratus_core.jobs import Lane
 
 MAX_MESSAGES = 256
 MAX_OUTPUT_TOKENS = 4096
@@ -41,7 +42,6 @@ _UNSUPPORTED_UNLESS_DEFAULT: dict[str, tuple[Any, ...]] = {
     "audio": (None,),
     "prediction": (None,),
     "store": (None, False),
-    "service_tier": (None, "auto", "default"),
     "reasoning_effort": (None,),
     "metadata": (None, {}),
 }
@@ -86,6 +86,16 @@ class _Sampling(BaseModel):
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
     logit_bias: dict[str, float] | None = Field(default=None, description="Token id (as a string) → bias, -100 to 100.")
+    service_tier: Literal["auto", "default", "flex"] | None = Field(
+        default=None,
+        description="`flex`: cheaper (the catalog's flex price) and slower: the request waits for a warm "
+        "endpoint, up to `FlexWindowMinutes`. Answered like any request (a retryable 503 that the retry "
+        "attaches to, or 202 with `Prefer: respond-async`); without `Prefer: wait=N` it does not wait.",
+    )
+
+    @property
+    def lane(self) -> Lane:
+        return "flex" if self.service_tier == "flex" else "interactive"
 
     @model_validator(mode="before")
     @classmethod

@@ -1,4 +1,9 @@
-"""The price catalog: per model, per million prompt and completion tokens, in exact Decimal."""
+"""The price catalog: per model, per million prompt and completion tokens, in exact Decimal.
+
+`tiers` scales a model's prices by lane: a batch line or a `service_tier: "flex"` request waits for
+a warm endpoint instead of keeping one running, and pays the fraction given (OpenAI's Batch API and
+flex tier are half price; so is the shipped catalog). A lane the catalog does not name pays in full.
+The multiplier is exact too (a decimal string), so a cost is still the exact product, never rounded."""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import json
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from stratus_core.errors import NotFound
 
@@ -48,6 +53,16 @@ class PriceCatalog(BaseModel):
 
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     models: dict[str, ModelPrice]
+    tiers: dict[Literal["interactive", "flex", "batch"], Decimal] = Field(
+        default_factory=dict, description="Price multiplier per lane (absent: 1)."
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _fractions(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        if any(not 0 <= multiplier <= 1 for multiplier in value.values()):
+            raise ValueError("a tier's multiplier is between 0 and 1")
+        return value
 
     def price(self, model: str) -> ModelPrice:
         try:
@@ -55,12 +70,15 @@ class PriceCatalog(BaseModel):
         except KeyError:
             raise NotFound("model", model) from None
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> Cost:
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int, lane: str = "interactive") -> Cost:
         """Exact cost: `scaleb` moves the decimal point, so no rounding happens here."""
         price = self.price(model)
+        multiplier = self.tiers.get(lane, Decimal(1))  # type: ignore[call-overload]
         return Cost(
-            prompt_cost=(price.prompt_per_million * prompt_tokens).scaleb(-PRICE_UNIT_EXPONENT),
-            completion_cost=(price.completion_per_million * completion_tokens).scaleb(-PRICE_UNIT_EXPONENT),
+            prompt_cost=(price.prompt_per_million * prompt_tokens * multiplier).scaleb(-PRICE_UNIT_EXPONENT),
+            completion_cost=(price.completion_per_million * completion_tokens * multiplier).scaleb(
+                -PRICE_UNIT_EXPONENT
+            ),
         )
 
 

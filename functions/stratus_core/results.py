@@ -87,7 +87,8 @@ class ResultsProcessor:
                 changed += self._settlement.fail(job, JobStatus.FAILED, error)
                 continue
             created = int(job.created_at.timestamp())
-            response = completion_object(job.kind, job.job_id, created, job.model, item.choices, item.usage)
+            tier: Literal["default", "flex"] = "flex" if job.lane == "flex" else "default"
+            response = completion_object(job.kind, job.job_id, created, job.model, item.choices, item.usage, tier)
             changed += self._settlement.complete(job, item.usage, response.model_dump(mode="json"))
         return changed
 

@@ -17,6 +17,8 @@ at once (the tests and the local cloud switch environments).
 | `results` | results function |
 | `settlement` | request-failures function, and every path above that ends a job |
 | `sweeper` | sweeper function |
+| `scheduler` | scheduler function |
+| `scheduler_memory` | scheduler function, dispatcher function (when it last sent work) |
 | `billing`, `invoice_archive`, `usage` | billing function, API (usage and invoices) |
 """
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from stratus_core.adapters.dynamo.admission_store import DynamoAdmissionStore
     from stratus_core.adapters.dynamo.batch_store import DynamoBatchStore
     from stratus_core.adapters.dynamo.job_store import DynamoJobStore
+    from stratus_core.adapters.dynamo.scheduler_store import DynamoSchedulerMemory
     from stratus_core.adapters.dynamo.tenant_store import DynamoTenantStore
     from stratus_core.adapters.s3_invoices import S3InvoiceArchive
     from stratus_core.adapters.s3_objects import S3Objects
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from stratus_core.keys import KeyService
     from stratus_core.pricing import PriceCatalog
     from stratus_core.results import ResultsProcessor
+    from stratus_core.scheduler import Scheduler
     from stratus_core.settlement import Settlement
     from stratus_core.submissions import SubmissionService
     from stratus_core.sweep import Sweeper
@@ -176,10 +180,8 @@ class Services:
         from stratus_core.adapters.sqs import SqsQueue
         from stratus_core.intake import JobIntake
 
-        queues: dict[Lane, RequestQueue] = {
-            "interactive": SqsQueue(self.settings.requests_queue_url),
-            "batch": SqsQueue(self.settings.batch_requests_queue_url),
-        }
+        # deferrable lanes have no queue here: their jobs are held until the scheduler lets them go
+        queues: dict[Lane, RequestQueue] = {"interactive": SqsQueue(self.settings.requests_queue_url)}
         return JobIntake(
             self.admission,
             self.job_store,
@@ -206,6 +208,7 @@ class Services:
             self.admission,
             self.endpoint_state,
             expected_cold_start_seconds=self.settings.expected_cold_start_seconds,
+            flex_window_seconds=self.settings.flex_window_minutes * 60,
             clock=self._clock,
         )
 
@@ -225,6 +228,44 @@ class Services:
             endpoint,
             self.settlement,
             max_pack_size=settings.max_pack_size,
+            work_sent=self.scheduler_memory.work_sent,
+            clock=self._clock,
+        )
+
+    @cached_property
+    def scheduler_memory(self) -> DynamoSchedulerMemory:
+        from stratus_core.adapters.dynamo.scheduler_store import DynamoSchedulerMemory
+
+        return DynamoSchedulerMemory(self.settings.scheduler_table, self.settings.endpoint_name)
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        from stratus_core.adapters.autoscaling import ScalableTargetCapacity
+        from stratus_core.adapters.sagemaker import SageMakerEndpointState
+        from stratus_core.adapters.sqs import SqsQueue
+        from stratus_core.scheduler import Scheduler
+        from stratus_core.scheduling import SchedulerConfig
+
+        settings = self.settings
+        config = SchedulerConfig(
+            instance_jobs_per_s=settings.instance_requests_per_second,
+            max_instances=settings.max_instance_count,
+            slots=settings.max_concurrent_invocations_per_instance,
+            startup_s=settings.expected_cold_start_seconds,
+            idle_scale_in_s=settings.idle_scale_in_minutes * 60,
+            warm_window_s=settings.warm_window_minutes * 60,
+            deadline_margin_s=settings.deadline_margin_minutes * 60,
+        )
+        released = SqsQueue(settings.batch_requests_queue_url)
+        return Scheduler(
+            self.job_store,
+            released,
+            SqsQueue(settings.requests_queue_url),
+            released,
+            SageMakerEndpointState(settings.endpoint_name, ttl_seconds=0),
+            ScalableTargetCapacity(settings.endpoint_name) if settings.scheduler_sets_capacity else None,
+            self.scheduler_memory,
+            config,
             clock=self._clock,
         )
 

@@ -42,6 +42,23 @@ class Settings(BaseModel):
     job_retention_days: int = Field(default=30, alias="JOB_RETENTION_DAYS", ge=1)
     default_wait_seconds: int = Field(default=20, alias="DEFAULT_WAIT_SECONDS", ge=0, le=25)
     expected_cold_start_seconds: int = Field(default=360, alias="EXPECTED_COLD_START_SECONDS", ge=0)
+    scheduler_table: str = Field(alias="SCHEDULER_TABLE", min_length=1)
+    auto_scaling: str = Field(default="Enabled", alias="AUTO_SCALING", pattern="^(Enabled|Disabled)$")
+    scaling: str = Field(default="Scheduler", alias="SCALING", pattern="^(Scheduler|TargetTracking)$")
+    idle_scale_in_minutes: float = Field(default=6, alias="IDLE_SCALE_IN_MINUTES", gt=0)
+    warm_window_minutes: float = Field(default=30, alias="WARM_WINDOW_MINUTES", ge=0)
+    deadline_margin_minutes: float = Field(default=30, alias="DEADLINE_MARGIN_MINUTES", ge=0)
+    flex_window_minutes: int = Field(default=60, alias="FLEX_WINDOW_MINUTES", ge=1)
+    instance_requests_per_second: float = Field(default=3.0, alias="INSTANCE_REQUESTS_PER_SECOND", gt=0)
+    max_instance_count: int = Field(default=2, alias="MAX_INSTANCE_COUNT", ge=1)
+    max_concurrent_invocations_per_instance: int = Field(
+        default=4, alias="MAX_CONCURRENT_INVOCATIONS_PER_INSTANCE", ge=1
+    )
+
+    @property
+    def scheduler_sets_capacity(self) -> bool:
+        """The scheduler owns the instance count (else target tracking does, or nobody)."""
+        return self.auto_scaling == "Enabled" and self.scaling == "Scheduler"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:

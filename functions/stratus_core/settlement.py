@@ -120,7 +120,7 @@ class Settlement:
                 "usage above the reserved bound",
                 extra={"job_id": job.job_id, "reserved": reservation.tokens, "used": usage.total_tokens},
             )
-        cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens)
+        cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens, reservation.lane)
         change = TerminalChange(
             job=job,
             status=JobStatus.COMPLETED,

@@ -1,5 +1,6 @@
 """The whole path on one machine: moto, the template's resources, the real handlers behind an
-HTTP gateway, Lambda-like pollers, the scheduled sweeper and a scale-to-zero async endpoint."""
+HTTP gateway, Lambda-like pollers, the scheduled sweeper and scheduler, and a scale-to-zero async
+endpoint (which, with the template's default `Scaling=Scheduler`, the scheduler function scales)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class LocalCloudConfig:
     port: int = 8000
     idle_seconds: float = 60
     sweep_seconds: float = 30
+    scheduler_seconds: float = 5  # the scheduler function's rate (a minute on AWS: sooner here, for a laptop)
     authorizer_cache_seconds: float = 30
     torch_threads: int = 2
     admin_key: str | None = None
@@ -87,6 +89,8 @@ class LocalCloud:
         parameters = dict(self.config.parameters)
         # what a request waiting out a cold start is told: the emulated provisioning plus this model's load
         parameters.setdefault("ExpectedColdStartSeconds", str(int(self.config.endpoint_startup_seconds) + 6))
+        # the scheduler's idle scale-in is the local endpoint's idle time (in minutes, as the template has it)
+        parameters.setdefault("IdleScaleInMinutes", f"{self.config.idle_seconds / 60:.6g}")
         os.environ.update(function_environment(template, created.refs, parameters))
         if self.config.parameters:
             logger.info("template parameters overridden: %s", self.config.parameters)
@@ -99,6 +103,8 @@ class LocalCloud:
             os.environ["POWERTOOLS_LOG_LEVEL"] = self.config.function_log_level
         logger.info("moto on %s; tables, queues, topics and bucket created from template.yaml", self._moto.url)
 
+        environment = os.environ
+        scheduled = environment.get("AUTO_SCALING") == "Enabled" and environment.get("SCALING") == "Scheduler"
         self.endpoint = LocalAsyncEndpoint(
             os.environ["ENDPOINT_NAME"],
             self.config.model_dir,
@@ -109,12 +115,14 @@ class LocalCloud:
             threads=self.config.torch_threads,
             faults=self._faults,
             startup_seconds=self.config.endpoint_startup_seconds,
+            externally_scaled=scheduled,
         )
         self.endpoint.start()
         endpoint_port = free_port()
         self._serve(self.endpoint.app(), endpoint_port)
         os.environ["SAGEMAKER_RUNTIME_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"
         os.environ["SAGEMAKER_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"  # DescribeEndpoint
+        os.environ["APPLICATION_AUTOSCALING_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_port}"  # its scalable target
         logger.info("async endpoint %s on 127.0.0.1:%d, at zero instances", self.endpoint.name, endpoint_port)
 
         reset_services(template)
@@ -131,9 +139,12 @@ class LocalCloud:
                 context=LocalContext(source.function),
             )
             self._loop(f"poller-{source.function}", lambda events=events: events.poll_once()[0] > 0, 0.2)
+        every = {"SweeperFunction": self.config.sweep_seconds, "SchedulerFunction": self.config.scheduler_seconds}
         for schedule in schedules(template):
-            if schedule.function == "SweeperFunction":  # billing runs daily: on demand locally
-                self._loop("sweeper", self._scheduled(handler(template, schedule.function)), self.config.sweep_seconds)
+            if schedule.function in every:  # billing runs daily: on demand locally
+                function = self._one_at_a_time(schedule.function, handler(template, schedule.function))
+                name = schedule.function.removesuffix("Function").lower()
+                self._loop(name, self._scheduled(function, name), every[schedule.function])
 
         if self._faults is not None:
             self._faults.poison(boto3.client("sqs"), created.refs["RequestsQueue"])
@@ -241,9 +252,9 @@ class LocalCloud:
         return invoke
 
     @staticmethod
-    def _scheduled(function: Any) -> Any:
+    def _scheduled(function: Any, name: str) -> Any:
         def run() -> bool:
-            function({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, LocalContext("sweeper"))
+            function({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, LocalContext(name))
             return False
 
         return run

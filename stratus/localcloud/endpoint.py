@@ -12,6 +12,15 @@ before the container starts (on ml.g5 the instance takes minutes before the mode
 `DescribeEndpoint` (the control plane, pointed here with `SAGEMAKER_ENDPOINT_URL`) answers what
 SageMaker would: while scaling out from zero the endpoint is `Updating` with a desired count of 1,
 a current count of 0 and `LastModifiedTime` at the start of the scale-out.
+
+**Who scales it.** With `externally_scaled` (the template's `Scaling=Scheduler`, the default) it
+obeys Application Auto Scaling's `RegisterScalableTarget` (pointed here with
+`APPLICATION_AUTOSCALING_ENDPOINT_URL`), as a registered SageMaker variant does: the desired count
+moves into the range given, an instance starts when it becomes 1 and stops when it becomes 0 (once
+the invocations it runs are done); invocations that arrive at zero wait in the queue, as SageMaker's
+do. It runs at most one instance (one model process): a desired count above 1 is served by one.
+Without it, it scales itself: out on the first invocation, in after `idle_seconds` without work
+(roughly what `Scaling=TargetTracking` does, faster).
 """
 
 from __future__ import annotations
@@ -139,8 +148,12 @@ class LocalAsyncEndpoint:
         threads: int = 2,
         faults: FaultLayer | None = None,
         startup_seconds: float = 0,
+        externally_scaled: bool = False,
     ) -> None:
         self.name = name
+        self.externally_scaled = externally_scaled
+        self.capacity_changes: list[tuple[float, int]] = []  # (monotonic time, desired) per RegisterScalableTarget
+        self._serving = threading.Event()
         self._startup = startup_seconds
         self.desired = 0
         self.changed_at = datetime.now(UTC)
@@ -206,9 +219,12 @@ class LocalAsyncEndpoint:
             )
 
         async def control_plane(request: Request) -> JSONResponse:
-            """The SageMaker API's JSON protocol (`X-Amz-Target`): DescribeEndpoint only."""
+            """The SageMaker API's JSON protocol (`X-Amz-Target`): DescribeEndpoint; and Application
+            Auto Scaling's RegisterScalableTarget for this endpoint's variant."""
             target = request.headers.get("x-amz-target", "")
             body = await request.json()
+            if target == "AnyScaleFrontendService.RegisterScalableTarget":
+                return self._register_scalable_target(body)
             if target != "SageMaker.DescribeEndpoint" or body.get("EndpointName") != self.name:
                 return JSONResponse(
                     {
@@ -247,10 +263,30 @@ class LocalAsyncEndpoint:
             ],
         }
 
+    def _register_scalable_target(self, body: dict[str, Any]) -> JSONResponse:
+        expected = f"endpoint/{self.name}/variant/AllTraffic"
+        if (body.get("ResourceId"), body.get("ScalableDimension")) != (
+            expected,
+            "sagemaker:variant:DesiredInstanceCount",
+        ):
+            message = f"No scalable target {body.get('ResourceId')} {body.get('ScalableDimension')}"
+            return JSONResponse({"__type": "ValidationException", "message": message}, 400)
+        low, high = int(body.get("MinCapacity", 0)), int(body.get("MaxCapacity", 1))
+        desired = min(max(self.desired, low), high)
+        self.capacity_changes.append((time.monotonic(), desired))
+        if desired != self.desired:
+            logger.info("scalable target range [%d, %d]: desired %d -> %d", low, high, self.desired, desired)
+            self.desired, self.changed_at = desired, datetime.now(UTC)
+            if desired > 0 and not self._model.running:
+                threading.Thread(target=self._ensure_instance, daemon=True, name="endpoint-start").start()
+        return JSONResponse({"ScalableTargetARN": f"arn:aws:application-autoscaling:local:000000000000:{expected}"})
+
     def _ensure_instance(self) -> None:
         with self._start_lock:
             if self._model.running:
                 return
+            if self.externally_scaled and self.desired == 0:
+                return  # asked back to zero before it started
             self.desired, self.changed_at = 1, datetime.now(UTC)
             started = time.monotonic()
             if self._startup:
@@ -261,19 +297,46 @@ class LocalAsyncEndpoint:
             self._model.start()
             seconds = time.monotonic() - started
             self.instances = 1
+            self._serving.set()
             self.changed_at = datetime.now(UTC)
             self.cold_starts.append(seconds)
             logger.info("instance in service after %.1f s", seconds)
 
     def _scale_in(self) -> None:
-        while not self._stopping.wait(1.0):
+        while not self._stopping.wait(0.5):
             with self._start_lock:
+                if not self._model.running or self._busy:
+                    continue
+                if self.externally_scaled:
+                    if self.desired == 0:
+                        logger.info("desired count 0: scaling 1 -> 0")
+                        self._stop_instance()
+                    continue
                 idle = time.monotonic() - self._last_work
-                if self._model.running and self._busy == 0 and self._queue.empty() and idle > self._idle:
+                if self._queue.empty() and idle > self._idle:
                     logger.info("idle for %.0f s: scaling 1 -> 0", idle)
-                    self._model.stop()
-                    self.instances = self.desired = 0
-                    self.changed_at = datetime.now(UTC)
+                    self._stop_instance()
+                    self.desired = 0
+
+    def _take_slot(self) -> bool:
+        """Count this worker busy; externally scaled, first wait until an instance serves (an
+        invocation at zero stays queued until the scheduler asks for one). False when stopping."""
+        if not self.externally_scaled:
+            self._busy += 1
+            return True
+        while not self._stopping.is_set():
+            if self._serving.wait(0.5):
+                with self._start_lock:  # the scale-in checks `_busy` under this lock
+                    if self._serving.is_set():
+                        self._busy += 1
+                        return True
+        return False
+
+    def _stop_instance(self) -> None:
+        self._serving.clear()
+        self._model.stop()
+        self.instances = 0
+        self.changed_at = datetime.now(UTC)
 
     def _work(self) -> None:
         s3 = boto3.client("s3")
@@ -282,7 +345,8 @@ class LocalAsyncEndpoint:
             invocation = self._queue.get()
             if invocation is None:
                 return
-            self._busy += 1
+            if not self._take_slot():
+                return
             try:
                 self._ensure_instance()
                 if self._faults is not None and self._faults.fires("endpoint_error"):

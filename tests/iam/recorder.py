@@ -24,7 +24,17 @@ import pytest
 from botocore.client import BaseClient
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
-PACKAGES = {"authorizer", "api", "batch", "dispatcher", "results", "request_failures", "sweeper", "billing"}
+PACKAGES = {
+    "authorizer",
+    "api",
+    "batch",
+    "dispatcher",
+    "results",
+    "request_failures",
+    "sweeper",
+    "scheduler",
+    "billing",
+}
 TRANSACT_ACTIONS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -109,6 +119,13 @@ def needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
         return [(f"sqs:{SQS_ACTIONS.get(operation, operation)}", logical(params["QueueUrl"]))]
     if service in ("sagemaker-runtime", "sagemaker"):
         return [(f"sagemaker:{operation}", "Endpoint")]
+    if service == "application-autoscaling" and operation == "RegisterScalableTarget":
+        # and what Application Auto Scaling requires of the caller for a SageMaker variant
+        return [
+            ("application-autoscaling:RegisterScalableTarget", "*"),
+            ("sagemaker:DescribeEndpoint", "Endpoint"),
+            ("sagemaker:UpdateEndpointWeightsAndCapacities", "Endpoint"),
+        ]
     return [(f"{service}:{operation}", "?")]
 
 
@@ -144,6 +161,23 @@ def _record_fake_endpoint() -> None:
         return original(self, **params)
 
     FakeAsyncEndpoint.invoke_endpoint_async = invoke  # type: ignore[method-assign]
+
+    describe, register = FakeAsyncEndpoint.describe_endpoint, FakeAsyncEndpoint.register_scalable_target
+
+    def describe_endpoint(self: FakeAsyncEndpoint, **params: Any) -> Any:
+        package = calling_package()
+        if package is not None:
+            recorded[package].update(needs("sagemaker", "DescribeEndpoint", params))
+        return describe(self, **params)
+
+    def register_scalable_target(self: FakeAsyncEndpoint, **params: Any) -> Any:
+        package = calling_package()
+        if package is not None:
+            recorded[package].update(needs("application-autoscaling", "RegisterScalableTarget", params))
+        return register(self, **params)
+
+    FakeAsyncEndpoint.describe_endpoint = describe_endpoint  # type: ignore[method-assign]
+    FakeAsyncEndpoint.register_scalable_target = register_scalable_target  # type: ignore[method-assign]
 
 
 def pytest_configure(config: pytest.Config) -> None:

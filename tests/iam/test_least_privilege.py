@@ -24,6 +24,8 @@ SUB_ARN = re.compile(r"^\$\{(\w+)\.Arn\}(/.*)?$")
 
 def resource_name(resource: Any) -> str:
     """A policy resource as a logical ID (+ `/index/X` or `/prefix/*`), the recorder's notation."""
+    if resource == "*":  # only for an action that takes no resource the template can name
+        return "*"
     if isinstance(resource, dict) and "Fn::GetAtt" in resource:
         return str(resource["Fn::GetAtt"][0])
     if isinstance(resource, dict) and "Fn::Sub" in resource:

@@ -92,18 +92,30 @@ class Pipeline:
     created: Created
 
     def run(self) -> None:
-        """Until nothing moves: start batches, dispatch what is queued, run the endpoint, process the
-        notifications, finalize batches."""
+        """Until nothing moves: start batches, dispatch what is queued, let the scheduler release held
+        batch lines, run the endpoint, process the notifications, finalize batches."""
         for _ in range(50):
             moved = (
                 self.batches.drain()
                 + self.requests.drain()
+                + self.schedule()
                 + self.batch_requests.drain()
                 + len(self.endpoint.run_pending())
                 + self.results.drain()
             )
             if not moved:
                 return
+
+    def schedule(self) -> int:
+        """One run of the scheduler function against the fake endpoint's control plane (in service
+        unless the test says otherwise); the requests it let go."""
+        from unittest import mock
+
+        from scheduler.app import lambda_handler as scheduler_handler
+
+        with mock.patch.object(aws, "sagemaker", lambda: self.endpoint):
+            answer = scheduler_handler({"source": "aws.events", "detail-type": "Scheduled Event"}, FakeContext())
+        return int(answer.get("released", 0))
 
     def queue_depth(self, logical_id: str) -> int:
         attributes = boto3.client("sqs").get_queue_attributes(
@@ -129,6 +141,7 @@ def pipeline(
         load_event=load_event,
     )
     monkeypatch.setattr(aws, "sagemaker_runtime", lambda: endpoint)
+    monkeypatch.setattr(aws, "application_autoscaling", lambda: endpoint)
     context = FakeContext()
     return Pipeline(
         endpoint=endpoint,

@@ -135,6 +135,7 @@ def test_duplicate_notifications_do_not_double_count_a_batch(
 ) -> None:
     batch = start_batch(call_api, batcher, [chat_line(i) for i in range(5)])
     pipeline.batches.drain()
+    pipeline.schedule()
     pipeline.batch_requests.drain()
     pipeline.endpoint.notify = False
     notifications = pipeline.endpoint.run_pending()
@@ -201,7 +202,11 @@ def test_interactive_request_is_dispatched_while_a_large_batch_is_pending(
 ) -> None:
     start_batch(call_api, batcher, [chat_line(i) for i in range(300)])
     pipeline.batches.drain()
-    assert pipeline.queue_depth("BatchRequestsQueue") == 300
+    assert pipeline.queue_depth("BatchRequestsQueue") == 0  # held for the scheduler
+    # one instance in service at InstanceRequestsPerSecond 3.0: its 3 deferrable slots of 4 finish
+    # 3.0 × 3/4 × 120 s = 270 requests within the release horizon; the other 30 stay held
+    assert pipeline.schedule() == 270
+    assert pipeline.queue_depth("BatchRequestsQueue") == 270
 
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "urgent"}], "max_tokens": 4}
     job_id = call_api(
@@ -211,7 +216,7 @@ def test_interactive_request_is_dispatched_while_a_large_batch_is_pending(
 
     assert call_api("GET", f"/v1/jobs/{job_id}", principal=batcher).body["status"] == "dispatched"
     (_invocation,) = pipeline.endpoint.calls
-    assert pipeline.queue_depth("BatchRequestsQueue") == 300
+    assert pipeline.queue_depth("BatchRequestsQueue") == 270
 
 
 def test_trusted_producer_submits_through_the_batch_queue(
@@ -348,6 +353,7 @@ def test_a_throttled_batch_lane_backs_off_and_still_completes(
 ) -> None:
     batch = start_batch(call_api, batcher, [chat_line(i) for i in range(3)])
     pipeline.batches.drain()
+    pipeline.schedule()
     pipeline.endpoint.throttle_next = 1
 
     handled, failed = pipeline.batch_requests.poll_once(retry_failures_now=True)
@@ -404,6 +410,7 @@ def test_a_batch_request_that_dead_letters_fails_into_the_batch_and_the_batch_fi
 ) -> None:
     batch = start_batch(call_api, batcher, [chat_line(0)])
     pipeline.batches.drain()
+    pipeline.schedule()
     pipeline.endpoint.throttle_next = 1_000
 
     pipeline.batch_requests.drain(retry_failures_now=True)  # maxReceiveCount deliveries, then the DLQ

@@ -21,7 +21,10 @@ from tests.local_cloud.conftest import MODEL, Cloud, launch, tiny_artifact
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32") as running:
+    # held batch lines start the endpoint at once (WarmWindowMinutes=0): this module is about the path,
+    # test_scheduler.py about when the endpoint runs
+    extra = ["--parameter", "WarmWindowMinutes=0"]
+    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32", extra=extra) as running:
         yield running
 
 

@@ -28,7 +28,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     artifact = Path(os.environ.get("STRATUS_MODEL_DIR", ".stratus/models/smollm2-int4"))
     if not (artifact / "manifest.json").exists():
         pytest.fail(f"no artifact at {artifact}: run `make model` first")
-    with launch(artifact, tmp_path_factory, dtype="bfloat16") as running:
+    with launch(artifact, tmp_path_factory, dtype="bfloat16", extra=["--parameter", "WarmWindowMinutes=0"]) as running:
         yield running
 
 

@@ -60,6 +60,13 @@ PUBLISHED: dict[tuple[str, str], Published] = {
     ("Stratus", "TokensBilled"): Published((dims("service"),), "Count"),
     ("Stratus", "JobsFinished"): Published((dims("service"),), "Count"),
     ("Stratus", "RequestsDispatched"): Published((dims("service"),), "Count"),
+    # the scheduler function's (functions/scheduler/app.py)
+    ("Stratus", "SchedulerRuns"): Published((dims("service"),), "Count"),
+    ("Stratus", "SchedulerBlind"): Published((dims("service"),), "Count"),
+    ("Stratus", "DesiredInstances"): Published((dims("service"),), "Count"),
+    ("Stratus", "InServiceInstances"): Published((dims("service"),), "Count"),
+    ("Stratus", "HeldRequests"): Published((dims("service"),), "Count"),
+    ("Stratus", "ReleasedRequests"): Published((dims("service"),), "Count"),
 }
 TO_MINUTES = re.compile(r"^(\w+) / 60$")
 

@@ -41,6 +41,30 @@ def test_cost_is_exact_to_the_token() -> None:
     assert CATALOG.cost("large", 1_234_567, 7).total == Decimal("3.703806")
 
 
+def test_a_tier_scales_its_lanes_price_exactly_and_other_lanes_pay_in_full() -> None:
+    tiered = CATALOG.model_copy(update={"tiers": {"batch": Decimal("0.5"), "flex": Decimal("0.25")}})
+
+    # large: 1,234,567 prompt tokens at $3/M and 7 completion tokens at $15/M = $3.703806 in full
+    assert tiered.cost("large", 1_234_567, 7).total == Decimal("3.703806")
+    assert tiered.cost("large", 1_234_567, 7, "interactive").total == Decimal("3.703806")
+    assert tiered.cost("large", 1_234_567, 7, "batch").total == Decimal("1.851903")
+    assert tiered.cost("large", 1_234_567, 7, "flex").total == Decimal("0.9259515")
+    # one small prompt token at a quarter of $0.05/M: exact, not rounded to a representable float
+    assert tiered.cost("small", 1, 0, "flex").prompt_cost == Decimal("0.0000000125")
+
+
+def test_the_shipped_catalog_halves_batch_and_flex_and_refuses_a_multiplier_above_one() -> None:
+    from pydantic import ValidationError
+
+    from stratus_core.pricing import load_catalog
+
+    assert load_catalog().tiers == {"batch": Decimal("0.5"), "flex": Decimal("0.5")}
+    with pytest.raises(ValidationError, match="between 0 and 1"):
+        PriceCatalog.model_validate({"models": {}, "tiers": {"flex": "1.5"}})
+    with pytest.raises(ValidationError):
+        PriceCatalog.model_validate({"models": {}, "tiers": {"priority": "0.5"}})
+
+
 def test_unknown_model_has_no_price() -> None:
     with pytest.raises(NotFound):
         CATALOG.cost("missing", 1, 1)

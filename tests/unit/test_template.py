@@ -9,7 +9,17 @@ from stratus.template import function_environment, load_template, resources_of_t
 
 def test_every_table_the_code_uses_is_in_the_template() -> None:
     tables = resources_of_type(load_template(), "AWS::DynamoDB::Table")
-    assert set(tables) == {"TenantsTable", "ApiKeysTable", "UsageTable", "JobsTable", "FilesTable", "BatchesTable"}
+    assert set(tables) == {
+        "TenantsTable",
+        "ApiKeysTable",
+        "UsageTable",
+        "JobsTable",
+        "FilesTable",
+        "BatchesTable",
+        "SchedulerTable",
+    }
+    job_indexes = {index["IndexName"] for index in tables["JobsTable"]["GlobalSecondaryIndexes"]}
+    assert job_indexes == {"ActiveJobsIndex", "DispatchedJobsIndex", "WaitingJobsIndex"}
     key_indexes = {index["IndexName"] for index in tables["ApiKeysTable"]["GlobalSecondaryIndexes"]}
     assert key_indexes == {"KeyIdIndex", "TenantIndex"}
     assert tables["UsageTable"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -27,6 +37,7 @@ def test_function_environment_resolves_refs_to_created_names_and_parameter_defau
         "BatchesTable": "bt",
         "BatchQueue": "https://bq",
         "BatchRequestsQueue": "https://brq",
+        "SchedulerTable": "s",
     }
     environment = function_environment(load_template(), names)
     assert environment["TENANTS_TABLE"] == "t"
@@ -96,6 +107,34 @@ def test_the_endpoint_scales_to_zero_and_out_from_zero_on_backlog() -> None:
     assert alarm["AlarmActions"] == [{"Ref": "ScaleOutFromZero"}]
     step = resources["ScaleOutFromZero"]["Properties"]["StepScalingPolicyConfiguration"]
     assert step["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
+    # exactly one instance, and no second one while the first is still starting: the alarm invokes
+    # the policy every minute it stays in ALARM, a cold start long
+    assert step["AdjustmentType"] == "ExactCapacity"
+    assert step["Cooldown"] == {"Ref": "ExpectedColdStartSeconds"}
+    for policy in ("BacklogTargetTracking", "ScaleOutFromZero", "HasBacklogWithoutCapacityAlarm"):
+        assert resources[policy]["Condition"] == "TracksTarget"
+
+
+def test_the_scheduler_runs_every_minute_and_owns_the_count_only_with_scaling_scheduler() -> None:
+    template = load_template()
+    resources, conditions = template["Resources"], template["Conditions"]
+    scheduler = resources["SchedulerFunction"]["Properties"]
+    assert scheduler["Events"]["EveryMinute"]["Properties"]["Schedule"] == "rate(1 minute)"
+    assert template["Parameters"]["Scaling"]["Default"] == "Scheduler"
+    assert conditions["TracksTarget"] == {
+        "Fn::And": [{"Fn::Condition": "ScalesAutomatically"}, {"Fn::Equals": [{"Ref": "Scaling"}, "TargetTracking"]}]
+    }
+    # the scalable target exists either way (the scheduler narrows its range); only its policies depend
+    assert resources["EndpointScalableTarget"]["Condition"] == "ScalesAutomatically"
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+    for variable, parameter in {
+        "SCALING": "Scaling",
+        "AUTO_SCALING": "AutoScaling",
+        "IDLE_SCALE_IN_MINUTES": "IdleScaleInMinutes",
+        "FLEX_WINDOW_MINUTES": "FlexWindowMinutes",
+        "INSTANCE_REQUESTS_PER_SECOND": "InstanceRequestsPerSecond",
+    }.items():
+        assert environment[variable] == {"Ref": parameter}
 
 
 def test_async_answers_land_where_the_results_and_sweeper_functions_read_them() -> None:

@@ -84,6 +84,13 @@ def sagemaker() -> SageMakerClient:
     return _client("sagemaker", url)  # type: ignore[no-any-return]
 
 
+def application_autoscaling() -> Any:
+    """The scheduler's capacity control. `APPLICATION_AUTOSCALING_ENDPOINT_URL` points it at the
+    local cloud's endpoint, which obeys the scalable target's range as SageMaker does."""
+    url = os.environ.get("APPLICATION_AUTOSCALING_ENDPOINT_URL") or None
+    return _client("application-autoscaling", url)
+
+
 def reset_clients() -> None:
     """Drop every cached client (tests start a fresh moto per test)."""
     with _lock:

@@ -89,4 +89,5 @@ class SageMakerEndpointState:
             instances=sum(int(v.get("CurrentInstanceCount", 0)) for v in variants),
             desired=sum(int(v.get("DesiredInstanceCount", 0)) for v in variants),
             changed_at=changed if isinstance(changed, datetime) else None,
+            status=str(response.get("EndpointStatus", "InService")),
         )

@@ -15,3 +15,11 @@ class SqsQueue:
 
     def send(self, message: BaseModel) -> None:
         aws.sqs().send_message(QueueUrl=self._url, MessageBody=message.model_dump_json())
+
+    def depth(self) -> int:
+        """Messages waiting plus those received and not yet deleted (SQS's approximate counts)."""
+        attributes = aws.sqs().get_queue_attributes(
+            QueueUrl=self._url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])

@@ -117,7 +117,7 @@ class BatchWorker:
                 code = "model_not_found"
             else:  # the batch lane counts against the month only: its quota
                 code = "insufficient_quota" if refused.limit is Limit.TOKENS_PER_MONTH else refused.limit.value
-            job = self._intake.job_for(request, self._clock(), deadline, batch.id, line.custom_id)
+            job = self._intake.job_for(request, self._clock(), deadline, batch.id, line.custom_id, "batch")
             self._settlement.reject(job, JobError(code=code, message=str(refused)))
 
     def cancel_jobs(self, batch: StoredBatch) -> None:

@@ -6,6 +6,11 @@ also carries `recheck_at`, which puts it in `DispatchedJobsIndex`: the sweeper l
 output of jobs whose notification is late (lost), and pushes `recheck_at` back when there is none
 yet. Every terminal transition removes `active`, which takes the job out of both indexes.
 
+A deferrable job (lane `flex` or `batch`) is created with `waiting` as well, its shard, which puts
+it in `WaitingJobsIndex` (sorted by `deadline`): it is held there, not queued on SQS, until the
+scheduler lets it go (`let_go` removes `waiting`, then the message goes to the batch lane's queue)
+or it ends (a terminal transition removes `waiting` too).
+
 `active` is there or not; its value is the job's index shard (`sparse_index.shard_of(job_id)`,
 "0" to "15"), so that the in-flight jobs spread over 16 index partitions instead of one. Jobs
 written before sharding carry "1", one of the shards, and are still found.
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
-from stratus_core.adapters.dynamo.sparse_index import entries_before, shard_of
+from stratus_core.adapters.dynamo.sparse_index import SHARDS, entries_before, shard_of
 from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict
 from stratus_core.jobs import Job, JobStatus
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
 ACTIVE_INDEX = "ActiveJobsIndex"
 DISPATCHED_INDEX = "DispatchedJobsIndex"
+WAITING_INDEX = "WaitingJobsIndex"
 MAX_RECHECK = timedelta(hours=1)
 NON_TERMINAL = {":queued": {"S": JobStatus.QUEUED.value}, ":dispatched": {"S": JobStatus.DISPATCHED.value}}
 
@@ -44,13 +50,15 @@ def job_item(job: Job, retention_seconds: int) -> dict[str, Any]:
         item["result_json"] = {"S": json.dumps(job.result)}
     if not job.status.is_terminal:
         item["active"] = {"S": shard_of(job.job_id)}
+    if job.status is JobStatus.QUEUED and job.deferrable:
+        item["waiting"] = {"S": shard_of(job.job_id)}
     return item
 
 
 def parse_job(item: dict[str, Any]) -> Job:
     values = from_item(item)
     result = values.pop("result_json", None)
-    for internal in ("active", "expires_at", "recheck_at"):
+    for internal in ("active", "expires_at", "recheck_at", "waiting"):
         values.pop(internal, None)
     if result is not None:
         values["result"] = json.loads(result)
@@ -142,6 +150,70 @@ class DynamoJobStore:
         keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries]
         return [job for job in (self.get(tenant_id, job_id) for tenant_id, job_id in keys) if job is not None]
 
+    # -- deferrable jobs held for the scheduler --------------------------------------------------------
+    def held_summary(self) -> tuple[int, datetime | None]:
+        """Every shard of `WaitingJobsIndex`, read whole (keys and deadlines only: ~100 bytes a job,
+        so 10,000 held batch lines are about 1 MB, 125 read units a run)."""
+        count, earliest = 0, None
+        for shard in SHARDS:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": WAITING_INDEX,
+                "KeyConditionExpression": "waiting = :shard",
+                "ExpressionAttributeValues": {":shard": {"S": shard}},
+            }
+            first = True
+            while True:
+                response = aws.dynamodb().query(**request)
+                items = response.get("Items", [])
+                count += len(items)
+                if first and items:
+                    deadline = datetime.fromisoformat(items[0]["deadline"]["S"])
+                    earliest = deadline if earliest is None or deadline < earliest else earliest
+                first = False
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return count, earliest
+
+    def held(self, limit: int) -> list[Job]:
+        if limit <= 0:
+            return []
+        entries = entries_before(self.table, WAITING_INDEX, "waiting", "deadline", {"S": "~"}, limit)
+        jobs = (self.get(item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries)
+        return [job for job in jobs if job is not None and job.status is JobStatus.QUEUED]
+
+    def let_go(self, job: Job) -> bool:
+        updated = conditionally(
+            lambda: aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=job_key(job.tenant_id, job.job_id),
+                UpdateExpression="REMOVE waiting",
+                ConditionExpression="attribute_exists(waiting) AND #status = :queued",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":queued": {"S": JobStatus.QUEUED.value}},
+            )
+        )
+        return updated is not None
+
+    def dispatched_count(self) -> int:
+        count = 0
+        for shard in SHARDS:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": DISPATCHED_INDEX,
+                "KeyConditionExpression": "active = :shard",
+                "ExpressionAttributeValues": {":shard": {"S": shard}},
+                "Select": "COUNT",
+            }
+            while True:
+                response = aws.dynamodb().query(**request)
+                count += int(response.get("Count", 0))
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return count
+
     def recheck_later(self, job: Job, now: datetime) -> None:
         """No output yet: look again after as long as the job has waited so far (the checks of a job
         in a long queue thin out), at least the configured interval and at most an hour."""
@@ -167,7 +239,7 @@ class DynamoJobStore:
             "Update": {
                 "TableName": self.table,
                 "Key": job_key(job.tenant_id, job.job_id),
-                "UpdateExpression": "SET " + ", ".join(assignments) + " REMOVE active",
+                "UpdateExpression": "SET " + ", ".join(assignments) + " REMOVE active, waiting",
                 "ConditionExpression": "#status IN (:queued, :dispatched)",
                 "ExpressionAttributeNames": {"#status": "status", **{f"#{k}": k for k in sets}},
                 "ExpressionAttributeValues": {

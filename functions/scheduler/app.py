@@ -1,0 +1,48 @@
+"""Scheduled every minute: how many instances the endpoint should have, and which held batch and
+flex requests go to it now (`stratus_core.scheduler`, policy in `stratus_core.scheduling`).
+
+Each decision is logged with its reason and emitted as metrics (`DesiredInstances`,
+`InServiceInstances`, `HeldRequests`, `ReleasedRequests`, `SchedulerRuns`); a run whose endpoint
+state could not be read changes nothing and counts in `SchedulerBlind`, which an alarm watches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stratus_core.services import Services
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+services = Services()
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    run = services.scheduler.run()
+    metrics.add_metric(name="SchedulerRuns", unit=MetricUnit.Count, value=1)
+    if run.observation is None or run.decision is None:
+        metrics.add_metric(name="SchedulerBlind", unit=MetricUnit.Count, value=1)
+        return {"changed": False, "reason": run.reason}
+    metrics.add_metric(name="DesiredInstances", unit=MetricUnit.Count, value=run.decision.desired)
+    metrics.add_metric(name="InServiceInstances", unit=MetricUnit.Count, value=run.observation.in_service)
+    metrics.add_metric(name="HeldRequests", unit=MetricUnit.Count, value=run.observation.waiting)
+    metrics.add_metric(name="ReleasedRequests", unit=MetricUnit.Count, value=run.released)
+    decided = {
+        "desired": run.decision.desired,
+        "was_desired": run.observation.desired,
+        "in_service": run.observation.in_service,
+        "held": run.observation.waiting,
+        "released": run.released,
+        "capacity_set": run.capacity_set,
+        "reason": run.reason,
+    }
+    logger.info("scheduled", extra=decided)
+    return decided

@@ -1,0 +1,141 @@
+"""The scheduler function's domain: observe, `scheduling.decide`, carry out, remember.
+
+Once a minute (an EventBridge schedule; every few seconds in the local cloud):
+
+1. **Observe.** The endpoint's instances and status (`DescribeEndpoint`, uncached); the held
+   deferrable jobs and their earliest deadline (`WaitingJobsIndex`); the jobs sent to the endpoint
+   and not finished (`DispatchedJobsIndex`); the messages waiting in the interactive and the batch
+   lane's queues; and, from the scheduler's own item, when the dispatcher last sent work.
+   Dispatched jobs count both as interactive backlog (work the instances must drain: they size the
+   endpoint) and as released work (they hold slots: the release budget leaves them out), so the
+   policy never needs to know which lane an in-flight job came from.
+2. **Decide** with `scheduling.decide` (pure: the same code `stratus simulate` runs).
+3. **Carry out.** The capacity first (`CapacityControl`: the scalable target's range, only with
+   `Scaling=Scheduler`), then the releases: for each held job, earliest deadline first, its message
+   goes to the batch lane's queue and then it stops being held. A crash between the two leaves it
+   held *and* queued: the next run sends it again, and the dispatcher skips a job that is no longer
+   queued, so nothing runs twice and nothing is lost.
+4. **Remember** the policy's state, conditionally on the version read in step 1: two runs that
+   overlap cannot both write it, and a run that crashed before this step left the old state, which
+   the next run decides from again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from stratus_core.clock import utcnow
+from stratus_core.endpoint_state import EndpointState
+from stratus_core.jobs import HeldJobs, RequestMessage, RequestQueue
+from stratus_core.scheduling import Decision, Observation, SchedulerConfig, SchedulerState, decide
+
+logger = logging.getLogger(__name__)
+
+
+class CapacityControl(Protocol):
+    def set(self, instances: int) -> None:
+        """Make the endpoint have `instances` instances."""
+        ...
+
+
+class QueueDepth(Protocol):
+    def depth(self) -> int:
+        """Messages waiting or being processed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Remembered:
+    state: SchedulerState
+    last_work_at: datetime | None
+    version: int
+
+
+class SchedulerMemory(Protocol):
+    def load(self) -> Remembered: ...
+
+    def save(self, state: SchedulerState, version: int) -> bool:
+        """False when another run saved first (its version is newer)."""
+        ...
+
+    def work_sent(self, at: datetime) -> None:
+        """The dispatcher sent work to the endpoint at `at`."""
+        ...
+
+
+@dataclass(frozen=True)
+class SchedulerRun:
+    observation: Observation | None
+    decision: Decision | None
+    capacity_set: bool
+    released: int
+    saved: bool
+    reason: str
+
+
+class Scheduler:
+    def __init__(
+        self,
+        held: HeldJobs,
+        release_queue: RequestQueue,
+        interactive_queue: QueueDepth,
+        release_queue_depth: QueueDepth,
+        endpoint: EndpointState,
+        capacity: CapacityControl | None,
+        memory: SchedulerMemory,
+        config: SchedulerConfig,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._held = held
+        self._release_queue = release_queue
+        self._interactive = interactive_queue
+        self._released = release_queue_depth
+        self._endpoint = endpoint
+        self._capacity = capacity
+        self._memory = memory
+        self._config = config
+        self._clock = clock
+
+    def observe(self, remembered: Remembered) -> Observation | None:
+        capacity = self._endpoint.capacity()
+        if capacity is None:
+            return None
+        waiting, earliest = self._held.held_summary()
+        dispatched = self._held.dispatched_count()
+        last = remembered.last_work_at
+        return Observation(
+            now=self._clock().timestamp(),
+            in_service=capacity.instances,
+            desired=capacity.desired,
+            interactive=self._interactive.depth() + dispatched,
+            released=self._released.depth() + dispatched,
+            waiting=waiting,
+            earliest_deadline=earliest.timestamp() if earliest else None,
+            last_work_at=last.timestamp() if last else None,
+            updating=capacity.updating,
+        )
+
+    def run(self) -> SchedulerRun:
+        remembered = self._memory.load()
+        observation = self.observe(remembered)
+        if observation is None:
+            logger.warning("endpoint state unknown: nothing changed")
+            return SchedulerRun(None, None, False, 0, False, "endpoint state unknown")
+        decision = decide(observation, self._config, remembered.state)
+        capacity_set = False
+        if self._capacity is not None and (decision.desired != observation.desired or decision.ask_again):
+            self._capacity.set(decision.desired)
+            capacity_set = True
+        released = 0
+        for job in self._held.held(decision.release):
+            self._release_queue.send(RequestMessage(tenant_id=job.tenant_id, job_id=job.job_id))
+            if self._held.let_go(job):
+                released += 1
+        saved = self._memory.save(decision.state, remembered.version)
+        if not saved:
+            logger.warning("another scheduler run saved its state first: this run's state is dropped")
+        return SchedulerRun(observation, decision, capacity_set, released, saved, decision.reason)

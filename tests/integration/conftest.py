@@ -92,18 +92,18 @@ class Pipeline:
     created: Created
 
     def run(self) -> None:
-        """Until nothing moves: start batches, dispatch what is queued, let the scheduler release held
-        batch lines, run the endpoint, process the notifications, finalize batches."""
+        """Until nothing moves: start batches, dispatch what is queued, run the endpoint, process the
+        notifications, finalize batches; when all of that is quiet, let the scheduler release held
+        batch lines (it runs once a minute on AWS, far less often than the pollers)."""
         for _ in range(50):
             moved = (
                 self.batches.drain()
                 + self.requests.drain()
-                + self.schedule()
                 + self.batch_requests.drain()
                 + len(self.endpoint.run_pending())
                 + self.results.drain()
             )
-            if not moved:
+            if not moved and not self.schedule():
                 return
 
     def schedule(self) -> int:

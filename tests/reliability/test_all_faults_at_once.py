@@ -209,12 +209,13 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
         moved = (
             pipeline.batches.drain(retry_failures_now=True)
             + pipeline.requests.drain(retry_failures_now=True)
-            + pipeline.schedule()
             + pipeline.batch_requests.drain(retry_failures_now=True)
             + faulty.run_pending()
             + pipeline.results.drain(retry_failures_now=True)
             + pipeline.request_failures.drain()
         )
+        if not moved:  # the rest is quiet: the scheduler's run (once a minute on AWS) lets held lines go
+            moved = pipeline.schedule()
         if not moved and not faulty.held:
             break
 

@@ -156,24 +156,12 @@ class DynamoJobStore:
         so 10,000 held batch lines are about 1 MB, 125 read units a run)."""
         count, earliest = 0, None
         for shard in SHARDS:
-            request: dict[str, Any] = {
-                "TableName": self.table,
-                "IndexName": WAITING_INDEX,
-                "KeyConditionExpression": "waiting = :shard",
-                "ExpressionAttributeValues": {":shard": {"S": shard}},
-            }
-            first = True
-            while True:
-                response = aws.dynamodb().query(**request)
-                items = response.get("Items", [])
+            for number, page in enumerate(self._shard_pages(WAITING_INDEX, "waiting", shard)):
+                items = page.get("Items", [])
                 count += len(items)
-                if first and items:
+                if number == 0 and items:  # a shard's first entry has its earliest deadline
                     deadline = datetime.fromisoformat(items[0]["deadline"]["S"])
                     earliest = deadline if earliest is None or deadline < earliest else earliest
-                first = False
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return count, earliest
 
     def held(self, limit: int) -> list[Job]:
@@ -197,22 +185,22 @@ class DynamoJobStore:
         return updated is not None
 
     def dispatched_count(self) -> int:
-        count = 0
-        for shard in SHARDS:
-            request: dict[str, Any] = {
-                "TableName": self.table,
-                "IndexName": DISPATCHED_INDEX,
-                "KeyConditionExpression": "active = :shard",
-                "ExpressionAttributeValues": {":shard": {"S": shard}},
-                "Select": "COUNT",
-            }
-            while True:
-                response = aws.dynamodb().query(**request)
-                count += int(response.get("Count", 0))
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return count
+        pages = (self._shard_pages(DISPATCHED_INDEX, "active", shard, Select="COUNT") for shard in SHARDS)
+        return sum(int(page.get("Count", 0)) for shard_pages in pages for page in shard_pages)
+
+    def _shard_pages(self, index: str, partition_key: str, shard: str, **extra: Any) -> Any:
+        """Every page of one shard of a sparse index (botocore's query paginator)."""
+        return (
+            aws.dynamodb()
+            .get_paginator("query")
+            .paginate(
+                TableName=self.table,
+                IndexName=index,
+                KeyConditionExpression=f"{partition_key} = :shard",
+                ExpressionAttributeValues={":shard": {"S": shard}},
+                **extra,
+            )
+        )
 
     def recheck_later(self, job: Job, now: datetime) -> None:
         """No output yet: look again after as long as the job has waited so far (the checks of a job

@@ -41,6 +41,16 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
 
 
+@pytest.fixture(autouse=True)
+def _instant_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's standard retry mode still retries every throttle and 5xx the fault layers inject,
+    as many times as it would on AWS; only its sleep between attempts is zero. No outcome depends
+    on how long it sleeps, and the in-process fault scenario spent 115 of its 260 s asleep there."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+
+
 @pytest.fixture
 def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
     """moto in process with every resource template.yaml declares (tables, bucket, queues, topics)."""

@@ -8,7 +8,7 @@ sit on the requests queue, and the functions' DynamoDB calls are throttled, thei
 cancelled by conflicts and their writes answered 500 after landing (`dynamo_faults.py`); the
 clients retry a 5xx as a real one would (the same Idempotency-Key). The sweeper runs every few
 seconds and finds lost notifications' output (`ResultCheckSeconds=20`).
-`STRATUS_CLOUD_FAULT_REQUESTS` sets the size (CI: 100; `make reliability`: 1,000) and
+`STRATUS_CLOUD_FAULT_REQUESTS` sets the size (CI: 50; `make reliability`: 1,000) and
 `STRATUS_FAULTS` the faults (a `--faults` spec). Every configured fault fires at its first
 opportunity (the fault layer guarantees it), so "every fault fired" holds at any size, whatever the timing.
 """
@@ -37,7 +37,7 @@ from stratus.localcloud.faults import FaultRates
 from tests.local_cloud.conftest import MODEL, Cloud, launch, post, tiny_artifact
 from tests.reliability.report import Section, write_section
 
-REQUESTS = int(os.environ.get("STRATUS_CLOUD_FAULT_REQUESTS", "100"))
+REQUESTS = int(os.environ.get("STRATUS_CLOUD_FAULT_REQUESTS", "50"))
 FAULTS = os.environ.get(
     "STRATUS_FAULTS",
     "throttle=0.2,endpoint_error=0.15,lost=0.2,duplicate=0.2,delay=0.3,delay_seconds=8,"

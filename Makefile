@@ -95,9 +95,10 @@ reliability: venv ## Every scenario at full size (faults at 1,000 requests, in p
 openapi: venv ## Regenerate docs/openapi.json from the routes
 	$(BIN)/python -m stratus.openapi > docs/openapi.json
 
-bench: venv ## Benchmarks: cold imports and AWS calls per admitted request (results in bench/RESULTS.md)
+bench: venv ## Benchmarks: cold imports, AWS calls per admitted request, the whole AWS bill per request (bench/RESULTS.md)
 	$(BIN)/python bench/cold_import.py
 	$(BIN)/python bench/admission_calls.py
+	$(BIN)/python bench/aws_bill.py
 
 clean: ## Remove build outputs (keeps the virtual environments)
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -19,7 +19,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODULES = ["baseline_handler", "authorizer.app", "api.app", "billing.app"]
+MODULES = [
+    "baseline_handler",
+    "authorizer.app",
+    "api.app",
+    "dispatcher.app",
+    "results.app",
+    "batch.app",
+    "request_failures.app",
+    "sweeper.app",
+    "scheduler.app",
+    "billing.app",
+]
 HEAVY = ["torch", "transformers", "numpy", "sagemaker"]
 PROBE = """
 import importlib, json, sys, time

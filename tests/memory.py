@@ -51,7 +51,7 @@ from stratus_core.errors import Conflict, Limit, NotFound
 from stratus_core.files import FileService, StoredFile
 from stratus_core.inference import InferenceService
 from stratus_core.intake import JobIntake
-from stratus_core.jobs import Job, JobStatus, Lane, RequestMessage, new_job_id
+from stratus_core.jobs import INLINE_BODY_BYTES, Job, JobStatus, Lane, RequestMessage, new_job_id
 from stratus_core.pricing import load_catalog
 from stratus_core.results import ResultsProcessor
 from stratus_core.scheduler import Remembered, Scheduler
@@ -331,6 +331,7 @@ class MemoryJobStore:
             self.items[key] = stored.model_copy(
                 update={
                     "status": JobStatus.DISPATCHED,
+                    "body": None,
                     "pack_id": pack_id,
                     "dispatched_at": at,
                     "output_location": output_location,
@@ -598,6 +599,7 @@ class MemoryFileStore:
 class MemoryQueue:
     messages: list[Any] = field(default_factory=list)
     broken: bool = False
+    refuse_in_next_batch: int = 0  # SendMessageBatch answers the first this many entries as failed
 
     def depth(self) -> int:
         return len(self.messages)
@@ -606,6 +608,12 @@ class MemoryQueue:
         if self.broken:
             raise ConnectionError("the queue is unreachable")
         self.messages.append(message)
+
+    def send_batch(self, messages: Any) -> list[bool]:
+        refused, self.refuse_in_next_batch = self.refuse_in_next_batch, 0
+        for message in messages[refused:]:
+            self.send(message)
+        return [i >= refused for i in range(len(messages))]
 
     def take(self) -> list[Any]:
         taken, self.messages = self.messages, []
@@ -728,7 +736,14 @@ class Clock:
 class MemoryWorld:
     """Every domain service over in-memory stores, with one clock: a whole Stratus in a test."""
 
-    def __init__(self, clock: Clock | None = None, *, max_pack_size: int = 32, request_ttl_seconds: int = 3600) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        max_pack_size: int = 32,
+        request_ttl_seconds: int = 3600,
+        inline_body_bytes: int = INLINE_BODY_BYTES,
+    ) -> None:
         self.clock = clock or Clock()
         lock = threading.RLock()
         self.tenant_store = MemoryTenantStore(lock)
@@ -761,6 +776,7 @@ class MemoryWorld:
             queues,
             self.settlement,
             request_ttl_seconds=request_ttl_seconds,
+            inline_body_bytes=inline_body_bytes,
             clock=self.clock,
         )
         self.endpoint_state = MemoryEndpointState()

@@ -31,10 +31,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if run.observation is None or run.decision is None:
         metrics.add_metric(name="SchedulerBlind", unit=MetricUnit.Count, value=1)
         return {"changed": False, "reason": run.reason}
-    metrics.add_metric(name="DesiredInstances", unit=MetricUnit.Count, value=run.decision.desired)
-    metrics.add_metric(name="InServiceInstances", unit=MetricUnit.Count, value=run.observation.in_service)
-    metrics.add_metric(name="HeldRequests", unit=MetricUnit.Count, value=run.observation.waiting)
-    metrics.add_metric(name="ReleasedRequests", unit=MetricUnit.Count, value=run.released)
+    # Only what is not zero: CloudWatch bills a custom metric for each hour it gets data, and an idle
+    # deployment would pay $0.30 a month for each zero published every minute. The dashboard reads a
+    # missing point as zero; SchedulerRuns, the alarm's heartbeat, is published every run.
+    for name, value in (
+        ("DesiredInstances", run.decision.desired),
+        ("InServiceInstances", run.observation.in_service),
+        ("HeldRequests", run.observation.waiting),
+        ("ReleasedRequests", run.released),
+    ):
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     decided = {
         "desired": run.decision.desired,
         "was_desired": run.observation.desired,

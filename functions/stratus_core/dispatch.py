@@ -6,7 +6,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from stratus_core.clock import utcnow
@@ -50,6 +50,13 @@ class DispatchReport:
     packs: list[str] = field(default_factory=list)
 
 
+WORK_SENT_EVERY = timedelta(seconds=30)
+"""How often one dispatcher records that work went to the endpoint. The scheduler runs once a minute
+and scales in `IdleScaleInMinutes` (6) after the last work, so a record up to 30 s old costs at
+most 30 s of that wait, and it also counts dispatched jobs as work. Writing it for every pack cost a
+write unit a pack ($0.24 per million interactive requests at the measured 2.6 requests a pack)."""
+
+
 def new_pack_id() -> str:
     return "pack_" + secrets.token_hex(12)
 
@@ -74,13 +81,15 @@ class Dispatcher:
         self._settlement = settlement
         self._max = max_pack_size
         self._work_sent = work_sent
+        self._work_noted_at: datetime | None = None
         self._clock = clock
 
     def dispatch(self, messages: dict[str, RequestMessage]) -> DispatchReport:
         """`messages` maps each SQS message id to its parsed message.
 
         A job that is no longer queued (cancelled, already dispatched by an earlier delivery,
-        finished) is skipped; a job whose body is gone fails. The rest are packed per model.
+        finished) is skipped; a job whose body is gone (neither on the job item nor in S3) fails.
+        The rest are packed per model.
         """
         report = DispatchReport()
         by_model: dict[str, list[tuple[str, Job, PackedRequest]]] = {}
@@ -89,7 +98,7 @@ class Dispatcher:
             if job is None or job.status is not JobStatus.QUEUED:
                 report.skipped.append(message_id)
                 continue
-            request = self._bodies.get(job.body_key)
+            request = PackedRequest.model_validate_json(job.body) if job.body else self._bodies.get(job.body_key)
             if request is None:
                 error = JobError(code="request_missing", message="the stored request body is missing")
                 self._settlement.fail(job, JobStatus.FAILED, error)
@@ -109,8 +118,12 @@ class Dispatcher:
         logged, and the scheduler, which also counts dispatched jobs as work, is at worst a minute
         early with a scale-in after this pack finishes."""
         assert self._work_sent is not None
+        now = self._clock()
+        if self._work_noted_at is not None and now - self._work_noted_at < WORK_SENT_EVERY:
+            return
         try:
-            self._work_sent(self._clock())
+            self._work_sent(now)
+            self._work_noted_at = now
         except Exception:
             logger.exception("could not record when work was sent to the endpoint")
 

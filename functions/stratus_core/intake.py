@@ -1,5 +1,7 @@
 """The one way in for an inference request, interactive, flex or batch: reserve, store, record, queue.
 
+A small request body rides on the job item (`jobs.INLINE_BODY_BYTES`); a larger one goes to S3 first.
+
 Interactive jobs are queued on SQS at once. Deferrable ones (flex, batch) are stored held
 (`WaitingJobsIndex`) and queued by the scheduler when it lets them go (`scheduler.py`).
 
@@ -20,6 +22,7 @@ from stratus_core.contract import JobError, PackedRequest
 from stratus_core.errors import Conflict, RateWindow
 from stratus_core.jobs import (
     DEFERRABLE_LANES,
+    INLINE_BODY_BYTES,
     BodyStore,
     Job,
     JobStatus,
@@ -70,6 +73,7 @@ class JobIntake:
         settlement: Settlement,
         *,
         request_ttl_seconds: int,
+        inline_body_bytes: int = INLINE_BODY_BYTES,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._admission = admission
@@ -78,6 +82,7 @@ class JobIntake:
         self._queues = queues
         self._settlement = settlement
         self._ttl = timedelta(seconds=request_ttl_seconds)
+        self._inline = inline_body_bytes
         self._clock = clock
 
     def accept(
@@ -112,8 +117,12 @@ class JobIntake:
         reservation = admitted.reservation
         created = reservation.created_at  # the instant the limits counted it in, not after the transaction
         job = self.job_for(request, created, deadline or created + self._ttl, batch_id, custom_id, lane)
+        body = request.model_dump_json()
+        if len(body.encode()) <= self._inline:
+            job = job.model_copy(update={"body": body})
         try:
-            self._bodies.put(job.body_key, request)
+            if job.body is None:
+                self._bodies.put(job.body_key, request)
             self._jobs.create(job)
         except Conflict:
             existing = self._jobs.get(job.tenant_id, job.job_id)

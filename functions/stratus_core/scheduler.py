@@ -11,8 +11,9 @@ Once a minute (an EventBridge schedule; every few seconds in the local cloud):
    policy never needs to know which lane an in-flight job came from.
 2. **Decide** with `scheduling.decide` (pure: the same code `stratus simulate` runs).
 3. **Carry out.** The capacity first (`CapacityControl`: the scalable target's range, only with
-   `Scaling=Scheduler`), then the releases: for each held job, earliest deadline first, its message
-   goes to the batch lane's queue and then it stops being held. A crash between the two leaves it
+   `Scaling=Scheduler`), then the releases: the held jobs' messages go to the batch lane's queue,
+   earliest deadline first, ten to a `SendMessageBatch`, and then each one sent stops being held
+   (one SQS refused stays held for the next run). A crash between the two leaves it
    held *and* queued: the next run sends it again, and the dispatcher skips a job that is no longer
    queued, so nothing runs twice and nothing is lost.
 4. **Remember** the policy's state, conditionally on the version read in step 1: two runs that
@@ -23,7 +24,7 @@ Once a minute (an EventBridge schedule; every few seconds in the local cloud):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -77,11 +78,17 @@ class SchedulerRun:
     reason: str
 
 
+class ReleaseQueue(RequestQueue, Protocol):
+    def send_batch(self, messages: Sequence[RequestMessage]) -> list[bool]:
+        """Send them (SQS's `SendMessageBatch`, ten to a request); which ones were sent."""
+        ...
+
+
 class Scheduler:
     def __init__(
         self,
         held: HeldJobs,
-        release_queue: RequestQueue,
+        release_queue: ReleaseQueue,
         interactive_queue: QueueDepth,
         release_queue_depth: QueueDepth,
         endpoint: EndpointState,
@@ -131,9 +138,10 @@ class Scheduler:
             self._capacity.set(decision.desired)
             capacity_set = True
         released = 0
-        for job in self._held.held(decision.release):
-            self._release_queue.send(RequestMessage(tenant_id=job.tenant_id, job_id=job.job_id))
-            if self._held.let_go(job):
+        held = self._held.held(decision.release)
+        sent = self._release_queue.send_batch([RequestMessage(tenant_id=j.tenant_id, job_id=j.job_id) for j in held])
+        for job, was_sent in zip(held, sent, strict=True):
+            if was_sent and self._held.let_go(job):  # one not sent stays held: the next run sends it
                 released += 1
         saved = self._memory.save(decision.state, remembered.version)
         if not saved:

@@ -189,6 +189,7 @@ class Services:
             queues,
             self.settlement,
             request_ttl_seconds=self.settings.request_ttl_seconds,
+            inline_body_bytes=self.settings.inline_body_bytes,
             clock=self._clock,
         )
 

@@ -24,10 +24,16 @@ services = Services()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = services.sweeper.run()
-    metrics.add_metric(name="NotificationsRecovered", unit=MetricUnit.Count, value=report.recovered)
-    metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=report.resolved)
-    metrics.add_metric(name="OrphanedReservationsReleased", unit=MetricUnit.Count, value=report.orphans_released)
-    metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=report.errors)
+    # Only what is not zero (a custom metric is billed for each hour it gets data; the alarm FILLs
+    # missing data with 0): an idle deployment publishes nothing here.
+    for name, value in (
+        ("NotificationsRecovered", report.recovered),
+        ("JobsSwept", report.resolved),
+        ("OrphanedReservationsReleased", report.orphans_released),
+        ("SweepErrors", report.errors),
+    ):
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info("sweep done", extra=asdict(report))
     if report.errors:
         # every other job was swept; failing the invocation makes the functions' error alarm fire

@@ -26,6 +26,30 @@ from tests.fakes import FakeAsyncEndpoint
 from tests.helpers import ADMIN, ApiResponse, FakeContext
 
 
+def store_bodies_in_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request body too large for the job item (`INLINE_BODY_BYTES` 0): each waits in S3."""
+    from stratus.localcloud.functions import reset_services
+    from stratus.template import load_template
+
+    monkeypatch.setenv("INLINE_BODY_BYTES", "0")
+    reset_services(load_template())  # the handlers' services read it again
+
+
+@pytest.fixture(params=["inline", "s3"])
+def body_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, cloud: dict[str, str]) -> str:
+    """Where request bodies wait: on the job item (the default for a small one) or in S3 (a body over
+    `INLINE_BODY_BYTES`). A test that takes this runs once for each."""
+    if request.param == "s3":
+        store_bodies_in_s3(monkeypatch)
+    return str(request.param)
+
+
+def stored_bodies(created: Created) -> list[str]:
+    """The request bodies in the data bucket (`requests/…`)."""
+    listed = boto3.client("s3").list_objects_v2(Bucket=created.refs["DataBucket"], Prefix="requests/")
+    return [entry["Key"] for entry in listed.get("Contents", [])]
+
+
 @pytest.fixture
 def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]]) -> Callable[..., ApiResponse]:
     """Invoke the API function as API Gateway would after the authorizer allowed `principal`."""

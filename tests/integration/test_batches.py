@@ -17,7 +17,7 @@ from stratus_core.keys import IssuedKey, Principal, Scope
 from stratus_core.services import Services
 from tests.helpers import ApiResponse, FakeContext, principal_of, upload
 
-from .conftest import Pipeline
+from .conftest import Pipeline, store_bodies_in_s3
 
 Api = Callable[..., ApiResponse]
 MODEL = "smollm2-135m-instruct"
@@ -365,8 +365,9 @@ def test_a_throttled_batch_lane_backs_off_and_still_completes(
 
 
 def test_batch_requests_whose_bodies_are_gone_fail_and_the_batch_still_finishes(
-    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline
+    services: Services, call_api: Api, batcher: Principal, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store_bodies_in_s3(monkeypatch)
     batch = start_batch(call_api, batcher, [chat_line(i) for i in range(2)])
     pipeline.batches.drain()
     s3 = boto3.client("s3")

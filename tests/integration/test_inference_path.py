@@ -16,7 +16,7 @@ from stratus_core.keys import IssuedKey, Scope
 from stratus_core.services import Services
 from tests.helpers import ApiResponse, principal_of
 
-from .conftest import Pipeline
+from .conftest import Pipeline, store_bodies_in_s3, stored_bodies
 
 Api = Callable[..., ApiResponse]
 MODEL = "smollm2-135m-instruct"
@@ -34,11 +34,12 @@ def usage_totals(tenant_id: str) -> dict[str, Any]:
 
 
 def test_one_chat_request_end_to_end(
-    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, body_storage: str
 ) -> None:
     caller = principal_of(make_tenant("acme", scopes=[Scope.INFERENCE, Scope.USAGE]))
 
     accepted = no_wait(call_api, "/v1/chat/completions", CHAT, caller)
+    assert len(stored_bodies(pipeline.created)) == (1 if body_storage == "s3" else 0)
 
     assert accepted.status == 202
     job_id = accepted.body["id"]
@@ -193,7 +194,7 @@ def test_throttled_endpoint_retries_and_nothing_is_lost(
 
 
 def test_endpoint_unavailable_until_dlq_fails_job_and_releases(
-    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, body_storage: str
 ) -> None:
     caller = principal_of(make_tenant("acme"))
     pipeline.endpoint.throttle_next = 1_000
@@ -234,6 +235,7 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     make_tenant: Callable[..., IssuedKey],
     pipeline: Pipeline,
     monkeypatch: pytest.MonkeyPatch,
+    body_storage: str,
 ) -> None:
     from sweeper import app as sweeper_app
     from tests.helpers import FakeContext
@@ -433,8 +435,13 @@ def test_inference_needs_the_inference_scope(call_api: Api, make_tenant: Callabl
 
 
 def test_a_request_whose_stored_body_is_gone_fails_and_releases_its_tokens(
-    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline
+    services: Services,
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    store_bodies_in_s3(monkeypatch)
     caller = principal_of(make_tenant("acme"))
     job_id = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
     s3 = boto3.client("s3")

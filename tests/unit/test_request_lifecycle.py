@@ -11,15 +11,15 @@ from datetime import timedelta
 import pytest
 
 from stratus_core.errors import Limit, LimitExceeded
-from stratus_core.jobs import Job, JobStatus
+from stratus_core.jobs import INLINE_BODY_BYTES, Job, JobStatus
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.memory import MemoryWorld, chat_request
 
 MODEL = "smollm2-135m-instruct"
 
 
-def world_with_tenant(**limits: int) -> MemoryWorld:
-    world = MemoryWorld(max_pack_size=4)
+def world_with_tenant(inline_body_bytes: int = INLINE_BODY_BYTES, **limits: int) -> MemoryWorld:
+    world = MemoryWorld(max_pack_size=4, inline_body_bytes=inline_body_bytes)
     world.tenants.create(TenantCreate(tenant_id="acme", name="Acme", limits=TenantLimits(**limits)))
     return world
 
@@ -87,13 +87,15 @@ def test_a_request_that_cannot_be_queued_fails_and_gives_its_slot_back() -> None
 
 
 def test_a_job_whose_body_is_gone_fails_in_the_dispatcher_and_is_not_invoked() -> None:
-    world = world_with_tenant()
+    world = world_with_tenant(inline_body_bytes=0)  # every body too large for the job item: in S3
     job = ask(world)
     world.objects.delete(job.body_key)
 
     world.dispatch()
 
     assert status(world, job) is JobStatus.FAILED
+    failed = world.job_store.get("acme", job.job_id)
+    assert failed is not None and failed.error is not None and failed.error.code == "request_missing"
     assert world.endpoint.invoked == 0
     assert world.tenants.get("acme").in_flight == 0
 

@@ -112,9 +112,9 @@ class DynamoJobStore:
             lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=job_key(job.tenant_id, job.job_id),
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE #body",  # packed: no longer needed
                 ConditionExpression="#status = :queued",
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={"#status": "status", "#body": "body"},
                 ExpressionAttributeValues=values,
             )
         )

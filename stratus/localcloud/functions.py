@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +27,26 @@ class Schedule:
 
 
 def handler(template: Mapping[str, Any], logical_id: str) -> Handler:
-    """`Handler: dispatcher.app.lambda_handler` → that function (functions/ is on sys.path)."""
-    module_name, _, attribute = template["Resources"][logical_id]["Properties"]["Handler"].rpartition(".")
-    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+    """`Handler: dispatcher.app.lambda_handler` → that function (functions/ is on sys.path).
+
+    The module is imported with the function's own `POWERTOOLS_SERVICE_NAME`, as Lambda would run
+    it: Powertools' Logger keeps its context keys on the standard logger of that name, so functions
+    sharing one name in this one process shared them too, and a sweeper's log line carried the
+    API invocation's function name and correlation id. Their metrics get the `service` dimension
+    they have on AWS (`stratus-scheduler`, …) as well."""
+    properties = template["Resources"][logical_id]["Properties"]
+    module_name, _, attribute = properties["Handler"].rpartition(".")
+    service = properties.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
+    previous = os.environ.get("POWERTOOLS_SERVICE_NAME")
+    if service and module_name not in sys.modules:
+        os.environ["POWERTOOLS_SERVICE_NAME"] = service
+    try:
+        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+    finally:
+        if previous is None:
+            os.environ.pop("POWERTOOLS_SERVICE_NAME", None)
+        else:
+            os.environ["POWERTOOLS_SERVICE_NAME"] = previous
 
 
 def reset_services(template: Mapping[str, Any]) -> None:

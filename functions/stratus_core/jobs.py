@@ -104,7 +104,8 @@ class RequestQueue(Protocol):
 
 
 class RequestMessage(BaseModel):
-    """The requests queue's message (version 1): which job to run; the body waits in S3."""
+    """The requests queue's message (version 1): which job to run; the body waits on the job item
+    (small) or in S3."""
 
     model_config = ConfigDict(extra="forbid")
 

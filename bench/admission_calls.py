@@ -3,7 +3,7 @@
 Runs the real authorizer logic, admission (reserve) and settlement against moto in process,
 records every AWS call, and sizes each written item with DynamoDB's item-size rules to get
 write request units (transactional writes cost 2 per KB). Prints cost per million requests at
-the list prices below.
+the list prices in `bench/metering.py`.
 
     .venv/bin/python bench/admission_calls.py [--requests 200]
 """
@@ -19,39 +19,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+# us-east-1 list prices and DynamoDB's item-size rules: one table and one implementation for every
+# bench that prices AWS calls (bench/metering.py, also used by bench/aws_bill.py).
+from metering import PRICES, item_size
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "smollm2-135m-instruct"
-
-# us-east-1 list prices (USD), on-demand, as published in November 2026.
-PRICES = {
-    "dynamodb_write_request_unit": Decimal("0.625") / 10**6,
-    "dynamodb_read_request_unit": Decimal("0.125") / 10**6,
-    "http_api_request": Decimal("1.00") / 10**6,
-    "lambda_request": Decimal("0.20") / 10**6,
-}
-
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """Bytes of one attribute value, by DynamoDB's documented item-size rules."""
-    ((kind, inner),) = value.items()
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "N":
-        digits = len(inner.lstrip("-").replace(".", "").lstrip("0")) or 1
-        return math.ceil(digits / 2) + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in inner.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(v) + 1 for v in inner)
-    if kind == "SS":
-        return sum(len(s.encode()) for s in inner)
-    raise ValueError(kind)
-
-
-def item_size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
 
 
 class Recorder:
@@ -182,8 +155,8 @@ def main() -> None:
     wru = sum(Decimal(str(r["write_units"])) for r in admitted)
     rru = sum(Decimal(str(r["read_units"])) for r in admitted)
     auth_rru = Decimal(str(rows["authorize"]["read_units"]))
-    dynamo = wru * PRICES["dynamodb_write_request_unit"] + rru * PRICES["dynamodb_read_request_unit"]
-    auth = auth_rru * PRICES["dynamodb_read_request_unit"] + PRICES["lambda_request"]
+    dynamo = wru * PRICES["dynamodb_write"] + rru * PRICES["dynamodb_read"]
+    auth = auth_rru * PRICES["dynamodb_read"] + PRICES["lambda_request"]
     per_million = {
         "dynamodb_admission_and_settlement (settled in a later minute)": dynamo * 10**6,
         "authorizer_uncached (DynamoDB reads + Lambda request fee)": auth * 10**6,

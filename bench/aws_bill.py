@@ -28,8 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -40,29 +38,10 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "functions"))  # this checkout's functions, before the venv's .pth
 
-from metering import IDLE, Meter, Units, emf_metrics  # noqa: E402
+from load import call  # noqa: E402
+from metering import IDLE, PRICES, PRICES_AS_OF, Meter, Units, emf_metrics  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
-PRICES_AS_OF = "2026-12 (us-east-1 list prices as published; DynamoDB on-demand after its November 2024 cut)"
-PRICES = {
-    "dynamodb_write": Decimal("0.625") / 10**6,  # per write request unit, on-demand
-    "dynamodb_read": Decimal("0.125") / 10**6,  # per read request unit, on-demand
-    "s3_tier1": Decimal("0.005") / 1000,  # PUT, COPY, POST, LIST
-    "s3_tier2": Decimal("0.0004") / 1000,  # GET, HEAD
-    "sqs_request": Decimal("0.40") / 10**6,  # standard queue, per 64 KB chunk
-    "sns_publish": Decimal("0.50") / 10**6,  # per 64 KB chunk (deliveries to SQS are free)
-    "http_api_request": Decimal("1.00") / 10**6,  # HTTP API, first 300 million a month
-    "lambda_request": Decimal("0.20") / 10**6,
-    "lambda_gb_second": Decimal("0.0000133334"),  # arm64, first 7.5 billion GB-s a month
-    "logs_gb": Decimal("0.50"),  # CloudWatch Logs ingestion (standard class)
-    "xray_trace": Decimal("5.00") / 10**6,  # traces recorded
-    "alarm_metric_month": Decimal("0.10"),  # standard-resolution alarm, per metric
-    "dashboard_month": Decimal("3.00"),  # beyond the account's first three
-    "custom_metric_month": Decimal("0.30"),  # first 10,000 metrics
-    "kms_key_month": Decimal("1.00"),  # a customer managed key
-    "provisioned_wcu_hour": Decimal("0.00065"),
-    "provisioned_rcu_hour": Decimal("0.00013"),
-}
 PLATFORM_LOG_BYTES = 400
 """Lambda's own lines per invocation (START, END, REPORT with the X-Ray ids), from their documented
 formats: e.g. `REPORT RequestId: 3604209a-… Duration: 2.34 ms Billed Duration: 3 ms Memory Size: 512 MB
@@ -180,19 +159,6 @@ def tiny_artifact(work: Path) -> Path:
     artifact = work / "artifact"
     build(BuildRequest(source=source, output=artifact, method="fp32", model_name=MODEL))
     return artifact
-
-
-def call(url: str, key: str, method: str = "GET", body: Any = None, prefer: str | None = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    if prefer:
-        headers["Prefer"] = prefer
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def setup_tenant(url: str, admin_key: str) -> str:

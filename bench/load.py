@@ -43,10 +43,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def call(url: str, key: str, method: str = "GET", body: Any = None, wait: bool = False) -> tuple[int, Any]:
+def call(
+    url: str, key: str, method: str = "GET", body: Any = None, wait: bool = False, prefer: str | None = None
+) -> tuple[int, Any]:
+    """One API call with a key; the status and the JSON answer (errors too). `wait`: a 202 and the
+    job if it is not done in 25 s; `prefer`: any other `Prefer` header."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     if wait:
-        headers["Prefer"] = "respond-async, wait=25"  # a 202 and the job if it is not done in 25 s
+        prefer = "respond-async, wait=25"
+    if prefer:
+        headers["Prefer"] = prefer
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:

@@ -34,7 +34,29 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+
+PRICES_AS_OF = "2026-12 (us-east-1 list prices as published; DynamoDB on-demand after its November 2024 cut)"
+PRICES = {
+    "dynamodb_write": Decimal("0.625") / 10**6,  # per write request unit, on-demand
+    "dynamodb_read": Decimal("0.125") / 10**6,  # per read request unit, on-demand
+    "s3_tier1": Decimal("0.005") / 1000,  # PUT, COPY, POST, LIST
+    "s3_tier2": Decimal("0.0004") / 1000,  # GET, HEAD
+    "sqs_request": Decimal("0.40") / 10**6,  # standard queue, per 64 KB chunk
+    "sns_publish": Decimal("0.50") / 10**6,  # per 64 KB chunk (deliveries to SQS are free)
+    "http_api_request": Decimal("1.00") / 10**6,  # HTTP API, first 300 million a month
+    "lambda_request": Decimal("0.20") / 10**6,
+    "lambda_gb_second": Decimal("0.0000133334"),  # arm64, first 7.5 billion GB-s a month
+    "logs_gb": Decimal("0.50"),  # CloudWatch Logs ingestion (standard class)
+    "xray_trace": Decimal("5.00") / 10**6,  # traces recorded
+    "alarm_metric_month": Decimal("0.10"),  # standard-resolution alarm, per metric
+    "dashboard_month": Decimal("3.00"),  # beyond the account's first three
+    "custom_metric_month": Decimal("0.30"),  # first 10,000 metrics
+    "kms_key_month": Decimal("1.00"),  # a customer managed key
+    "provisioned_wcu_hour": Decimal("0.00065"),
+    "provisioned_rcu_hour": Decimal("0.00013"),
+}
 
 SQS_CHUNK = 64 * 1024
 S3_TIER1 = {

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from stratus_core.clock import utcnow
 from stratus_core.endpoint_state import EndpointState
-from stratus_core.jobs import HeldJobs, RequestMessage, RequestQueue
+from stratus_core.jobs import HeldJobs, RequestMessage
 from stratus_core.scheduling import Decision, Observation, SchedulerConfig, SchedulerState, decide
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class SchedulerRun:
     reason: str
 
 
-class ReleaseQueue(RequestQueue, Protocol):
+class ReleaseQueue(Protocol):
     def send_batch(self, messages: Sequence[RequestMessage]) -> list[bool]:
         """Send them (SQS's `SendMessageBatch`, ten to a request); which ones were sent."""
         ...

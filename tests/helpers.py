@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from stratus_core.contract import PackedRequest, SamplingParams, Usage
 from stratus_core.jobs import Job, new_job_id
 from stratus_core.keys import IssuedKey, Principal, Scope
 from stratus_core.services import Services
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event"}
 
 
 class FakeContext:
@@ -19,6 +24,19 @@ class FakeContext:
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stratus-test"
     aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+
+def invoke_scheduled(handler: Callable[[dict[str, Any], Any], T]) -> T | None:
+    """One invocation of a function on a schedule (EventBridge → Lambda), as Lambda makes it: a
+    handler that raises has failed this invocation (logged; on AWS it counts in the function's
+    `Errors`, which the error alarm watches), and the schedule invokes it again next time; None then.
+    Every scheduled function is driven through this, as every SQS-triggered one is through
+    `SqsEventSource` (a handler that raises returns its batch to the queue)."""
+    try:
+        return handler(dict(SCHEDULED_EVENT), FakeContext())
+    except Exception:  # any error fails the invocation, as on AWS; the schedule runs it again
+        logger.exception("scheduled invocation failed; its schedule invokes it again")
+        return None
 
 
 @dataclass

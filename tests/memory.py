@@ -339,6 +339,7 @@ class MemoryJobStore:
                 }
             )
             self.recheck_at[key] = at + self.result_check
+            self.waiting.discard(key)
             return True
 
     def for_batch(self, tenant_id: str, batch_id: str) -> list[Job]:

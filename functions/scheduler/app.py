@@ -4,6 +4,9 @@ flex requests go to it now (`stratus_core.scheduler`, policy in `stratus_core.sc
 Each decision is logged with its reason and emitted as metrics (`DesiredInstances`,
 `InServiceInstances`, `HeldRequests`, `ReleasedRequests`, `SchedulerRuns`); a run whose endpoint
 state could not be read changes nothing and counts in `SchedulerBlind`, which an alarm watches.
+A run in which some held jobs could not be let go (the others were, and the state was saved) counts
+them in `SchedulerErrors` and then fails, so that the functions' error alarm fires; their messages
+went, and they stay held until the dispatcher takes them or the next run sends them again.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ("InServiceInstances", run.observation.in_service),
         ("HeldRequests", run.observation.waiting),
         ("ReleasedRequests", run.released),
+        ("SchedulerErrors", run.errors),
     ):
         if value:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -50,6 +54,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "released": run.released,
         "capacity_set": run.capacity_set,
         "reason": run.reason,
+        "errors": run.errors,
     }
     logger.info("scheduled", extra=decided)
+    if run.errors:
+        # every other held job was let go and the state saved; failing the invocation makes the
+        # functions' error alarm fire
+        raise SchedulerIncomplete(f"{run.errors} held job(s) could not be let go; their errors are logged above")
     return decided
+
+
+class SchedulerIncomplete(Exception):
+    """Some held jobs could not be let go (the others were)."""

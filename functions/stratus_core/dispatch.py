@@ -88,13 +88,17 @@ class Dispatcher:
         """`messages` maps each SQS message id to its parsed message.
 
         A job that is no longer queued (cancelled, already dispatched by an earlier delivery,
-        finished) is skipped; a job whose body is gone (neither on the job item nor in S3) fails.
-        The rest are packed per model.
+        finished) is skipped, and so is a second message for a job in the same delivery (the
+        scheduler sends a held job's message again when its `let_go` failed); a job whose body is
+        gone (neither on the job item nor in S3) fails. The rest are packed per model.
         """
         report = DispatchReport()
         by_model: dict[str, list[tuple[str, Job, PackedRequest]]] = {}
+        seen: set[tuple[str, str]] = set()
         for message_id, message in messages.items():
-            job = self._jobs.get(message.tenant_id, message.job_id)
+            key = (message.tenant_id, message.job_id)
+            job = None if key in seen else self._jobs.get(*key)
+            seen.add(key)
             if job is None or job.status is not JobStatus.QUEUED:
                 report.skipped.append(message_id)
                 continue

@@ -13,12 +13,19 @@ Once a minute (an EventBridge schedule; every few seconds in the local cloud):
 3. **Carry out.** The capacity first (`CapacityControl`: the scalable target's range, only with
    `Scaling=Scheduler`), then the releases: the held jobs' messages go to the batch lane's queue,
    earliest deadline first, ten to a `SendMessageBatch`, and then each one sent stops being held
-   (one SQS refused stays held for the next run). A crash between the two leaves it
-   held *and* queued: the next run sends it again, and the dispatcher skips a job that is no longer
-   queued, so nothing runs twice and nothing is lost.
+   (one SQS refused stays held for the next run). A crash between the two, or a `let_go` write
+   that fails (DynamoDB's 500 after botocore's retries), leaves it held *and* queued: the next run
+   sends it again unless the dispatcher took it first (dispatching it ends its hold too), and the
+   dispatcher skips a job that is no longer queued, so nothing runs twice and nothing is lost.
 4. **Remember** the policy's state, conditionally on the version read in step 1: two runs that
    overlap cannot both write it, and a run that crashed before this step left the old state, which
    the next run decides from again.
+
+One held job whose `let_go` raises never stops the others: the error is logged with the job's id,
+counted in `SchedulerRun.errors`, the other jobs are let go and the state is saved; the handler then
+fails the invocation so that the functions' error alarm fires (as the sweeper does). Before this,
+the first such write ended the run: the jobs after it stayed held though their messages were sent,
+and the state was not saved.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Protocol
 
 from stratus_core.clock import utcnow
 from stratus_core.endpoint_state import EndpointState
-from stratus_core.jobs import HeldJobs, RequestMessage
+from stratus_core.jobs import HeldJobs, Job, RequestMessage
 from stratus_core.scheduling import Decision, Observation, SchedulerConfig, SchedulerState, decide
 
 logger = logging.getLogger(__name__)
@@ -76,6 +83,7 @@ class SchedulerRun:
     released: int
     saved: bool
     reason: str
+    errors: int = 0  # held jobs whose `let_go` raised; the others were still let go
 
 
 class ReleaseQueue(Protocol):
@@ -137,13 +145,24 @@ class Scheduler:
         if self._capacity is not None and (decision.desired != observation.desired or decision.ask_again):
             self._capacity.set(decision.desired)
             capacity_set = True
-        released = 0
-        held = self._held.held(decision.release)
-        sent = self._release_queue.send_batch([RequestMessage(tenant_id=j.tenant_id, job_id=j.job_id) for j in held])
-        for job, was_sent in zip(held, sent, strict=True):
-            if was_sent and self._held.let_go(job):  # one not sent stays held: the next run sends it
-                released += 1
+        released, errors = self._release(self._held.held(decision.release))
         saved = self._memory.save(decision.state, remembered.version)
         if not saved:
             logger.warning("another scheduler run saved its state first: this run's state is dropped")
-        return SchedulerRun(observation, decision, capacity_set, released, saved, decision.reason)
+        return SchedulerRun(observation, decision, capacity_set, released, saved, decision.reason, errors)
+
+    def _release(self, held: list[Job]) -> tuple[int, int]:
+        """Send the held jobs' messages, then let go each one sent; returns (let go, errors). One
+        not sent stays held, and so does one whose `let_go` raised (its message went: see step 3)."""
+        sent = self._release_queue.send_batch([RequestMessage(tenant_id=j.tenant_id, job_id=j.job_id) for j in held])
+        released = errors = 0
+        for job, was_sent in zip(held, sent, strict=True):
+            if not was_sent:
+                continue
+            try:
+                if self._held.let_go(job):
+                    released += 1
+            except Exception:  # one job's failure must not stop the others; counted and re-raised by the handler
+                logger.exception("could not let a held job go", extra={"job_id": job.job_id})
+                errors += 1
+        return released, errors

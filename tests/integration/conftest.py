@@ -23,7 +23,7 @@ from stratus_core.keys import IssuedKey, KeyCreate, Principal, Scope
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.fakes import FakeAsyncEndpoint
-from tests.helpers import ADMIN, ApiResponse, FakeContext
+from tests.helpers import ADMIN, ApiResponse, FakeContext, invoke_scheduled
 
 
 def store_bodies_in_s3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,6 +115,8 @@ class Pipeline:
     batch_requests: SqsEventSource
     created: Created
 
+    failed_schedules: int = 0  # scheduler invocations that failed (each runs again, as its schedule would)
+
     def run(self) -> None:
         """Until nothing moves: start batches, dispatch what is queued, run the endpoint, process the
         notifications, finalize batches; when all of that is quiet, let the scheduler release held
@@ -127,18 +129,22 @@ class Pipeline:
                 + len(self.endpoint.run_pending())
                 + self.results.drain()
             )
-            if not moved and not self.schedule():
+            if not moved and self.schedule() == 0:  # None: that run failed, and the next round runs it again
                 return
 
-    def schedule(self) -> int:
-        """One run of the scheduler function against the fake endpoint's control plane (in service
-        unless the test says otherwise); the requests it let go."""
+    def schedule(self) -> int | None:
+        """One invocation of the scheduler function against the fake endpoint's control plane (in
+        service unless the test says otherwise); the requests it let go, or None when the invocation
+        failed (`invoke_scheduled`: the handler raised; counted in `failed_schedules`)."""
         from unittest import mock
 
         from scheduler.app import lambda_handler as scheduler_handler
 
         with mock.patch.object(aws, "sagemaker", lambda: self.endpoint):
-            answer = scheduler_handler({"source": "aws.events", "detail-type": "Scheduled Event"}, FakeContext())
+            answer = invoke_scheduled(scheduler_handler)
+        if answer is None:
+            self.failed_schedules += 1
+            return None
         return int(answer.get("released", 0))
 
     def queue_depth(self, logical_id: str) -> int:

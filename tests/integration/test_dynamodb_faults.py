@@ -189,3 +189,50 @@ def test_a_retry_after_an_attempt_whose_job_could_not_be_stored_is_admitted(
     assert services.tenants.get("acme").in_flight == 1
     pipeline.run()
     assert call_api("GET", f"/v1/jobs/{retry.body['id']}", principal=caller).body["status"] == "completed"
+
+
+def test_a_held_line_whose_release_stays_throttled_does_not_stop_the_others_and_runs_once(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
+) -> None:
+    """The scheduler's `let_go` (UpdateItem `REMOVE waiting`) of one held line stays throttled through
+    botocore's attempts. That error used to end the scheduler's run: the lines after it stayed held
+    though their messages were sent, and its state was not saved. Now the others are let go, the
+    state is saved, and the invocation fails (the functions' error alarm); the next run sends the
+    line again, and the dispatcher runs it once."""
+    caller = principal_of(make_tenant("acme", scopes=[Scope.BATCH]))
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
+    lines = "".join(json.dumps({**line, "custom_id": f"l{i}"}) + "\n" for i in range(3))
+    file_id = upload(call_api, caller, lines.encode()).body["id"]
+    batch = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=caller,
+    ).body
+    pipeline.batches.drain()  # the batch function holds its 3 lines for the scheduler
+    assert services.job_store.held_summary()[0] == 3
+
+    def letting_go(operation: str, body: dict[str, Any]) -> bool:
+        return on_table("UpdateItem", "JobsTable")(operation, body) and body["UpdateExpression"] == "REMOVE waiting"
+
+    aimed = aim("ddb_throttle", letting_go, times=aws.MAX_ATTEMPTS)  # the first line's, all its attempts
+
+    assert pipeline.schedule() is None  # the invocation failed ...
+    assert (aimed.fired, pipeline.failed_schedules) == (aws.MAX_ATTEMPTS, 1)
+    assert services.job_store.held_summary()[0] == 1  # ... after the two others were let go
+    assert services.scheduler_memory.load().version == 1  # ... and its state saved
+    assert pipeline.queue_depth("BatchRequestsQueue") == 3  # every line's message went
+
+    assert pipeline.schedule() == 1  # the next run sends the held line again and lets it go
+    assert services.job_store.held_summary()[0] == 0
+    assert pipeline.queue_depth("BatchRequestsQueue") == 4
+    pipeline.run()
+
+    packed = [
+        request.job_id
+        for call in pipeline.endpoint.calls
+        for request in (services.objects.read_pack(call.input_location) or pytest.fail("no pack")).requests
+    ]
+    assert len(packed) == len(set(packed)) == 3  # each line went to the endpoint once
+    finished = call_api("GET", f"/v1/batches/{batch['id']}", principal=caller).body
+    assert (finished["status"], finished["request_counts"]["completed"]) == ("completed", 3)

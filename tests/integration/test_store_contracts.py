@@ -118,6 +118,25 @@ def test_a_job_is_created_once_and_dispatched_once(stack: Any) -> None:
     assert stack.job_store.unanswered(now + timedelta(minutes=7), 10) == []
 
 
+def test_a_held_job_is_let_go_once_and_dispatching_one_ends_its_hold(stack: Any) -> None:
+    """The scheduler sends a held job's message, then lets it go; when that `let_go` failed, the job
+    is still held with its message sent, and dispatching it must end its hold, or the scheduler would
+    count it as held work and send it again every run until it finished."""
+    tenant(stack)
+    deadline = stack.clock() + timedelta(hours=24)
+    let_go, dispatched = (stack.intake.accept(chat_request(max_tokens=20), "batch", deadline=deadline) for _ in "ab")
+    assert stack.job_store.held_summary()[0] == 2
+
+    assert stack.job_store.let_go(let_go) is True
+    assert stack.job_store.let_go(let_go) is False  # let go already
+    assert [held.job_id for held in stack.job_store.held(10)] == [dispatched.job_id]
+    assert stack.job_store.mark_dispatched(dispatched, "pack_1", None, None, stack.clock()) is True
+
+    assert stack.job_store.held_summary() == (0, None)
+    assert stack.job_store.held(10) == []
+    assert stack.job_store.let_go(dispatched) is False
+
+
 def job_ids_filling_every_shard(per_shard: int) -> list[str]:
     """Job ids (in the API's format) with exactly `per_shard` of them in each index shard, the
     shards interleaved so that admission order is not shard order."""

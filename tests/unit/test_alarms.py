@@ -63,6 +63,7 @@ PUBLISHED: dict[tuple[str, str], Published] = {
     # the scheduler function's (functions/scheduler/app.py)
     ("Stratus", "SchedulerRuns"): Published((dims("service"),), "Count"),
     ("Stratus", "SchedulerBlind"): Published((dims("service"),), "Count"),
+    ("Stratus", "SchedulerErrors"): Published((dims("service"),), "Count"),
     ("Stratus", "DesiredInstances"): Published((dims("service"),), "Count"),
     ("Stratus", "InServiceInstances"): Published((dims("service"),), "Count"),
     ("Stratus", "HeldRequests"): Published((dims("service"),), "Count"),

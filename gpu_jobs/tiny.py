@@ -46,8 +46,8 @@ def build_tiny_model(directory: Path, seed: int = 0, vocab_size: int = 512) -> P
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=-(-len(tokenizer) // 16) * 16,  # padded to a multiple of 16, as real models are
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,  # head_dim 32: vLLM's CPU attention has no kernel for 16
+        intermediate_size=256,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-int4")
+DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-bf16")
 DEFAULT_STATE_DIR = Path(".stratus/local-state")
 
 
@@ -90,6 +90,14 @@ def local() -> None:
     help="Every queue's visibility timeout in seconds (the template's by default).",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["vllm", "echo"]),
+    envvar="STRATUS_ENGINE",
+    default="vllm",
+    show_default=True,
+    help="The endpoint's model server: vLLM's CPU build, or the echo engine (no model: load tests).",
+)
+@click.option(
     "--parameter",
     "parameters",
     multiple=True,
@@ -110,6 +118,7 @@ def up(
     fault_seed: int,
     fault_report: Path | None,
     visibility_timeout: int | None,
+    engine: str,
     parameters: tuple[str, ...],
 ) -> None:
     """Start everything and serve until Ctrl-C (which saves the state for the next start)."""
@@ -142,6 +151,7 @@ def up(
             visibility_timeout=visibility_timeout,
             parameters=overrides,
             endpoint_startup_seconds=endpoint_startup_seconds,
+            engine=engine,
         )
     ).start()
     click.echo(

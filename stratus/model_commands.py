@@ -31,26 +31,16 @@ def model() -> None:
 @model.command("build")
 @click.option(
     "--method",
-    type=click.Choice(["bf16", "fp32", "int8", "int4", "prune-unstructured", "prune-2:4"]),
-    default="int4",
+    type=click.Choice(["bf16", "fp32"]),
+    default="bf16",
     show_default=True,
-    help="bf16 reference; int8/int4 weight-only; magnitude pruning (unstructured or 2:4).",
+    help="The weights' precision; vLLM loads the artifact as it is.",
 )
 @click.option(
-    "--group-size", type=click.Choice(["32", "64", "128"]), default="32", show_default=True, help="int4 group."
-)
-@click.option(
-    "--int4-head/--no-int4-head",
-    default=False,
-    show_default=True,
-    help="int4: quantize the output head too (faster decoding, +2 % perplexity on SmolLM2).",
-)
-@click.option(
-    "--sparsity",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.5,
-    show_default=True,
-    help="prune-unstructured: fraction of each decoder weight set to zero.",
+    "--max-model-len",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The context window to serve and admit (default: the model's own).",
 )
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Directory for the artifact.")
 @click.option(
@@ -70,9 +60,7 @@ def model() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if the output already holds an artifact.")
 def build_command(
     method: str,
-    group_size: str,
-    int4_head: bool,
-    sparsity: float,
+    max_model_len: int | None,
     output: Path,
     gguf: Path | None,
     source: Path | None,
@@ -99,9 +87,7 @@ def build_command(
         method=method,  # type: ignore[arg-type]
         model_name=name,
         max_shard_size=shard_size,
-        group_size=int(group_size),
-        sparsity=sparsity,
-        int4_head=int4_head,
+        max_model_len=max_model_len,
     )
     manifest = build(request, progress=lambda step: click.echo(f"{step} ({time.monotonic() - started:.1f} s)"))
     ppl = manifest.perplexity
@@ -177,8 +163,10 @@ def upload_command(artifact: Path, bucket: str, prefix: str, image_uri: str | No
         if repository
         else " ModelImageUri=<your ECR image> ModelImageRepositoryArn=<its repository's ARN>"
     )
-    overrides = f"ModelDataUrl={url}{image}"
+    model_overrides = f"ModelName={manifest.model_name} MaxModelLen={manifest.max_model_len}"
+    overrides = f"ModelDataUrl={url} {model_overrides}{image}"
     if as_json:
-        click.echo(json.dumps({"model_data_url": url, "sha256": digest, "bytes": size, "method": manifest.method}))
+        answer = {"model_data_url": url, "sha256": digest, "bytes": size, "method": manifest.method}
+        click.echo(json.dumps({**answer, "model_name": manifest.model_name, "max_model_len": manifest.max_model_len}))
         return
     click.echo(f"uploaded {url}\n  sha256 {digest}\n\ndeploy with:\n  sam deploy --parameter-overrides {overrides}")

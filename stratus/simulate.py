@@ -51,6 +51,13 @@ LANE_WINDOWS_S = {"interactive": None, "flex": 3600.0, "batch": 86_400.0}
 DEFERRABLE = ("flex", "batch")
 
 
+MODEL_LOAD_S = 56.9
+"""vLLM's server from process start to `/ping` 200, compiled as the template runs it (bench/RESULTS.md,
+2026-12-07, SmolLM2-135M on this project's 2-core CPU; measure your artifact on your instance type)."""
+DECODE_TPS = 594.7
+"""Completion tokens per second of that server with 64 requests at once (same run)."""
+
+
 @dataclass(frozen=True)
 class Request:
     arrival_s: float
@@ -79,8 +86,8 @@ class Policy:
     max_pack_size: int = 32
     pack_window_s: float = 1.0
     startup_s: float = 300.0
-    model_load_s: float = 4.5
-    decode_tps: float = 335.6
+    model_load_s: float = MODEL_LOAD_S
+    decode_tps: float = DECODE_TPS
     prefill_tps: float = 3356.0
     hourly_price_usd: float = 1.408
     min_instances: int = 0

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from stratus.simulate import DECODE_TPS, MODEL_LOAD_S
+
 
 @click.command("simulate")
 @click.option(
@@ -47,16 +49,16 @@ import click
 @click.option(
     "--model-load",
     type=float,
-    default=4.5,
+    default=MODEL_LOAD_S,
     show_default=True,
-    help="Seconds to /ping 200 (bench/RESULTS.md cold start).",
+    help="Seconds from the container's start to /ping 200: vLLM compiled, as the template runs it (bench/RESULTS.md).",
 )
 @click.option(
     "--decode-tps",
     type=float,
-    default=335.6,
+    default=DECODE_TPS,
     show_default=True,
-    help="Completion tokens/s of one instance, all slots busy (bench/RESULTS.md).",
+    help="Completion tokens/s of one instance, all slots busy: vLLM compiled, 64 requests (bench/RESULTS.md).",
 )
 @click.option("--prefill-tps", type=float, default=3356.0, show_default=True, help="Prompt tokens/s of one instance.")
 @click.option("--always-on", default=1, show_default=True, help="Instances of the always-on endpoint compared against.")

@@ -9,6 +9,7 @@ works unchanged. The README's API section lists every field with its status.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -156,6 +157,19 @@ class ToolCallIn(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     type: Literal["function"] = "function"
     function: FunctionCall
+
+    @field_validator("function")
+    @classmethod
+    def _arguments_are_a_json_object(cls, function: FunctionCall) -> FunctionCall:
+        """A call in the history is shown to the model as its arguments' JSON: text that is not a JSON
+        object cannot be rendered, so it is refused here (a 400) rather than failing at the model server."""
+        try:
+            arguments = json.loads(function.arguments)
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise ValueError("function.arguments must be a JSON object, as text")
+        return function
 
 
 class ChatMessageIn(BaseModel):

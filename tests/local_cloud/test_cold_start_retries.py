@@ -28,7 +28,7 @@ WAIT_SECONDS = 2
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     extra = ["--endpoint-startup-seconds", str(STARTUP_SECONDS), "--parameter", f"DefaultWaitSeconds={WAIT_SECONDS}"]
     extra += ["--idle-seconds", "600"]
-    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32", extra=extra) as running:
+    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, engine="echo", extra=extra) as running:
         yield running
 
 

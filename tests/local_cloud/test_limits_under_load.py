@@ -25,7 +25,7 @@ CLIENTS = int(os.environ.get("STRATUS_LIMIT_CLIENTS", "24"))  # CI: 24; `make re
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32") as running:
+    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, engine="echo") as running:
         yield running
 
 

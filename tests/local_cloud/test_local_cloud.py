@@ -24,7 +24,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     # held batch lines start the endpoint at once (WarmWindowMinutes=0): this module is about the path,
     # test_scheduler.py about when the endpoint runs
     extra = ["--parameter", "WarmWindowMinutes=0"]
-    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, dtype="float32", extra=extra) as running:
+    with launch(tiny_artifact(tmp_path_factory), tmp_path_factory, engine="vllm", extra=extra) as running:
         yield running
 
 

@@ -25,10 +25,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    artifact = Path(os.environ.get("STRATUS_MODEL_DIR", ".stratus/models/smollm2-int4"))
+    artifact = Path(os.environ.get("STRATUS_MODEL_DIR", ".stratus/models/smollm2-bf16"))
     if not (artifact / "manifest.json").exists():
         pytest.fail(f"no artifact at {artifact}: run `make model` first")
-    with launch(artifact, tmp_path_factory, dtype="bfloat16", extra=["--parameter", "WarmWindowMinutes=0"]) as running:
+    with launch(artifact, tmp_path_factory, engine="vllm", extra=["--parameter", "WarmWindowMinutes=0"]) as running:
         yield running
 
 

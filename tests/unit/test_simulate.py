@@ -22,6 +22,7 @@ from stratus.simulate import (
 
 # 50 completion tokens at 335.6 tok/s shared by 4 slots: 0.596 s; 100 prompt tokens: 0.119 s
 POLICY = Policy(startup_s=300, model_load_s=4.5, decode_tps=335.6, prefill_tps=3356, hourly_price_usd=1.408)
+TIMES = ["--model-load", "4.5", "--decode-tps", "335.6"]  # the command's arithmetic below is worked with these
 
 
 def test_one_request_at_zero_instances_waits_for_a_cold_start_then_the_endpoint_goes_back_to_zero() -> None:
@@ -96,7 +97,7 @@ def test_the_command_reads_the_template_and_writes_json_and_a_plot(tmp_path: Pat
     write_trace([Request(0.0, 100, 50)], tmp_path / "one.csv")
     # the template's Scaling is Scheduler; IdleScaleInMinutes is given so the numbers below do not move
     # when its default does
-    base = ["simulate", "--trace", str(tmp_path / "one.csv"), "--idle-scale-in", "5", "--json"]
+    base = ["simulate", "--trace", str(tmp_path / "one.csv"), "--idle-scale-in", "5", "--json", *TIMES]
     result = CliRunner().invoke(main, [*base, "--plot", str(tmp_path / "day.png")])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -125,7 +126,9 @@ def test_the_command_s_text_names_the_two_optima(tmp_path: Path) -> None:
     from stratus.cli import main
 
     write_trace([Request(0.0, 100, 50)], tmp_path / "one.csv")
-    result = CliRunner().invoke(main, ["simulate", "--trace", str(tmp_path / "one.csv"), "--idle-scale-in", "5"])
+    result = CliRunner().invoke(
+        main, ["simulate", "--trace", str(tmp_path / "one.csv"), "--idle-scale-in", "5", *TIMES]
+    )
     assert result.exit_code == 0, result.output
     # both 5.075 minutes = 0.0846 h (see above), printed to two decimals
     assert (

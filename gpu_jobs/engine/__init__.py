@@ -1,1 +1,0 @@
-"""Generation engines: one interface, one real implementation on transformers."""

@@ -82,12 +82,17 @@ def write_manifest(directory: Path, **fields: Any) -> Manifest:
     return manifest
 
 
-def verify(directory: Path) -> Manifest:
-    """Check every shard named by the manifest (and no others) against its SHA-256 and size."""
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest, without checking the shards (the server's start does: the artifact's `model.py`)."""
     path = directory / MANIFEST
     if not path.exists():
         raise ArtifactError(f"{directory} has no {MANIFEST}: not a Stratus model artifact")
-    manifest = Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    return Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def verify(directory: Path) -> Manifest:
+    """Check every shard named by the manifest (and no others) against its SHA-256 and size."""
+    manifest = read_manifest(directory)
     present = {p.name for p in shard_files(directory)}
     expected = {s.file for s in manifest.shards}
     if present != expected:

@@ -30,9 +30,10 @@ class NotServed(StratusError):
 
 
 class InvalidRequest(StratusError):
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_value") -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 class Unauthenticated(StratusError):

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 from stratus_core.admission import AdmissionService, Claim, ClaimTaken
 from stratus_core.clock import utcnow
+from stratus_core.contract import PackedRequest
 from stratus_core.endpoint_state import EndpointState, not_ready
 from stratus_core.errors import IdempotencyMismatch, InvalidRequest, JobNotReady, NotFound, RateWindow, Unavailable
 from stratus_core.intake import JobIntake
@@ -112,6 +113,7 @@ class InferenceService:
         *,
         expected_cold_start_seconds: int = 360,
         flex_window_seconds: int = 3600,
+        max_model_len: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -121,6 +123,7 @@ class InferenceService:
         self._admission = admission
         self._endpoint = endpoint
         self._cold_start = expected_cold_start_seconds
+        self._max_model_len = max_model_len
         self._sleep = sleep
         self._clock = clock
 
@@ -140,6 +143,7 @@ class InferenceService:
                 lane = request.lane
                 deadline = self._clock() + self._flex_window if lane == "flex" else None
                 packed = packed_request(request, new_job_id(), tenant_id)
+                self._check_context(packed)
                 job, window = self._intake.admit(packed, lane, deadline=deadline, claim=claim)
             except ClaimTaken as taken:  # a concurrent request with the same Idempotency-Key won
                 if retry is not None and taken.claimed.body_hash != retry.body_hash:
@@ -153,6 +157,20 @@ class InferenceService:
                 continue
             return Submitted(job, window, attached=False)
         raise Unavailable("a request with this Idempotency-Key is being accepted; retry", 1)
+
+    def _check_context(self, request: PackedRequest) -> None:
+        """The context window is the artifact's `max_model_len` (the template's `MaxModelLen`, which the
+        model server serves too): a `max_tokens` that leaves no room for a prompt is refused here,
+        before anything is reserved. A prompt too long for what is left is refused by the model server
+        (`context_length_exceeded`, unbilled): only it counts the prompt's tokens exactly."""
+        limit = self._max_model_len
+        if limit is not None and request.params.max_tokens >= limit:
+            raise InvalidRequest(
+                f"max_tokens is {request.params.max_tokens}, but this model's context window is {limit} tokens,"
+                " prompt and completion together",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
 
     def _attach(self, tenant_id: str, retry: RetryIdentity) -> Submitted | None:
         claimed = self._admission.find_claim(tenant_id, retry.fingerprint)

@@ -210,6 +210,7 @@ class Services:
             self.endpoint_state,
             expected_cold_start_seconds=self.settings.expected_cold_start_seconds,
             flex_window_seconds=self.settings.flex_window_minutes * 60,
+            max_model_len=self.settings.max_model_len,
             clock=self._clock,
         )
 

@@ -39,6 +39,7 @@ class Settings(BaseModel):
     invocation_timeout_seconds: int = Field(default=900, alias="INVOCATION_TIMEOUT_SECONDS", ge=1)
     result_check_seconds: int = Field(default=300, alias="RESULT_CHECK_SECONDS", ge=1)
     max_pack_size: int = Field(default=32, alias="MAX_PACK_SIZE", ge=1)
+    max_model_len: int | None = Field(default=None, alias="MAX_MODEL_LEN", ge=1)  # the artifact's context window
     inline_body_bytes: int = Field(default=2048, alias="INLINE_BODY_BYTES", ge=0)  # jobs.INLINE_BODY_BYTES
     job_retention_days: int = Field(default=30, alias="JOB_RETENTION_DAYS", ge=1)
     default_wait_seconds: int = Field(default=20, alias="DEFAULT_WAIT_SECONDS", ge=0, le=25)

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gpu_jobs.artifact import read_manifest
 from stratus.localcloud import state
 from stratus.localcloud.endpoint import LocalAsyncEndpoint, free_port
 from stratus.localcloud.faults import FaultLayer, FaultRates
@@ -89,7 +90,13 @@ class LocalCloud:
         self._restore_state(created)
         parameters = dict(self.config.parameters)
         # what a request waiting out a cold start is told: the emulated provisioning plus this model's load
-        parameters.setdefault("ExpectedColdStartSeconds", str(int(self.config.endpoint_startup_seconds) + 6))
+        # (vLLM's CPU build starts in about 21 s, the echo engine in about 3: bench/RESULTS.md)
+        model_load = 25 if self.config.engine == "vllm" else 6
+        parameters.setdefault("ExpectedColdStartSeconds", str(int(self.config.endpoint_startup_seconds) + model_load))
+        # the context window and the model's name are the artifact's, as `stratus model upload` prints them
+        manifest = read_manifest(self.config.model_dir)
+        parameters.setdefault("MaxModelLen", str(manifest.max_model_len))
+        parameters.setdefault("ModelName", manifest.model_name)
         # the scheduler's idle scale-in is the local endpoint's idle time (in minutes, as the template has it)
         parameters.setdefault("IdleScaleInMinutes", f"{self.config.idle_seconds / 60:.6g}")
         os.environ.update(function_environment(template, created.refs, parameters))

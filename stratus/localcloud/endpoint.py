@@ -110,9 +110,9 @@ class ModelProcess:
         return self._process.pid if self._process is not None else None
 
     def command(self, port: int) -> tuple[list[str], dict[str, str]]:
-        from gpu_jobs.artifact import verify
+        from gpu_jobs.artifact import read_manifest
 
-        manifest = verify(self._model_dir)
+        manifest = read_manifest(self._model_dir)
         engine = self._engine
         env = {
             **os.environ,

@@ -230,3 +230,21 @@ def test_a_history_whose_tool_call_arguments_are_not_a_json_object_is_a_400_and_
         assert "function.arguments must be a JSON object" in bad.value.message
         assert bad.value.param is not None and bad.value.param.startswith("messages")
     assert served == []
+
+
+def test_a_max_tokens_the_context_window_cannot_hold_is_a_400_before_anything_is_reserved(
+    services: Services,
+    client_for: Callable[[str], openai.OpenAI],
+    make_tenant: Callable[..., IssuedKey],
+    served: list[PackedRequest],
+) -> None:
+    """The context window is one number: the template's MaxModelLen (4,096 by default), which vLLM serves too."""
+    client = client_for(make_tenant("acme").api_key)
+    assert services.settings.max_model_len == 4096
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4096)
+    assert (bad.value.code, bad.value.param) == ("context_length_exceeded", "max_tokens")
+    assert "4096 tokens" in bad.value.message
+    assert served == [] and billed(services, "acme") == (0, 0)
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4095)
+    assert len(served) == 1

@@ -115,7 +115,7 @@ def http_error(exc: StratusError) -> HttpError:
         result.headers["x-should-retry"] = "false"
         return result
     if isinstance(exc, InvalidRequest):
-        return error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error", "invalid_value", exc.param)
+        return error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error", exc.code, exc.param)
     if isinstance(exc, Unauthenticated):
         return error(HTTPStatus.UNAUTHORIZED, str(exc), "invalid_request_error", "invalid_api_key")
     if isinstance(exc, Forbidden):

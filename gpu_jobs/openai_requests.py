@@ -2,9 +2,10 @@
 the pack contract's choices and usage. No generation happens here: vLLM samples, constrains and
 counts; this module only says what to ask for and reads what came back.
 
-- `n` choices are `n` requests of one choice each, seeded `seed`, `seed + 1`, … when a seed is given
-  (reproducible and distinct: vLLM gives every child of one `n > 1` request the same seed), from
-  fresh randomness otherwise. The prompt is counted once, every choice's completion tokens are added,
+- `n` choices are `n` requests of one choice each, seeded `seed`, `seed + 1`, … when a seed is given,
+  from fresh randomness otherwise: the pack contract's rule since version 2 (choice `i` is what
+  `n: 1, seed: seed + i` gives alone, whatever engine serves it), which vLLM's own `n` does not
+  promise. The prompt is counted once, every choice's completion tokens are added,
   as OpenAI counts them. vLLM's prefix cache computes the shared prompt once.
 - Structured output: `json_object` is the schema `{"type": "object"}`, `json_schema` its schema, a
   forced tool call the schema of the call; vLLM enforces it (`structured_outputs.json`).

@@ -160,7 +160,7 @@ def write_pack_handler(directory: Path) -> None:
 def package(directory: Path) -> Path:
     """`model.tar.gz` with the artifact's files at its root, as SageMaker unpacks into /opt/ml/model."""
     target = directory / "model.tar.gz"
-    # gzip level 1: bf16 and int4 weights barely compress; level 9 took minutes for 1-4 % less (bench/RESULTS.md)
+    # gzip level 1: model weights barely compress; level 9 took minutes for 1-4 % less (bench/RESULTS.md)
     with tarfile.open(target, "w:gz", compresslevel=1) as archive:
         for file in sorted(directory.iterdir()):
             if file.name != target.name:

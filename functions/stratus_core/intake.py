@@ -36,7 +36,7 @@ from stratus_core.settlement import Settlement
 
 TOOLS_OVERHEAD_TOKENS = 256
 """The instructions a model server wraps around tool definitions when the chat template has no tool
-format of its own (`TOOLS_PROMPT` in `gpu_jobs/options.py`), and the markers and instructions of a
+format of its own (`TOOLS_PROMPT` in `gpu_jobs/openai_requests.py`), and the markers and instructions of a
 template that has one. Measured with SmolLM2's tokenizer: `TOOLS_PROMPT` alone is 44 tokens, and one
 251-byte `get_weather` tool grew the rendered prompt by 95 tokens (our system message replaces the
 template's default one), against a bound of 256 + 2 × 251."""

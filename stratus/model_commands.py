@@ -31,10 +31,21 @@ def model() -> None:
 @model.command("build")
 @click.option(
     "--method",
-    type=click.Choice(["bf16", "fp32"]),
+    type=click.Choice(["bf16", "fp32", "w4a16", "fp8"]),
     default="bf16",
     show_default=True,
-    help="The weights' precision; vLLM loads the artifact as it is.",
+    help="bf16 (vLLM's CPU build serves it here); w4a16 (int4 weights, Marlin kernels on A10G/L4/L40S/A100/H100) "
+    "or fp8 (L4/L40S/H100) with llmcompressor, in compressed-tensors. vLLM loads the artifact as it is.",
+)
+@click.option(
+    "--gptq",
+    is_flag=True,
+    help="w4a16: GPTQ on gpu_jobs/calibration.txt instead of data-free round-to-nearest (bench/RESULTS.md).",
+)
+@click.option(
+    "--no-quality",
+    is_flag=True,
+    help="Skip the perplexity measurement (a randomly initialised model's means nothing; it needs the model in RAM).",
 )
 @click.option(
     "--max-model-len",
@@ -60,6 +71,8 @@ def model() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if the output already holds an artifact.")
 def build_command(
     method: str,
+    gptq: bool,
+    no_quality: bool,
     max_model_len: int | None,
     output: Path,
     gguf: Path | None,
@@ -70,7 +83,7 @@ def build_command(
 ) -> None:
     """Load the source offline, convert it, shard it, measure perplexity, write manifest and model.tar.gz."""
     from gpu_jobs.artifact import MANIFEST, verify
-    from gpu_jobs.build import BuildRequest, build
+    from gpu_jobs.build import CALIBRATION_TEXT, BuildRequest, build
 
     if (output / MANIFEST).exists() and not force:
         manifest = verify(output)
@@ -88,6 +101,8 @@ def build_command(
         model_name=name,
         max_shard_size=shard_size,
         max_model_len=max_model_len,
+        calibration=CALIBRATION_TEXT if gptq else None,
+        measure_quality=not no_quality,
     )
     manifest = build(request, progress=lambda step: click.echo(f"{step} ({time.monotonic() - started:.1f} s)"))
     ppl = manifest.perplexity
@@ -95,7 +110,7 @@ def build_command(
         f"built {output}: {manifest.method}, {len(manifest.shards)} shards, {manifest.total_bytes / 1e6:.1f} MB, "
         f"perplexity {ppl.value:.2f} (bf16 {ppl.reference:.2f})"
         if ppl
-        else f"built {output}"
+        else f"built {output}: {manifest.method}, {len(manifest.shards)} shards, {manifest.total_bytes / 1e6:.1f} MB"
     )
 
 

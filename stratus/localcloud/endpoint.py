@@ -110,7 +110,9 @@ class ModelProcess:
     with a KV cache of `STRATUS_KV_CACHE_GIB` (1 GiB: a CPU's cache is ordinary memory)."""
 
     def __init__(self, model_dir: Path, threads: int, engine: str | None = None) -> None:
-        self._model_dir = model_dir
+        # absolute: vLLM's SageMaker layer does not find `model.py` under a relative SAGEMAKER_MODEL_PATH
+        # (`make demo` passes `.stratus/models/…`), and the server would exit at start
+        self._model_dir = model_dir.resolve()
         self._threads = threads
         self._engine = engine or os.environ.get("STRATUS_ENGINE", "vllm")
         self._process: subprocess.Popen[str] | None = None

@@ -63,3 +63,16 @@ def test_sm_vllm_variables_become_vllm_flags_as_in_awss_image() -> None:
         *("--max-model-len", "4096"),
         *("--tensor-parallel-size", "4"),
     ]
+
+
+def test_the_model_server_gets_the_artifact_as_an_absolute_path(
+    tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` passes `--model-dir .stratus/models/…`; vLLM's SageMaker layer then found no `model.py`
+    under the relative path and the server exited at its first start."""
+    from stratus.localcloud.endpoint import ModelProcess
+
+    monkeypatch.chdir(tiny_artifact.parent)
+    _, env = ModelProcess(Path(tiny_artifact.name), threads=2, engine="vllm").command(8080)
+
+    assert env["SAGEMAKER_MODEL_PATH"] == env["SM_VLLM_MODEL"] == str(tiny_artifact.resolve())

@@ -1,2 +1,2 @@
-"""What runs on the GPU instance (or, locally, on the CPU): the inference server, the batched
-generation engine, and building the pre-quantized, sharded model artifact."""
+"""What runs on the GPU instance around vLLM (the pack handler, shipped inside the model artifact) and
+what prepares for it (building and verifying the artifact, quantizing with llmcompressor)."""

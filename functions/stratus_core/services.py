@@ -281,7 +281,10 @@ class Services:
     def sweeper(self) -> Sweeper:
         from stratus_core.sweep import Sweeper
 
-        return Sweeper(self.job_store, self.results, self.objects, self.settlement, clock=self._clock)
+        grace = timedelta(seconds=self.settings.orphan_grace_seconds)
+        return Sweeper(
+            self.job_store, self.results, self.objects, self.settlement, orphan_grace=grace, clock=self._clock
+        )
 
     # -- files and batches -------------------------------------------------------------------------
     @cached_property

@@ -38,6 +38,7 @@ class Settings(BaseModel):
     request_ttl_seconds: int = Field(default=3600, alias="REQUEST_TTL_SECONDS", ge=60)
     invocation_timeout_seconds: int = Field(default=900, alias="INVOCATION_TIMEOUT_SECONDS", ge=1)
     result_check_seconds: int = Field(default=300, alias="RESULT_CHECK_SECONDS", ge=1)
+    orphan_grace_seconds: int = Field(default=900, alias="ORPHAN_GRACE_SECONDS", ge=30)  # sweep.ORPHAN_GRACE
     max_pack_size: int = Field(default=32, alias="MAX_PACK_SIZE", ge=1)
     max_model_len: int | None = Field(default=None, alias="MAX_MODEL_LEN", ge=1)  # the artifact's context window
     inline_body_bytes: int = Field(default=2048, alias="INLINE_BODY_BYTES", ge=0)  # jobs.INLINE_BODY_BYTES

@@ -116,7 +116,11 @@ def free_port() -> int:
 
 @contextmanager
 def launch(
-    artifact: Path, tmp_path_factory: pytest.TempPathFactory, engine: str = "echo", extra: list[str] | None = None
+    artifact: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine: str = "echo",
+    extra: list[str] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Cloud]:
     """`stratus local up` with `engine` as the endpoint's model server: vLLM's CPU build where
     generation is under test, the echo engine (no model, instant) where only the serverless path is."""
@@ -125,7 +129,7 @@ def launch(
     log = tmp_path_factory.mktemp("logs") / "local-up.log"
     state = tmp_path_factory.mktemp("state") / "local-state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("POWERTOOLS_")}
-    env.update({"STRATUS_ENGINE": engine, "STRATUS_ADMIN_KEY": admin_key, "HF_HUB_OFFLINE": "1"})
+    env.update({"STRATUS_ENGINE": engine, "STRATUS_ADMIN_KEY": admin_key, "HF_HUB_OFFLINE": "1", **(environment or {})})
     command = [sys.executable, "-m", "stratus", "local", "up", "--port", str(port), "--model-dir", str(artifact)]
     command += ["--idle-seconds", "2", "--state-dir", str(state), *(extra or [])]
     cloud = Cloud(f"http://127.0.0.1:{port}", admin_key, log, None, command, env)  # type: ignore[arg-type]

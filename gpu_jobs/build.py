@@ -10,6 +10,7 @@ A GGUF source (the demo wheel's) is dequantized by transformers on the way in.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -25,6 +26,8 @@ EVAL_TEXT = Path(__file__).with_name("eval_text.txt")
 CALIBRATION_TEXT = Path(__file__).with_name("calibration.txt")  # GPTQ's, held apart from EVAL_TEXT
 LIBRARIES = ("torch", "transformers", "accelerate", "safetensors", "gguf")
 REPOSITORY = Path(__file__).resolve().parent.parent
+CODE_PATH = os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "functions")])
+"""PYTHONPATH for our code run by another venv's interpreter (llmcompressor's, vLLM's)."""
 COMPRESS_PYTHON = REPOSITORY / ".venv-compress" / "bin" / "python"  # llmcompressor's own venv (`make venv`)
 QUANTIZED: dict[str, tuple[int, str]] = {
     "w4a16": (4, "int4 weights in groups, bf16 activations (compressed-tensors pack-quantized)"),
@@ -145,10 +148,11 @@ def build_quantized(request: BuildRequest, progress: Callable[[str], None]) -> M
     source is read shard by shard and never loaded whole here (data-free), so an 8B model builds within
     24 GB; a GGUF is first dequantized to a bf16 directory by transformers (small models: the demo's)."""
     import json
-    import os
     import subprocess
     import sys
     import tempfile
+
+    import torch
 
     bits, dtype = QUANTIZED[request.method]
     with tempfile.TemporaryDirectory(dir=request.output.parent) as scratch:
@@ -157,7 +161,7 @@ def build_quantized(request: BuildRequest, progress: Callable[[str], None]) -> M
             progress("[2/3] dequantizing the GGUF to a bf16 directory for llmcompressor")
             model, tokenizer, source = load_source(request)
             source_dir = Path(scratch) / "bf16"
-            model.to(__import__("torch").bfloat16).save_pretrained(source_dir)
+            model.to(torch.bfloat16).save_pretrained(source_dir)
             tokenizer.save_pretrained(source_dir)
             del model
         progress(f"[2/3] quantizing ({request.method}) with llmcompressor, then measuring perplexity")
@@ -167,8 +171,7 @@ def build_quantized(request: BuildRequest, progress: Callable[[str], None]) -> M
             command += ["--calibration", str(request.calibration)]
         if request.measure_quality:
             command += ["--eval-text", str(EVAL_TEXT)]
-        paths = os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "functions")])
-        environment = {**os.environ, "PYTHONPATH": paths}
+        environment = {**os.environ, "PYTHONPATH": CODE_PATH}
         done = subprocess.run(command, env=environment, check=False, capture_output=True, text=True)  # noqa: S603
         if done.returncode != 0:
             sys.stderr.write(done.stderr[-4000:])

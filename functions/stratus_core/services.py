@@ -143,14 +143,16 @@ class Services:
         from stratus_core.adapters.dynamo.usage_store import DynamoUsageStore
         from stratus_core.usage import UsageService
 
-        return UsageService(DynamoUsageStore(self.settings.usage_table), self.catalog.currency)
+        return UsageService(
+            DynamoUsageStore(self.settings.usage_table, self.settings.tenants_table), self.catalog.currency
+        )
 
     @cached_property
     def billing(self) -> BillingService:
         from stratus_core.adapters.dynamo.usage_store import DynamoUsageStore
         from stratus_core.billing import BillingService
 
-        usage = DynamoUsageStore(self.settings.usage_table)
+        usage = DynamoUsageStore(self.settings.usage_table, self.settings.tenants_table)
         return BillingService(self.tenant_store, usage, self.admission_store, self.catalog.currency, clock=self._clock)
 
     # -- admission, jobs and their end -------------------------------------------------------------
@@ -173,7 +175,14 @@ class Services:
         from stratus_core.settlement import Settlement
 
         ledger = DynamoLedger(self.job_store, self.admission_store, self.settings.batches_table)
-        return Settlement(self.admission_store, ledger, self.catalog, batches=self.batch_progress, clock=self._clock)
+        return Settlement(
+            self.admission_store,
+            ledger,
+            self.catalog,
+            batches=self.batch_progress,
+            jobs=self.job_store,
+            clock=self._clock,
+        )
 
     @cached_property
     def intake(self) -> JobIntake:
@@ -283,7 +292,13 @@ class Services:
 
         grace = timedelta(seconds=self.settings.orphan_grace_seconds)
         return Sweeper(
-            self.job_store, self.results, self.objects, self.settlement, orphan_grace=grace, clock=self._clock
+            self.job_store,
+            self.results,
+            self.objects,
+            self.settlement,
+            orphan_grace=grace,
+            usage_roll=self.admission_store.roll_usage,
+            clock=self._clock,
         )
 
     # -- files and batches -------------------------------------------------------------------------

@@ -10,11 +10,14 @@ a batch line refused at admission) calls one method here, and this service decid
   go back, nothing is billed;
 - the job's batch counts the outcome, and is asked to finalize when that was its last request.
 
-The job's move, the reservation's move and the batch's counter are one DynamoDB transaction
-(`Ledger.finish`), conditional on the job not being terminal and the reservation still being
-reserved, so a duplicate, late or concurrent call changes nothing and returns `False`. A job whose
-reservation is no longer held (the API released it when storing the request failed) can still
-end, but nothing is billed for it.
+`Ledger.finish` moves the job, the reservation and the batch's counter, each conditional on the job
+not being terminal and the reservation still being held, so a duplicate, late or concurrent call
+changes nothing and returns `False`. For a batch line they are one DynamoDB transaction. For an
+interactive request they are two single-item writes, the job first: the job is the record of how
+it ended, and a reservation still held after its job ended is settled from the job (`reconcile`),
+by the next delivery of the same outcome or by the sweeper. A job whose reservation is no longer
+held (the API released it when storing the request failed) can still end, but nothing is billed
+for it.
 
 Requests that never became a job (the API died between admission and writing the job) hold a
 reservation with no job: `release_unrecorded` and `release_orphans` give those back.
@@ -86,6 +89,14 @@ class Ledger(Protocol):
         """Give back a reservation that has no job; False if it was no longer reserved."""
         ...
 
+    def settle_reservation(self, reservation: Reservation, billing: Settle | Release, at: datetime) -> bool:
+        """Settle or release a reservation whose job ended already; False if it was no longer reserved."""
+        ...
+
+
+class JobReader(Protocol):
+    def get(self, tenant_id: str, job_id: str) -> Job | None: ...
+
 
 class BatchProgress(Protocol):
     def maybe_finalize(self, tenant_id: str, batch_id: str) -> bool: ...
@@ -99,8 +110,10 @@ class Settlement:
         catalog: PriceCatalog,
         *,
         batches: BatchProgress | None = None,
+        jobs: JobReader | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self._jobs = jobs
         self._reservations = reservations
         self._ledger = ledger
         self._catalog = catalog
@@ -157,24 +170,53 @@ class Settlement:
             return False
         return self._ledger.release(reservation, reason, self._clock())
 
-    def release_orphans(self, job_is_live: Callable[[str, str], bool], older_than: timedelta, limit: int = 100) -> int:
-        """Give back reservations older than `older_than` whose job never got recorded (a crash
-        between admission and the job's creation) or already ended; without this a tenant could
-        lose in-flight slots for good. Returns how many were released."""
-        released = 0
+    def release_orphans(self, older_than: timedelta, limit: int = 100) -> int:
+        """Reservations older than `older_than` still held: give back those whose job was never
+        recorded (a crash between admission and the job's creation), and settle from the job those
+        whose job already ended (a crash between the job's end and its reservation's); without this a
+        tenant could lose in-flight slots for good. Returns how many were released or settled."""
+        done = 0
         for reservation in self._reservations.pending_before(self._clock() - older_than, limit):
-            if not job_is_live(reservation.tenant_id, reservation.job_id):
-                released += self._ledger.release(reservation, "orphaned: no live job", self._clock())
-        return released
+            job = self._jobs.get(reservation.tenant_id, reservation.job_id) if self._jobs is not None else None
+            if job is None:
+                done += self._ledger.release(reservation, "orphaned: no live job", self._clock())
+            elif job.status.is_terminal:
+                done += self.reconcile(job)
+        return done
+
+    def reconcile(self, job: Job) -> bool:
+        """Settle from the stored job a reservation still held after the job ended: billed at the
+        job's own usage when it completed, given back otherwise. False when there is nothing to do."""
+        stored = self._jobs.get(job.tenant_id, job.job_id) if self._jobs is not None else None
+        if stored is None or not stored.status.is_terminal:
+            return False
+        reservation = self._held(stored)
+        if reservation is None:
+            return False
+        billing: Settle | Release
+        if stored.status is JobStatus.COMPLETED and stored.usage is not None:
+            usage = stored.usage
+            cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens, reservation.lane)
+            billing = Settle(usage, cost)
+        else:
+            billing = Release(f"{stored.status.value}: {stored.error.code if stored.error else 'ended'}")
+        settled = self._ledger.settle_reservation(reservation, billing, self._clock())
+        if settled and isinstance(billing, Settle):
+            self.billed_tokens += billing.usage.total_tokens
+        return settled
 
     def _held(self, job: Job) -> Reservation | None:
         reservation = self._reservations.get(job.tenant_id, job.job_id)
         if reservation is None or reservation.state is not ReservationState.RESERVED:
             return None
+        if reservation.layout == "held":  # the tenant item records tokens and time; the rest is the job's
+            return reservation.model_copy(update={"model": job.model, "lane": job.lane})
         return reservation
 
     def _finish(self, change: TerminalChange) -> bool:
         finished = self._ledger.finish(change)
+        if not finished and change.reservation is not None:
+            self.reconcile(change.job)  # the job ended before: its reservation may still be held
         # asked even when this call did not end the job (a redelivery): see `recheck_batch`
         self._after(change.job, True)
         return finished

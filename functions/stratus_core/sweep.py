@@ -6,7 +6,10 @@ Each run, in order:
    them (the notification was lost); with neither yet, they are looked at again after as long as
    they have waited (at most an hour), so a job queued behind a cold start is not failed;
 2. jobs past their deadline are finished the same way, or expire and release their reservation;
-3. reservations whose job was never recorded, or ended without releasing them, are given back.
+3. reservations whose job was never recorded are given back, and those whose job ended without
+   settling them are settled from the job;
+4. settled usage of days that are over moves from the tenant items to the usage table's day rows
+   (`usage_roll`), so that a tenant item never grows by day.
 
 One job that cannot be resolved (its file unreadable, a write that keeps failing) never stops the
 others: the error is logged with the job's id, counted in `SweepReport.errors`, and the run goes on
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from stratus_core.clock import utcnow
+from stratus_core.clock import day_key, utcnow
 from stratus_core.contract import JobError, PackResult
 from stratus_core.jobs import Job, JobStatus, JobStore
 from stratus_core.results import PackReader, ResultsProcessor
@@ -46,6 +49,7 @@ class SweepReport:
     resolved: int  # of those, how many this run finished (from S3 or by expiring them)
     orphans_released: int
     errors: int = 0  # jobs (or steps) that raised; the others were still swept
+    usage_rows_moved: int = 0
 
 
 @dataclass
@@ -68,8 +72,10 @@ class Sweeper:
         *,
         batch: int = 100,
         orphan_grace: timedelta = ORPHAN_GRACE,
+        usage_roll: Callable[[str], int] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self._usage_roll = usage_roll
         self._orphan_grace = orphan_grace
         self._jobs = jobs
         self._results = results
@@ -89,10 +95,12 @@ class Sweeper:
         overdue_files = FileCache()
         overdue = self._step(lambda: self._jobs.overdue(now, self._batch), overdue_files) or []
         resolved = sum(self._each(overdue, overdue_files, self.resolve_overdue))
-        orphans = self._step(
-            lambda: self._settlement.release_orphans(self._job_is_live, self._orphan_grace, self._batch), overdue_files
-        )
-        return SweepReport(recovered, len(overdue), resolved, orphans or 0, errors + overdue_files.errors)
+        orphans = self._step(lambda: self._settlement.release_orphans(self._orphan_grace, self._batch), overdue_files)
+        moved = 0
+        if self._usage_roll is not None:
+            roll = self._usage_roll
+            moved = self._step(lambda: roll(day_key(now)), overdue_files) or 0
+        return SweepReport(recovered, len(overdue), resolved, orphans or 0, errors + overdue_files.errors, moved)
 
     def recover_unanswered(self, now: datetime) -> int:
         """Dispatched jobs whose notification is late: finish those whose output or failure file
@@ -138,10 +146,6 @@ class Sweeper:
             return True
         error = JobError(code="expired", message="no result before the request's deadline")
         return self._settlement.fail(job, JobStatus.EXPIRED, error)
-
-    def _job_is_live(self, tenant_id: str, job_id: str) -> bool:
-        job = self._jobs.get(tenant_id, job_id)
-        return job is not None and not job.status.is_terminal
 
     def _resolve_from_files(self, job: Job, files: FileCache) -> bool:
         """True once the job is terminal from SageMaker's output or failure file; False if neither

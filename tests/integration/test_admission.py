@@ -12,7 +12,9 @@ from decimal import Decimal
 import pytest
 
 from stratus_core.adapters import aws
-from stratus_core.admission import AdmissionService, ReservationState
+from stratus_core.adapters.dynamo import tenant_counters as tc
+from stratus_core.adapters.dynamo.codec import from_item
+from stratus_core.admission import AdmissionService
 from stratus_core.contract import JobError, Usage
 from stratus_core.errors import Limit, LimitExceeded, NotFound, RequestExceedsLimit, TenantSuspended
 from stratus_core.jobs import Job, JobStatus, request_body_key
@@ -24,19 +26,15 @@ MODEL = "smollm2-135m-instruct"
 
 
 def counters(tenant_id: str, month: str, minute: str) -> dict[str, int]:
+    """The tenant item's counts for `month` and `minute` (0 when it counts another window)."""
     services = Services()
-    client = aws.dynamodb()
-
-    def read(sk: str) -> dict[str, int]:
-        key = {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": sk}}
-        item = client.get_item(TableName=services.settings.usage_table, Key=key).get("Item")
-        return {k: int(v["N"]) for k, v in (item or {}).items() if k in ("tokens", "requests")}
-
-    month_item, minute_item = read(f"MONTH#{month}"), read(f"MINUTE#{minute}")
+    key = {"tenant_id": {"S": tenant_id}}
+    item = from_item(aws.dynamodb().get_item(TableName=services.settings.tenants_table, Key=key)["Item"])
+    same_month, same_minute = item.get(tc.MONTH) == month, item.get(tc.MINUTE) == minute
     return {
-        "month_tokens": month_item.get("tokens", 0),
-        "minute_tokens": minute_item.get("tokens", 0),
-        "minute_requests": minute_item.get("requests", 0),
+        "month_tokens": int(item.get(tc.MONTH_TOKENS, 0)) if same_month else 0,
+        "minute_tokens": int(item.get(tc.MINUTE_TOKENS, 0)) if same_minute else 0,
+        "minute_requests": int(item.get(tc.MINUTE_REQUESTS, 0)) if same_minute else 0,
         "in_flight": services.tenants.get(tenant_id).in_flight,
     }
 
@@ -259,12 +257,10 @@ def test_settling_twice_replaces_the_reservation_once(
         "minute_requests": 1,
         "in_flight": 0,
     }
-    settled = services.admission_store.get("acme", "job-1")
-    assert settled is not None and settled.state is ReservationState.SETTLED
-    assert (settled.prompt_tokens, settled.completion_tokens) == (42, 17)
-    assert settled.cost == Decimal("0.0000021") + Decimal("0.00000255")
+    assert services.admission_store.get("acme", "job-1") is None  # no longer held: the job is its record
     usage = services.usage.report("acme", NOW.date(), NOW.date())
     assert [(row.requests, row.prompt_tokens, row.completion_tokens) for row in usage.data] == [(1, 42, 17)]
+    assert usage.data[0].cost == Decimal("0.0000021") + Decimal("0.00000255")
     job = services.job_store.get("acme", "job-1")
     assert job is not None and (job.status, job.usage) == (JobStatus.COMPLETED, Usage.of(42, 17))
 
@@ -287,9 +283,9 @@ def test_releasing_twice_returns_the_reservation_once(
         "minute_requests": 2,
         "in_flight": 1,
     }
-    released = services.admission_store.get("acme", "job-1")
-    assert released is not None and released.state is ReservationState.RELEASED
-    assert released.release_reason == "failed: inference_failed"
+    assert services.admission_store.get("acme", "job-1") is None
+    released = services.job_store.get("acme", "job-1")
+    assert released is not None and released.error is not None and released.error.code == "inference_failed"
     assert services.usage.report("acme", NOW.date(), NOW.date()).data == []
 
 

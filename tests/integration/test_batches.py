@@ -168,11 +168,11 @@ def test_cancel_stops_the_rest_and_releases_its_tokens(
     assert done["status"] == "cancelled"
     assert done["request_counts"] == {"total": 6, "completed": 0, "failed": 6}
     assert pipeline.endpoint.calls == []  # the dispatcher skipped every cancelled job
-    month = aws.dynamodb().get_item(
-        TableName=services.settings.usage_table,
-        Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"MONTH#{datetime.now(UTC):%Y-%m}"}},
-    )["Item"]
-    assert int(month["tokens"]["N"]) == 0
+    tenant_item = aws.dynamodb().get_item(TableName=services.settings.tenants_table, Key={"tenant_id": {"S": "acme"}})[
+        "Item"
+    ]
+    assert tenant_item["c_month"]["S"] == f"{datetime.now(UTC):%Y-%m}"
+    assert int(tenant_item["c_month_tokens"]["N"]) == 0  # the month's counter got every token back
     again = call_api("POST", f"/v1/batches/{batch['id']}/cancel", principal=batcher)
     assert (again.status, again.body["status"]) == (200, "cancelled")  # cancelling is idempotent
 
@@ -442,7 +442,14 @@ def test_lost_notifications_of_a_batch_are_found_within_minutes_not_at_its_24h_d
     swept = sweeper_app.lambda_handler({}, FakeContext())
     pipeline.batches.drain()
 
-    assert swept == {"recovered": 5, "overdue": 0, "resolved": 0, "orphans_released": 0, "errors": 0}
+    assert swept == {
+        "recovered": 5,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+        "errors": 0,
+        "usage_rows_moved": 0,
+    }
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
     assert (done["status"], done["request_counts"]) == ("completed", {"total": 5, "completed": 5, "failed": 0})
     today = datetime.now(UTC).date()

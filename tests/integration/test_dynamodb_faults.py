@@ -76,10 +76,10 @@ def test_an_admission_that_landed_but_was_answered_500_is_admitted_once(
     services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
 ) -> None:
     """ "When you receive a status code 500 on a write operation, the operation may have succeeded or
-    failed. If the write operation is a TransactWriteItem request, then it is OK to retry": botocore
-    retries with the same ClientRequestToken, and DynamoDB answers success without writing again."""
+    failed": botocore retries the tenant item's UpdateItem, the retry fails its condition
+    `attribute_not_exists(held.<job>)`, and the item it returns shows the request admitted already."""
     caller = principal_of(make_tenant("acme"))
-    aimed = aim("ddb_landed_error", on_table("TransactWriteItems", "TenantsTable"))
+    aimed = aim("ddb_landed_error", on_table("UpdateItem", "TenantsTable"))
 
     answer = async_chat(call_api, caller)
 
@@ -134,18 +134,27 @@ def test_a_batch_whose_move_to_finalizing_landed_but_was_answered_500_still_comp
     assert finished["output_file_id"]
 
 
-def test_a_transaction_conflict_is_retried_and_the_request_admitted(
-    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], aim: Any
+def test_a_transaction_conflict_is_retried_and_the_batch_line_admitted(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
 ) -> None:
     """TransactionCanceledException with `TransactionConflict`: "AWS SDKs do not retry the request";
-    the transaction helper does, since nothing was written."""
-    caller = principal_of(make_tenant("acme"))
+    the transaction helper does, since nothing was written. (A batch line's admission is the one
+    transaction on the tenant item; an interactive request's is a single conditional write.)"""
+    caller = principal_of(make_tenant("acme", scopes=[Scope.BATCH]))
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
+    file_id = upload(call_api, caller, (json.dumps(line) + "\n").encode()).body["id"]
     aimed = aim("ddb_conflict", on_table("TransactWriteItems", "TenantsTable"), times=2)
+    batch = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=caller,
+    ).body
 
-    answer = async_chat(call_api, caller)
+    pipeline.run()
 
-    assert (answer.status, aimed.fired) == (202, 2)
-    assert services.tenants.get("acme").in_flight == 1
+    finished = call_api("GET", f"/v1/batches/{batch['id']}", principal=caller).body
+    assert (finished["status"], finished["request_counts"]["completed"], aimed.fired) == ("completed", 1, 2)
 
 
 def test_throttling_that_outlasts_botocores_retries_is_a_retryable_503_and_the_retry_admits_once(
@@ -154,7 +163,7 @@ def test_throttling_that_outlasts_botocores_retries_is_a_retryable_503_and_the_r
     """ProvisionedThroughputExceededException: "OK to retry? Yes". botocore makes 3 attempts; when
     all are throttled the client is told to retry (503, Retry-After, x-should-retry: true), not 500."""
     caller = principal_of(make_tenant("acme"))
-    aimed = aim("ddb_throttle", on_table("TransactWriteItems", "TenantsTable"), times=aws.MAX_ATTEMPTS)
+    aimed = aim("ddb_throttle", on_table("UpdateItem", "TenantsTable"), times=aws.MAX_ATTEMPTS)
 
     busy = async_chat(call_api, caller, {"idempotency-key": "k-1"})
     again = async_chat(call_api, caller, {"idempotency-key": "k-1"})

@@ -262,6 +262,7 @@ def test_lost_notification_is_recovered_by_the_sweeper(
         "resolved": 1,
         "orphans_released": 0,
         "errors": 0,
+        "usage_rows_moved": 0,
     }
 
     assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "completed"
@@ -275,6 +276,7 @@ def test_lost_notification_is_recovered_by_the_sweeper(
         "resolved": 0,
         "orphans_released": 0,
         "errors": 0,
+        "usage_rows_moved": 0,
     }
 
 
@@ -302,6 +304,7 @@ def test_lost_error_notification_fails_the_job_from_the_failure_file(
         "resolved": 0,
         "orphans_released": 0,
         "errors": 0,
+        "usage_rows_moved": 0,
     }
 
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
@@ -484,13 +487,21 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
         clock["now"] = dispatched + after
         return sweeper_app.lambda_handler({}, FakeContext())  # type: ignore[no-any-return]
 
-    assert sweep_at(check / 2) == {"recovered": 0, "overdue": 0, "resolved": 0, "orphans_released": 0, "errors": 0}
+    assert sweep_at(check / 2) == {
+        "recovered": 0,
+        "overdue": 0,
+        "resolved": 0,
+        "orphans_released": 0,
+        "errors": 0,
+        "usage_rows_moved": 0,
+    }
     assert sweep_at(check + timedelta(seconds=1)) == {
         "recovered": 0,
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,
         "errors": 0,
+        "usage_rows_moved": 0,
     }  # looked: nothing
     pipeline.endpoint.run_pending()  # the output appears; its notification is lost
     # the next look waits as long as the job has waited so far, so a sweep soon after does not see it
@@ -500,6 +511,7 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
         "resolved": 0,
         "orphans_released": 0,
         "errors": 0,
+        "usage_rows_moved": 0,
     }
     assert call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"] == "dispatched"
     assert sweep_at(check * 2 + timedelta(seconds=3)) == {
@@ -508,6 +520,7 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
         "resolved": 0,
         "orphans_released": 0,
         "errors": 0,
+        "usage_rows_moved": 0,
     }
     job = call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body
     assert job["status"] == "completed"

@@ -18,10 +18,10 @@ from stratus.localcloud.resources import Created
 from stratus.template import load_template, resources_of_type
 from stratus_core.adapters.dynamo.job_store import job_key
 from stratus_core.adapters.dynamo.sparse_index import SHARDS, shard_of
-from stratus_core.jobs import JobStatus
+from stratus_core.jobs import JobStatus, new_job_id
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
-from tests.memory import Clock, chat_request
+from tests.memory import MODEL, Clock, chat_request
 
 LIVE_ITEM_TABLES = ("JobsTable", "UsageTable")
 """Tables whose GSIs are sparse indexes of in-flight items (the keys table's are per key and tenant)."""
@@ -67,13 +67,14 @@ def test_the_live_item_indexes_are_the_four_the_sweeper_and_the_scheduler_read()
 def test_no_sparse_index_of_live_items_puts_them_under_one_partition_key(
     created: Created, stack: Services, clock: Clock
 ) -> None:
-    # GIVEN 48 requests admitted with the API's own random job ids, all of them dispatched, and 48
-    # flex requests held for the scheduler
+    # GIVEN 48 requests admitted with the API's own random job ids, all of them dispatched, 48 flex
+    # requests held for the scheduler, and 48 batch lines' reservations (the ones with a `RESV#` item)
     for _ in range(48):
         job = stack.intake.accept(chat_request(max_tokens=20))
         assert stack.job_store.mark_dispatched(job, "pack_1", "s3://b/out", "s3://b/fail", clock()) is True
         stack.intake.accept(chat_request(max_tokens=20), "flex", deadline=clock() + timedelta(hours=1))
-    live = {"ActiveJobsIndex": 96, "DispatchedJobsIndex": 48, "WaitingJobsIndex": 48, "PendingReservationsIndex": 96}
+        stack.admission.reserve_batch("acme", new_job_id(), MODEL, prompt_tokens_bound=10, max_tokens=10)
+    live = {"ActiveJobsIndex": 96, "DispatchedJobsIndex": 48, "WaitingJobsIndex": 48, "PendingReservationsIndex": 48}
 
     # WHEN each index is read back whole
     client = boto3.client("dynamodb")
@@ -97,9 +98,11 @@ def test_jobs_and_reservations_written_before_sharding_are_still_swept(
     created: Created, stack: Services, clock: Clock
 ) -> None:
     """The code before sharding wrote "1" in every item; "1" is one of the shards."""
-    # GIVEN a job in another shard whose job and reservation items carry the old constant
-    job_id = next(f"job_{n:024x}" for n in range(1000) if shard_of(f"job_{n:024x}") != "1")
+    # GIVEN a job in another shard whose job item carries the old constant, and a batch line's
+    # reservation item (whose job was never written) that does too
+    job_id, line_id = [f"job_{n:024x}" for n in range(1000) if shard_of(f"job_{n:024x}") != "1"][:2]
     job = stack.intake.accept(chat_request(max_tokens=20).model_copy(update={"job_id": job_id}))
+    stack.admission.reserve_batch("acme", line_id, MODEL, prompt_tokens_bound=10, max_tokens=10)
     client = boto3.client("dynamodb")
     client.update_item(
         TableName=created.refs["JobsTable"],
@@ -109,18 +112,18 @@ def test_jobs_and_reservations_written_before_sharding_are_still_swept(
     )
     client.update_item(
         TableName=created.refs["UsageTable"],
-        Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"RESV#{job.job_id}"}},
+        Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"RESV#{line_id}"}},
         UpdateExpression="SET pending = :old",
         ExpressionAttributeValues={":old": {"S": "1"}},
     )
 
     # WHEN the sweeper runs past its deadline
     later = clock.advance(hours=2)
-    assert [r.job_id for r in stack.admission_store.pending_before(later, 10)] == [job.job_id]
+    assert {r.job_id for r in stack.admission_store.pending_before(later, 10)} == {job.job_id, line_id}
     report = stack.sweeper.run()
 
-    # THEN it is found, expired, and its reservation given back
-    assert (report.overdue, report.resolved) == (1, 1)
+    # THEN both are found: the job expired and its reservation given back, the line's released
+    assert (report.overdue, report.resolved, report.orphans_released) == (1, 1, 1)
     stored = stack.job_store.get("acme", job.job_id)
     assert stored is not None and stored.status is JobStatus.EXPIRED
     assert stack.tenants.get("acme").in_flight == 0

@@ -95,13 +95,10 @@ def test_an_orphaned_reservation_is_released_after_its_grace_and_only_once() -> 
     world = world_with_tenant(max_in_flight=1)
     world.admission.reserve("acme", "job-crashed", MODEL, prompt_tokens_bound=10, max_tokens=10)
 
-    def live(tenant_id: str, job_id: str) -> bool:
-        return world.job_store.get(tenant_id, job_id) is not None
-
-    assert world.settlement.release_orphans(live, timedelta(minutes=15)) == 0  # too recent
+    assert world.settlement.release_orphans(timedelta(minutes=15)) == 0  # too recent
     world.clock.advance(minutes=16)
-    assert world.settlement.release_orphans(live, timedelta(minutes=15)) == 1
-    assert world.settlement.release_orphans(live, timedelta(minutes=15)) == 0
+    assert world.settlement.release_orphans(timedelta(minutes=15)) == 1
+    assert world.settlement.release_orphans(timedelta(minutes=15)) == 0
     assert world.tenants.get("acme").in_flight == 0
 
 

@@ -1,6 +1,15 @@
-"""Settlement's store: each terminal transition as one transaction over three tables.
+"""Settlement's store: each terminal transition, written once.
 
-`finish` writes, atomically: the reservation settled (with the usage row for billing) or released
+**A reservation held on the tenant item** (interactive and flex requests): two conditional writes,
+in this order: the job moves to its terminal status (with its answer and usage), then the tenant
+item settles or releases the reservation (`DynamoAdmissionStore.settle_held`). Each is idempotent
+on its own (the job's status, the held entry); the job is the record of how it ended, so a
+reservation still held after its job ended (a crash, or a throttle, between the two writes) is
+settled from the job by whoever comes next: the redelivered notification (`Settlement.reconcile`)
+or the sweeper (`Settlement.release_orphans`).
+
+**A `RESV#` reservation** (batch lines, and the previous layout's): one transaction over three
+tables: the reservation settled or released with the counters it moved and the usage for billing
 (`admission_store` builds those items, conditional on the reservation being `reserved`), the job
 moved to its terminal status (`job_store`, conditional on the job not being terminal), and the
 batch's request counts and token totals when the job belongs to a batch. Either every item is
@@ -14,10 +23,11 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.admission_store import DynamoAdmissionStore
 from stratus_core.adapters.dynamo.codec import to_attr
 from stratus_core.adapters.dynamo.job_store import DynamoJobStore, job_item
-from stratus_core.adapters.dynamo.transactions import transact
+from stratus_core.adapters.dynamo.transactions import Cancelled, conditionally, transact
 from stratus_core.admission import Reservation
 from stratus_core.contract import Usage
 from stratus_core.jobs import Job
@@ -37,25 +47,72 @@ class DynamoLedger:
 
     def finish(self, change: TerminalChange) -> bool:
         job, reservation = change.job, change.reservation
-        items: dict[str, TransactWriteItemTypeDef] = {}
         sets: dict[str, Any] = {}
         usage: Usage | None = None
         if isinstance(change.billing, Settle) and reservation is not None:
             usage = change.billing.usage
-            items.update(self._reservations.settle_items(reservation, usage, change.billing.cost, change.at))
             sets = {"result_json": {"S": json.dumps(change.result)}, "usage": to_attr(usage.model_dump())}
-        elif isinstance(change.billing, Release) and reservation is not None:
-            items.update(self._reservations.release_items(reservation, change.billing.reason, change.at))
         if change.error is not None:
             sets["error"] = to_attr(change.error.model_dump())
-        items["job"] = self._jobs.terminal_item(job, change.status, change.at, sets)
-        if job.batch_id is not None:
-            items["batch"] = self._batch_counter(job, "completed" if usage is not None else "failed", usage)
-        cancelled = transact(items)
-        if cancelled is None:
+        job_update = self._jobs.terminal_item(job, change.status, change.at, sets)
+        if reservation is not None and reservation.layout == "held" and job.batch_id is None:
+            update: Any = job_update["Update"]
+            if conditionally(lambda: aws.dynamodb().update_item(**update)) is None:
+                return False  # ended before: `Settlement.reconcile` settles a reservation left held
+            if change.billing is not None:
+                self._reservations.settle_held(reservation, change.billing, change.at)
             return True
-        if reservation is not None and cancelled.failed("job") != cancelled.failed("reservation"):
-            logger.error("job and reservation disagree", extra={"job_id": job.job_id, "reasons": cancelled.reasons})
+        correct_month = True
+        for _ in range(2):
+            items: dict[str, TransactWriteItemTypeDef] = {}
+            if isinstance(change.billing, Settle) and reservation is not None:
+                billing = change.billing
+                items.update(
+                    self._reservations.settle_items(
+                        reservation, billing.usage, billing.cost, change.at, correct_month=correct_month
+                    )
+                )
+            elif isinstance(change.billing, Release) and reservation is not None:
+                items.update(
+                    self._reservations.release_items(
+                        reservation, change.billing.reason, change.at, correct_month=correct_month
+                    )
+                )
+            items["job"] = job_update
+            if job.batch_id is not None:
+                items["batch"] = self._batch_counter(job, "completed" if usage is not None else "failed", usage)
+            cancelled = transact(items)
+            if cancelled is None:
+                return True
+            if self._month_moved_on(cancelled) and correct_month:
+                correct_month = False  # the tenant item counts a later month now: nothing to correct
+                continue
+            if reservation is not None and cancelled.failed("job") != cancelled.failed("reservation"):
+                logger.error("job and reservation disagree", extra={"job_id": job.job_id, "reasons": cancelled.reasons})
+            return False
+        return False
+
+    @staticmethod
+    def _month_moved_on(cancelled: Cancelled) -> bool:
+        """Only the tenant item's condition failed: it counts another month now (tenants are never deleted)."""
+        return cancelled.failed_names == {"tenant"}
+
+    def settle_reservation(self, reservation: Reservation, billing: Settle | Release, at: datetime) -> bool:
+        """Settle or release a reservation on its own (its job ended already, or never existed)."""
+        if reservation.layout == "held":
+            return self._reservations.settle_held(reservation, billing, at)
+        for correct_month in (True, False):
+            if isinstance(billing, Settle):
+                items = self._reservations.settle_items(
+                    reservation, billing.usage, billing.cost, at, correct_month=correct_month
+                )
+            else:
+                items = self._reservations.release_items(reservation, billing.reason, at, correct_month=correct_month)
+            cancelled = transact(items)
+            if cancelled is None:
+                return True
+            if not self._month_moved_on(cancelled):
+                return False
         return False
 
     def record_rejected(self, job: Job) -> bool:
@@ -72,7 +129,7 @@ class DynamoLedger:
         return transact(items) is None
 
     def release(self, reservation: Reservation, reason: str, at: datetime) -> bool:
-        return transact(self._reservations.release_items(reservation, reason, at)) is None
+        return self.settle_reservation(reservation, Release(reason), at)
 
     def _batch_counter(self, job: Job, outcome: str, usage: Usage | None) -> TransactWriteItemTypeDef:
         """The batch's request count (and token totals), moved in the same transaction as the job."""

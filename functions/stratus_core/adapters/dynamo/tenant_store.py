@@ -1,4 +1,5 @@
-"""Tenants table: one item per tenant, which also holds the live `in_flight` counter."""
+"""Tenants table: one item per tenant, which also holds its limit counters, its held reservations
+and its open usage (`tenant_counters.py`); a tenant's `in_flight` is the number of held ones."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from stratus_core.adapters import aws
+from stratus_core.adapters.dynamo import tenant_counters as tc
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
 from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict, NotFound
@@ -19,10 +21,10 @@ class DynamoTenantStore:
     def create(self, tenant: Tenant) -> None:
         put = lambda: aws.dynamodb().put_item(  # noqa: E731
             TableName=self._table,
-            Item=to_item(tenant.model_dump()),
+            Item={**to_item(tenant.model_dump(exclude={"in_flight"})), tc.HELD: {"M": {}}},
             ConditionExpression="attribute_not_exists(tenant_id)",
         )
-        if not created(put, lambda: self.get(tenant.tenant_id), tenant):
+        if not created(put, lambda: self.get(tenant.tenant_id), tenant.model_copy(update={"in_flight": 0})):
             raise Conflict(f"tenant '{tenant.tenant_id}' already exists")
 
     def get(self, tenant_id: str) -> Tenant | None:
@@ -79,4 +81,7 @@ class DynamoTenantStore:
 
 
 def _tenant(item: dict[str, Any]) -> Tenant:
-    return Tenant.model_validate(from_item(item))
+    values = from_item(item)
+    counted = tc.in_flight(values)
+    profile = {k: v for k, v in values.items() if k not in tc.COUNTER_ATTRIBUTES and not k.startswith(tc.USAGE_PREFIX)}
+    return Tenant.model_validate({**profile, "in_flight": counted})

@@ -222,3 +222,23 @@ def test_requests_admitted_by_the_previous_layout_settle_as_they_were_admitted_a
     with pytest.raises(LimitExceeded) as refused:
         at(NOW).admission.reserve("acme", "job-third", MODEL, prompt_tokens_bound=10, max_tokens=10)
     assert refused.value.limit is Limit.REQUESTS_PER_MINUTE
+
+
+def test_a_job_answered_before_answers_were_compressed_still_reads(services: Services) -> None:
+    job = Job(
+        job_id="job-old",
+        tenant_id="acme",
+        kind="chat",
+        model=MODEL,
+        status=JobStatus.COMPLETED,
+        created_at=NOW,
+        deadline=NOW + timedelta(hours=1),
+        body_key=request_body_key("acme", "job-old"),
+    )
+    item = job_item(job, 86_400)
+    item["result_json"] = {"S": '{"object": "chat.completion", "choices": []}'}
+    aws.dynamodb().put_item(TableName=services.settings.jobs_table, Item=item)
+
+    stored = services.job_store.get("acme", "job-old")
+
+    assert stored is not None and stored.result == {"object": "chat.completion", "choices": []}

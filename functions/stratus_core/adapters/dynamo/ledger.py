@@ -18,7 +18,6 @@ written or none: a duplicate or late transition fails a condition and changes no
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.admission_store import DynamoAdmissionStore
 from stratus_core.adapters.dynamo.codec import to_attr
-from stratus_core.adapters.dynamo.job_store import DynamoJobStore, job_item
+from stratus_core.adapters.dynamo.job_store import DynamoJobStore, job_item, result_attribute
 from stratus_core.adapters.dynamo.transactions import Cancelled, conditionally, transact
 from stratus_core.admission import Reservation
 from stratus_core.contract import Usage
@@ -51,7 +50,7 @@ class DynamoLedger:
         usage: Usage | None = None
         if isinstance(change.billing, Settle) and reservation is not None:
             usage = change.billing.usage
-            sets = {"result_json": {"S": json.dumps(change.result)}, "usage": to_attr(usage.model_dump())}
+            sets = {"result_z": result_attribute(change.result or {}), "usage": to_attr(usage.model_dump())}
         if change.error is not None:
             sets["error"] = to_attr(change.error.model_dump())
         job_update = self._jobs.terminal_item(job, change.status, change.at, sets)

@@ -287,6 +287,31 @@ def billing_handler(template: dict[str, Any]) -> Any:
 # --- the bill ---------------------------------------------------------------------------------
 
 
+def deployed_by_default(template: dict[str, Any], resource: dict[str, Any]) -> bool:
+    """Whether a resource exists with every parameter at its default (its `Condition`, if any)."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return template["Parameters"][node["Ref"]].get("Default")
+        if isinstance(node, dict) and "Condition" in node:
+            return holds(node["Condition"])
+        if isinstance(node, dict) and "Fn::Equals" in node:
+            left, right = node["Fn::Equals"]
+            return str(value(left)) == str(value(right))
+        if isinstance(node, dict) and "Fn::Not" in node:
+            return not value(node["Fn::Not"][0])
+        if isinstance(node, dict) and "Fn::And" in node:
+            return all(value(part) for part in node["Fn::And"])
+        if isinstance(node, dict) and "Fn::Or" in node:
+            return any(value(part) for part in node["Fn::Or"])
+        return node
+
+    def holds(name: str) -> bool:
+        return bool(value(template["Conditions"][name]))
+
+    return "Condition" not in resource or holds(resource["Condition"])
+
+
 def memory_mb(template: dict[str, Any], function: str) -> int:
     """The function's `MemorySize` (its own, else the Globals'; a parameter's default for a `!Ref`)."""
     default = template["Globals"]["Function"].get("MemorySize", 128)
@@ -425,7 +450,11 @@ def idle_month(
             properties = resource["Properties"]
             alarm_metrics += sum(1 for m in properties.get("Metrics", []) if "MetricStat" in m) or 1
     lines[f"CloudWatch alarms ({alarm_metrics} metrics)"] = alarm_metrics * PRICES["alarm_metric_month"]
-    dashboards = sum(1 for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard")
+    dashboards = sum(
+        1
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Dashboard" and deployed_by_default(template, r)
+    )
     lines[f"CloudWatch dashboard ({dashboards})"] = dashboards * PRICES["dashboard_month"]
     keys = sum(1 for r in template["Resources"].values() if r["Type"] == "AWS::KMS::Key")
     lines[f"KMS keys ({keys})"] = keys * PRICES["kms_key_month"]

@@ -26,6 +26,18 @@ class FakeContext:
     aws_request_id = "00000000-0000-0000-0000-000000000000"
 
 
+@dataclass
+class ScheduledDrain:
+    """A function that drains queues on its schedule (the dead-letter queues' `request_failures`):
+    `drain()` is one scheduled invocation; it returns how many messages that run handled."""
+
+    handler: Callable[[dict[str, Any], Any], Any]
+
+    def drain(self) -> int:
+        answer = invoke_scheduled(self.handler)
+        return int(answer["handled"]) if answer is not None else 0
+
+
 def invoke_scheduled(handler: Callable[[dict[str, Any], Any], T]) -> T | None:
     """One invocation of a function on a schedule (EventBridge → Lambda), as Lambda makes it: a
     handler that raises has failed this invocation (logged; on AWS it counts in the function's

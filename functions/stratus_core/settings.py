@@ -31,6 +31,8 @@ class Settings(BaseModel):
     requests_queue_url: str = Field(alias="REQUESTS_QUEUE_URL", min_length=1)
     batch_queue_url: str = Field(alias="BATCH_QUEUE_URL", min_length=1)
     batch_requests_queue_url: str = Field(alias="BATCH_REQUESTS_QUEUE_URL", min_length=1)
+    requests_dead_letter_queue_url: str = Field(alias="REQUESTS_DEAD_LETTER_QUEUE_URL", min_length=1)
+    batch_requests_dead_letter_queue_url: str = Field(alias="BATCH_REQUESTS_DEAD_LETTER_QUEUE_URL", min_length=1)
     endpoint_name: str = Field(alias="ENDPOINT_NAME", min_length=1)
     price_catalog_json: str | None = Field(default=None, alias="PRICE_CATALOG")
     reservation_retention_days: int = Field(default=400, alias="RESERVATION_RETENTION_DAYS", ge=1)

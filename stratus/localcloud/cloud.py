@@ -148,7 +148,11 @@ class LocalCloud:
                 context=LocalContext(source.function),
             )
             self._loop(f"poller-{source.function}", lambda events=events: events.poll_once()[0] > 0, 0.2)
-        every = {"SweeperFunction": self.config.sweep_seconds, "SchedulerFunction": self.config.scheduler_seconds}
+        every = {
+            "SweeperFunction": self.config.sweep_seconds,
+            "SchedulerFunction": self.config.scheduler_seconds,
+            "RequestFailuresFunction": self.config.sweep_seconds,  # drains the dead-letter queues
+        }
         for schedule in schedules(template):
             if schedule.function in every:  # billing runs daily: on demand locally
                 function = self._one_at_a_time(schedule.function, handler(template, schedule.function))

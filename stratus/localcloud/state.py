@@ -17,6 +17,7 @@ timeout, as on AWS: the handlers are idempotent.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -81,10 +82,34 @@ def _save_tables(template: dict[str, Any], created: Created, scratch: Path, coun
     for logical_id in resources_of_type(template, "AWS::DynamoDB::Table"):
         lines: list[str] = []
         for page in client.get_paginator("scan").paginate(TableName=created.refs[logical_id], ConsistentRead=True):
-            lines.extend(json.dumps(item, sort_keys=True) for item in page["Items"])
+            lines.extend(json.dumps(_binary_as_text(item), sort_keys=True) for item in page["Items"])
         (folder / f"{logical_id}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         counts.items += len(lines)
         counts.tables[logical_id] = len(lines)
+
+
+def _binary_as_text(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's JSON with its binary values (bytes from boto3) in base64, as DynamoDB's
+    own JSON has them (a job's compressed answer is one)."""
+    return {name: _attribute(value, lambda b: base64.b64encode(b).decode()) for name, value in item.items()}
+
+
+def _binary_from_text(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _attribute(value, base64.b64decode) for name, value in item.items()}
+
+
+def _attribute(value: dict[str, Any], convert: Any) -> dict[str, Any]:
+    """One attribute value with `convert` applied to its binary parts, in maps and lists too."""
+    kind, inner = next(iter(value.items()))
+    if kind == "B":
+        return {"B": convert(inner)}
+    if kind == "BS":
+        return {"BS": [convert(b) for b in inner]}
+    if kind == "M":
+        return {"M": {name: _attribute(v, convert) for name, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_attribute(v, convert) for v in inner]}
+    return value
 
 
 def _restore_tables(directory: Path, created: Created, counts: StateCounts) -> None:
@@ -93,7 +118,8 @@ def _restore_tables(directory: Path, created: Created, counts: StateCounts) -> N
         table = created.refs.get(file.stem)
         if table is None:  # a table the template no longer declares
             continue
-        items = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
+        lines = file.read_text(encoding="utf-8").splitlines()
+        items = [_binary_from_text(json.loads(line)) for line in lines if line]
         for start in range(0, len(items), 25):
             requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
             pending: dict[str, Any] = {table: requests}

@@ -59,7 +59,11 @@ error. If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP
 (Access Denied) error." (GetObject and HeadObject API reference, Permissions). moto answers 404
 either way, so this rule stands in for S3: such a read needs `s3:ListBucket` on the bucket for the
 key's prefix (`s3:prefix`, which S3 sets to the object's key when it makes this decision)."""
-SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+SQS_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+    "DeleteMessageBatch": "DeleteMessage",
+}
 
 recorded: dict[str, set[tuple[str, str]]] = defaultdict(set)
 INTEGRATION = Path(__file__).resolve().parents[1] / "integration"

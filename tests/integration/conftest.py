@@ -23,7 +23,7 @@ from stratus_core.keys import IssuedKey, KeyCreate, Principal, Scope
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.fakes import FakeAsyncEndpoint
-from tests.helpers import ADMIN, ApiResponse, FakeContext, invoke_scheduled
+from tests.helpers import ADMIN, ApiResponse, FakeContext, ScheduledDrain, invoke_scheduled
 
 
 def store_bodies_in_s3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +110,7 @@ class Pipeline:
     endpoint: FakeAsyncEndpoint
     requests: SqsEventSource
     results: SqsEventSource
-    request_failures: SqsEventSource
+    request_failures: ScheduledDrain
     batches: SqsEventSource
     batch_requests: SqsEventSource
     created: Created
@@ -177,7 +177,7 @@ def pipeline(
         endpoint=endpoint,
         requests=SqsEventSource(created.refs["RequestsQueue"], dispatcher_handler, batch_size=32, context=context),
         results=SqsEventSource(created.refs["ResultsQueue"], results_handler, context=context),
-        request_failures=SqsEventSource(created.refs["RequestsDeadLetterQueue"], failures_handler, context=context),
+        request_failures=ScheduledDrain(failures_handler),
         batches=SqsEventSource(created.refs["BatchQueue"], batch_handler, batch_size=1, context=context),
         batch_requests=SqsEventSource(
             created.refs["BatchRequestsQueue"], dispatcher_handler, batch_size=32, context=context

@@ -17,7 +17,12 @@ def test_a_snapshot_restores_items_objects_and_queued_messages(created: Created,
     dynamodb, s3, sqs = boto3.client("dynamodb"), boto3.client("s3"), boto3.client("sqs")
     dynamodb.put_item(
         TableName=created.refs["TenantsTable"],
-        Item={"tenant_id": {"S": "acme"}, "name": {"S": "Acme"}, "spent": {"N": "0.000125"}},
+        Item={
+            "tenant_id": {"S": "acme"},
+            "name": {"S": "Acme"},
+            "spent": {"N": "0.000125"},
+            "B": {"M": {"answer": {"B": b"\x78\x9c\x00"}, "parts": {"L": [{"BS": [b"\x00", b"\xff"]}]}}},
+        },
     )
     s3.put_object(Bucket=created.refs["DataBucket"], Key="files/acme/file_1/in.jsonl", Body=b'{"a": 1}\n')
     sqs.send_message(
@@ -36,6 +41,7 @@ def test_a_snapshot_restores_items_objects_and_queued_messages(created: Created,
             TableName=again.refs["TenantsTable"], Key={"tenant_id": {"S": "acme"}}
         )["Item"]
         assert item["spent"] == {"N": "0.000125"}
+        assert item["B"] == {"M": {"answer": {"B": b"\x78\x9c\x00"}, "parts": {"L": [{"BS": [b"\x00", b"\xff"]}]}}}
         body = boto3.client("s3").get_object(Bucket=again.refs["DataBucket"], Key="files/acme/file_1/in.jsonl")
         assert body["Body"].read() == b'{"a": 1}\n'
         (message,) = boto3.client("sqs").receive_message(

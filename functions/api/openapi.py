@@ -29,7 +29,8 @@ _COMMON_ERRORS = {
 _ADMITTED_ERRORS = {
     "403": "The key lacks the route's scope, the tenant is suspended, or one of the tenant's per-minute or in-flight "
     "limits is 0 (`limit_zero`; `x-stratus-limit` names it; `x-should-retry: false`, no Retry-After)",
-    "429": "A limit refused the request: `rate_limit_exceeded` (`x-stratus-limit` names it; Retry-After says when) "
+    "429": "A limit refused the request: `rate_limit_exceeded` (`x-stratus-limit` names it; Retry-After says when;"
+    " `tenant_write_ceiling`: the tenant's requests arrive faster than one DynamoDB item takes writes) "
     "or `insufficient_quota` (the monthly quota; `x-should-retry: false`); `x-ratelimit-*` headers on every answer",
 }
 _WRITE_ERRORS = {"409": "Conflicts with the current state (exists already, rotated already)"}

@@ -31,6 +31,7 @@ from stratus_core.errors import (
     NotFound,
     RateWindow,
     RequestExceedsLimit,
+    TenantBusy,
     TenantSuspended,
     Unavailable,
 )
@@ -94,6 +95,10 @@ class LimitHit(Exception):
 
 class TenantInactive(Exception):
     pass
+
+
+class TenantItemThrottled(Exception):
+    """DynamoDB throttled the write to the tenant's own item through botocore's retries."""
 
 
 class RetryableConflict(Exception):
@@ -242,6 +247,8 @@ class AdmissionService:
                 raise self._refusal(hit.limit, tenant, tokens, now, window) from None
             except TenantInactive:
                 raise TenantSuspended(tenant_id) from None
+            except TenantItemThrottled:  # retrying at once would only add to the hot item's load
+                raise TenantBusy() from None
             except RetryableConflict:  # limits edited meanwhile, or a transaction conflict on a hot item
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
                 continue

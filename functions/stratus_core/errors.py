@@ -125,6 +125,16 @@ class IdempotencyMismatch(Conflict):
     """The same idempotency key came with a different request body."""
 
 
+class TenantBusy(StratusError):
+    """The tenant's own item is taking more writes than DynamoDB gives one item (about 1,000 write
+    units a second: `docs/dynamodb-ceilings.md`): a 429 that tells the client to slow down, as a rate
+    limit does. Nothing was admitted, so nothing is over any limit."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("this tenant's requests arrive faster than its limit counters can take them; retry shortly")
+        self.retry_after = retry_after
+
+
 class Unavailable(StratusError):
     """A transient condition (e.g. sustained write contention); the client should retry."""
 

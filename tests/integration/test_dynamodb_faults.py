@@ -157,23 +157,43 @@ def test_a_transaction_conflict_is_retried_and_the_batch_line_admitted(
     assert (finished["status"], finished["request_counts"]["completed"], aimed.fired) == ("completed", 1, 2)
 
 
-def test_throttling_that_outlasts_botocores_retries_is_a_retryable_503_and_the_retry_admits_once(
+def test_a_tenant_item_throttled_past_botocores_retries_is_a_429_and_the_retry_admits_once(
     services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], aim: Any
 ) -> None:
-    """ProvisionedThroughputExceededException: "OK to retry? Yes". botocore makes 3 attempts; when
-    all are throttled the client is told to retry (503, Retry-After, x-should-retry: true), not 500."""
+    """ProvisionedThroughputExceededException on the tenant item's admission write: "OK to retry?
+    Yes"; botocore makes 3 attempts. When all are throttled, the tenant's item is over what DynamoDB
+    gives one item (`docs/dynamodb-ceilings.md`): the client is told to slow down, with a 429 in
+    OpenAI's shape and Retry-After, as a rate limit does; nothing was admitted."""
     caller = principal_of(make_tenant("acme"))
     aimed = aim("ddb_throttle", on_table("UpdateItem", "TenantsTable"), times=aws.MAX_ATTEMPTS)
 
     busy = async_chat(call_api, caller, {"idempotency-key": "k-1"})
+    assert services.tenants.get("acme").in_flight == 0
     again = async_chat(call_api, caller, {"idempotency-key": "k-1"})
 
     assert aimed.fired == aws.MAX_ATTEMPTS, busy
+    assert busy.status == 429, busy
+    assert (busy.body["error"]["type"], busy.body["error"]["code"]) == ("requests", "rate_limit_exceeded")
+    assert busy.headers["Retry-After"] == "1" and busy.headers["x-should-retry"] == "true", busy.headers
+    assert busy.headers["x-stratus-limit"] == "tenant_write_ceiling"
+    assert again.status == 202, (again, aimed.fired)
+    assert services.tenants.get("acme").in_flight == 1
+
+
+def test_a_job_store_throttled_past_botocores_retries_is_a_retryable_503(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], aim: Any
+) -> None:
+    """Any other write still throttled after botocore's retries is the service being busy: a 503
+    the OpenAI SDKs retry (`x-should-retry: true`), with the admission given back."""
+    caller = principal_of(make_tenant("acme"))
+    aim("ddb_throttle", on_table("PutItem", "JobsTable"), times=aws.MAX_ATTEMPTS)
+
+    busy = async_chat(call_api, caller)
+
     assert busy.status == 503, busy
     assert busy.body["error"]["code"] == "unavailable"
     assert busy.headers["Retry-After"] == "1" and busy.headers["x-should-retry"] == "true", busy.headers
-    assert again.status == 202, (again, aimed.fired)
-    assert services.tenants.get("acme").in_flight == 1
+    assert services.tenants.get("acme").in_flight == 0
 
 
 def test_a_retry_after_an_attempt_whose_job_could_not_be_stored_is_admitted(

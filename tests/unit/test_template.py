@@ -37,6 +37,8 @@ def test_function_environment_resolves_refs_to_created_names_and_parameter_defau
         "BatchesTable": "bt",
         "BatchQueue": "https://bq",
         "BatchRequestsQueue": "https://brq",
+        "RequestsDeadLetterQueue": "https://rdlq",
+        "BatchRequestsDeadLetterQueue": "https://brdlq",
         "SchedulerTable": "s",
     }
     environment = function_environment(load_template(), names)
@@ -49,6 +51,7 @@ def test_function_environment_resolves_refs_to_created_names_and_parameter_defau
     assert environment["JOBS_TABLE"] == "j"
     assert environment["REQUESTS_QUEUE_URL"] == "https://queue"
     assert environment["BATCH_REQUESTS_QUEUE_URL"] == "https://brq"
+    assert environment["REQUESTS_DEAD_LETTER_QUEUE_URL"] == "https://rdlq"
     assert environment["RESULT_CHECK_SECONDS"] == "300"
 
     # parameters can be overridden, as `sam deploy --parameter-overrides` does; unknown names are refused

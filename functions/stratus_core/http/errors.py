@@ -26,6 +26,7 @@ from stratus_core.errors import (
     RateWindow,
     RequestExceedsLimit,
     StratusError,
+    TenantBusy,
     Unauthenticated,
     Unavailable,
 )
@@ -77,6 +78,12 @@ def http_error(exc: StratusError) -> HttpError:
         result.headers["x-stratus-limit"] = exc.limit.value
         if exc.window is not None:
             result.headers.update(rate_limit_headers(exc.window))
+        return result
+    if isinstance(exc, TenantBusy):
+        result = error(HTTPStatus.TOO_MANY_REQUESTS, str(exc), "requests", "rate_limit_exceeded")
+        result.headers["Retry-After"] = str(exc.retry_after)
+        result.headers["x-should-retry"] = "true"
+        result.headers["x-stratus-limit"] = "tenant_write_ceiling"
         return result
     if isinstance(exc, LimitIsZero):
         result = error(HTTPStatus.FORBIDDEN, str(exc), "permission_error", "limit_zero")

@@ -54,6 +54,7 @@ from stratus_core.admission import (
     ReservationState,
     RetryableConflict,
     TenantInactive,
+    TenantItemThrottled,
 )
 from stratus_core.clock import day_key, minute_key, month_key
 from stratus_core.contract import Usage
@@ -101,6 +102,11 @@ def usage_amounts(usage: Usage, cost: Cost) -> dict[str, int | Decimal]:
     }
 
 
+THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+"""DynamoDB's throttling codes ("Error handling with DynamoDB"): on the tenant item, the item's
+partition is over its write ceiling, or the table over its throughput."""
+
+
 class TenantItemBusy(Exception):
     """The tenant item kept changing under a settlement through every attempt; retried by redelivery."""
 
@@ -135,7 +141,12 @@ class DynamoAdmissionStore:
         snapshot: dict[str, Any] | None = None
         for _ in range(ATTEMPTS):
             update = self._admission_update(tenant, reservation, snapshot)
-            old = self._apply(update.params(self._tenants, {"tenant_id": {"S": tenant.tenant_id}}))
+            try:
+                old = self._apply(update.params(self._tenants, {"tenant_id": {"S": tenant.tenant_id}}))
+            except ClientError as error:
+                if aws.error_code(error) in THROTTLED:  # still, after botocore's retries: the item is hot
+                    raise TenantItemThrottled() from error
+                raise
             if old is None:
                 return reservation.model_copy(update={"layout": "held"}), True
             entry = tc.held_entries(old).get(reservation.job_id)

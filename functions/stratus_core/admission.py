@@ -98,7 +98,8 @@ class TenantInactive(Exception):
 
 
 class TenantItemThrottled(Exception):
-    """DynamoDB throttled the write to the tenant's own item through botocore's retries."""
+    """The tenant's own item cannot take this admission now: DynamoDB throttled the write through
+    botocore's retries, or the item would pass DynamoDB's 400 KB (too many requests held at once)."""
 
 
 class RetryableConflict(Exception):

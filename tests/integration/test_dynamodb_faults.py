@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from stratus.localcloud.dynamo_faults import DynamoFaults
 from stratus_core.adapters import aws
@@ -265,3 +266,30 @@ def test_a_held_line_whose_release_stays_throttled_does_not_stop_the_others_and_
     assert len(packed) == len(set(packed)) == 3  # each line went to the endpoint once
     finished = call_api("GET", f"/v1/batches/{batch['id']}", principal=caller).body
     assert (finished["status"], finished["request_counts"]["completed"]) == ("completed", 3)
+
+
+def test_a_tenant_item_at_dynamodbs_400_kb_refuses_admissions_with_a_429(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """About 8,000 requests held at once fill the tenant item's 400 KB (`docs/dynamodb-ceilings.md`).
+    AWS then refuses the admission's write with a ValidationException; moto does not enforce the
+    limit on UpdateItem, so the answer AWS gives is what this test makes the write get."""
+    caller = principal_of(make_tenant("acme", max_in_flight=100_000))
+    client = aws.dynamodb()
+    real = client.update_item
+
+    def update_item(**params: Any) -> Any:
+        if str(params.get("TableName", "")).endswith("TenantsTable"):
+            error = {
+                "Code": "ValidationException",
+                "Message": "Item size to update has exceeded the maximum allowed size",
+            }
+            raise ClientError({"Error": error}, "UpdateItem")
+        return real(**params)
+
+    monkeypatch.setattr(client, "update_item", update_item)
+    full = async_chat(call_api, caller)
+
+    assert full.status == 429, full
+    assert full.headers["x-stratus-limit"] == "tenant_write_ceiling"
+    assert services.tenants.get("acme").in_flight == 0

@@ -146,6 +146,8 @@ class DynamoAdmissionStore:
             except ClientError as error:
                 if aws.error_code(error) in THROTTLED:  # still, after botocore's retries: the item is hot
                     raise TenantItemThrottled() from error
+                if aws.error_code(error) == "ValidationException" and "size" in str(error).lower():
+                    raise TenantItemThrottled() from error  # 400 KB: about 8,000 held at once (the ceilings doc)
                 raise
             if old is None:
                 return reservation.model_copy(update={"layout": "held"}), True

@@ -49,7 +49,9 @@ Max Memory Used: 81 MB XRAY TraceId: 1-… SegmentId: … Sampled: true` is abou
 IDLE_POLLERS_PER_MAPPING = 5
 """Lambda polls an SQS queue with five long-polling (20 s) connections when it is idle (Lambda's
 "Using Lambda with Amazon SQS" guide: processing starts with five batches at a time)."""
-SCHEDULED_FUNCTIONS = ("SchedulerFunction", "SweeperFunction", "BillingFunction")
+SCHEDULED_FUNCTIONS = ("SchedulerFunction", "SweeperFunction", "RequestFailuresFunction", "BillingFunction")
+"""Functions on a schedule (the dead-letter queues are drained by one): their steady cost is the idle
+month's, not any kind's."""
 MINUTES_PER_MONTH = 30 * 24 * 60
 
 
@@ -371,7 +373,7 @@ def bill(
     work = {
         name: units
         for name, units in spent.items()
-        if name not in (IDLE, "SchedulerFunction", "SweeperFunction") and (units.calls or units.invocations)
+        if name not in (IDLE, *SCHEDULED_FUNCTIONS) and (units.calls or units.invocations)
     }
     for name, units in sorted(work.items()):
         costs = usd(units, name if is_function(name, template) else None, template)
@@ -419,7 +421,12 @@ def idle_month(
     """A month with no requests: the schedules at AWS's rates, the idle event-source polls, CloudWatch.
     A custom metric is billed for each hour it gets data: the scheduler's and sweeper's every hour,
     the daily billing run's for 30 hours."""
-    rates = {"SchedulerFunction": MINUTES_PER_MONTH, "SweeperFunction": MINUTES_PER_MONTH // 5, "BillingFunction": 30}
+    rates = {
+        "SchedulerFunction": MINUTES_PER_MONTH,
+        "SweeperFunction": MINUTES_PER_MONTH // 5,
+        "RequestFailuresFunction": MINUTES_PER_MONTH // 5,
+        "BillingFunction": 30,
+    }
     lines: dict[str, Decimal] = {}
     per_run: dict[str, Any] = {}
     for function, runs in rates.items():

@@ -57,6 +57,23 @@ MODEL_LOAD_S = 56.9
 DECODE_TPS = 594.7
 """Completion tokens per second of that server with 64 requests at once (same run)."""
 
+SERVERLESS_USD_PER_MILLION_REQUESTS = {"interactive": 18.475, "flex": 15.074, "batch": 17.915}
+"""Everything but the GPU, per million requests of each lane: API Gateway, Lambda, DynamoDB, S3,
+SQS, SNS and CloudWatch Logs, as `bench/aws_bill.py` measured them on 2026-12-07 at its defaults
+(`bench/RESULTS.md`, "The AWS bill … on the tenant item"). A flex request is priced as the bench's
+async request (`Prefer: respond-async`, then polled), a batch request as a batch line."""
+IDLE_USD_PER_MONTH = 4.82
+"""The deployment's cost with no requests at all (schedules, alarms, the alarm topic's key), the
+same bench's "idle month"; a simulated day carries a thirtieth of it."""
+GATEWAY_USD_PER_MONTH = 213.59
+"""An always-on gateway in front of an always-on endpoint, the comparison a platform team makes:
+LiteLLM's proxy on ECS Fargate ($115.33 a month: 2 ARM tasks of 4 GB, around the clock) with its
+RDS database ($98.26: 2 db.t3.micro, multi-AZ), from the sample cost table of AWS's "Guidance for
+Multi-Provider Generative AI Gateway on AWS" (github.1485827954.workers.dev/aws-solutions-library-samples/
+guidance-for-multi-provider-generative-ai-gateway-on-aws, README, "Sample cost tables", us-east-1,
+read at commit 0036cbe). Its full table, with the load balancer, NAT gateway, Redis, Route 53, WAF
+and the rest, totals $378.10; only the two parts any such gateway needs are counted here."""
+
 
 @dataclass(frozen=True)
 class Request:
@@ -175,6 +192,14 @@ class Report:
     optimum_instance_hours: float | None = None
     # clairvoyant, interactive requests waiting up to this policy's longest wait: a strict lower bound
     optimum_same_wait_instance_hours: float | None = None
+    # the day's whole bill (`all_in`): the GPU plus every request's serverless cost plus the idle share
+    tokens: int = 0
+    serverless_cost_usd: float = 0.0
+    idle_share_usd: float = 0.0
+    all_in_cost_usd: float = 0.0
+    all_in_usd_per_million_tokens: float | None = None
+    always_on_with_gateway_cost_usd: float = 0.0
+    always_on_with_gateway_usd_per_million_tokens: float | None = None
     timeline: list[dict[str, float]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -434,6 +459,26 @@ def _finish(pack: Pack, policy: Policy) -> float:
     return (pack.started_s or 0.0) + service_s(pack, policy)
 
 
+def all_in(report: Report, requests: list[Request]) -> None:
+    """The day's whole bill beside an always-on endpoint with a gateway in front, per million tokens:
+    the number a platform team quotes. GPU-hours at the policy's price, each request at its lane's
+    measured serverless cost, a thirtieth of the idle month; against the always-on endpoint's hours
+    plus a thirtieth of the gateway's month (`GATEWAY_USD_PER_MONTH`)."""
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in requests)
+    serverless = sum(SERVERLESS_USD_PER_MILLION_REQUESTS[r.lane] for r in requests) / 1e6
+    days = report.horizon_s / DAY_S
+    report.tokens = tokens
+    report.serverless_cost_usd = round(serverless, 6)
+    report.idle_share_usd = round(IDLE_USD_PER_MONTH / 30 * days, 6)
+    report.all_in_cost_usd = round(report.cost_usd + serverless + report.idle_share_usd, 2)
+    report.always_on_with_gateway_cost_usd = round(report.always_on_cost_usd + GATEWAY_USD_PER_MONTH / 30 * days, 2)
+    if tokens:
+        report.all_in_usd_per_million_tokens = round(report.all_in_cost_usd / tokens * 1e6, 4)
+        report.always_on_with_gateway_usd_per_million_tokens = round(
+            report.always_on_with_gateway_cost_usd / tokens * 1e6, 4
+        )
+
+
 def compare(requests: list[Request], policy: Policy, always_on_instances: int = 1, *, optimum: bool = False) -> Report:
     """The policy's endpoint, with an always-on endpoint of `always_on_instances` beside it (and,
     with `optimum`, the clairvoyant optimum's instance-hours)."""
@@ -445,6 +490,7 @@ def compare(requests: list[Request], policy: Policy, always_on_instances: int = 
     report.always_on_instance_hours = round(hours, 4)
     report.always_on_cost_usd = round(hours * policy.hourly_price_usd, 2)
     report.always_on_wait_p95_s = always_on.wait_p95_s
+    all_in(report, requests)
     if optimum:
         from stratus.optimum import optimum_instance_hours
 

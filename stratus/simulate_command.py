@@ -151,5 +151,11 @@ def simulate_command(
         f"{bound}"
         f"always-on ({s['always_on_instances']}): {s['always_on_instance_hours']:.2f} instance-h  "
         f"${s['always_on_cost_usd']:.2f}  wait p95 {s['always_on_wait_p95_s']:.0f} s\n"
-        f"busy time (lower bound): {s['busy_instance_hours']:.2f} instance-h  ${s['busy_cost_usd']:.2f}"
+        f"busy time (lower bound): {s['busy_instance_hours']:.2f} instance-h  ${s['busy_cost_usd']:.2f}\n"
+        f"all in: ${s['all_in_cost_usd']:.2f} (GPU ${s['cost_usd']:.2f}, serverless ${s['serverless_cost_usd']:.2f}, "
+        f"idle share ${s['idle_share_usd']:.2f}) for {s['tokens']:,} tokens: "
+        f"${s['all_in_usd_per_million_tokens'] or 0:.2f} per million tokens\n"
+        f"always-on with a gateway (LiteLLM on ECS + RDS, $213.59 a month): "
+        f"${s['always_on_with_gateway_cost_usd']:.2f}: "
+        f"${s['always_on_with_gateway_usd_per_million_tokens'] or 0:.2f} per million tokens"
     )

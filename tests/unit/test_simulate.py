@@ -265,3 +265,24 @@ def test_the_mixed_and_batches_days_have_their_shapes() -> None:
     alone = generate("batches", seed=7)
     assert alone == lines and [r.arrival_s for r in alone] == sorted(r.arrival_s for r in alone)
     assert {len([r for r in generate("mixed", seed=s) if r.lane == "interactive"]) for s in (1, 2)} == {1969, 1962}
+
+
+def test_the_all_in_bill_adds_each_lanes_serverless_cost_and_a_thirtieth_of_the_idle_month(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import stratus.simulate as sim
+
+    monkeypatch.setattr(sim, "SERVERLESS_USD_PER_MILLION_REQUESTS", {"interactive": 20.0, "flex": 16.0, "batch": 4.0})
+    monkeypatch.setattr(sim, "IDLE_USD_PER_MONTH", 6.0)
+    requests = [Request(10.0, 100, 50), Request(20.0, 100, 50, lane="flex"), Request(30.0, 1000, 750, lane="batch")]
+    report = compare(requests, POLICY)
+
+    # serverless: (20 + 16 + 4) per million requests for these three: $0.00004
+    assert report.serverless_cost_usd == 0.00004
+    days = report.horizon_s / DAY_S
+    assert report.idle_share_usd == round(6.0 / 30 * days, 6)
+    assert report.all_in_cost_usd == round(report.cost_usd + 0.00004 + report.idle_share_usd, 2)
+    assert report.tokens == 2050
+    assert report.all_in_usd_per_million_tokens == round(report.all_in_cost_usd / 2050 * 1e6, 4)
+    # the always-on endpoint carries a thirtieth of the gateway's $213.59 month per day
+    assert report.always_on_with_gateway_cost_usd == round(report.always_on_cost_usd + 213.59 / 30 * days, 2)

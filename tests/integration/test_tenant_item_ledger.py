@@ -15,6 +15,7 @@ from stratus_core.adapters.dynamo import tenant_counters as tc
 from stratus_core.adapters.dynamo.admission_store import DynamoAdmissionStore
 from stratus_core.adapters.dynamo.codec import from_item, to_item
 from stratus_core.adapters.dynamo.job_store import job_item
+from stratus_core.admission import Claim, ClaimedJob
 from stratus_core.contract import Usage
 from stratus_core.errors import Limit, LimitExceeded
 from stratus_core.jobs import Job, JobStatus, request_body_key
@@ -242,3 +243,27 @@ def test_a_job_answered_before_answers_were_compressed_still_reads(services: Ser
     stored = services.job_store.get("acme", "job-old")
 
     assert stored is not None and stored.result == {"object": "chat.completion", "choices": []}
+
+
+def test_an_admission_whose_write_had_landed_on_an_attempt_answered_500_still_writes_its_claim(
+    services: Services, make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore retries the tenant item's write after a 500; the retry fails its condition and the
+    item it returns holds the request already. The claim comes next all the same: without it, a
+    client's retry with the same Idempotency-Key would find nothing and admit a second job."""
+    make_tenant("acme")
+    real = DynamoAdmissionStore._apply
+
+    def landed_then_retried(params: dict[str, Any]) -> dict[str, Any] | None:
+        refused = real(params)
+        if refused is not None:
+            return refused  # built on a stale view of the item (its first minute): rebuilt by the store
+        return real(params)  # it landed: the retry of the same write fails its condition, returning the item
+
+    monkeypatch.setattr(DynamoAdmissionStore, "_apply", staticmethod(landed_then_retried))
+    claim = Claim("fingerprint-1", "body-1", exclusive=True, expires_at=int(NOW.timestamp()) + 3600)
+    admitted = at(NOW).admission.admit("acme", "job-1", MODEL, 100, 100, claim=claim)
+
+    assert admitted.reservation.job_id == "job-1"
+    assert services.admission_store.find_claim("acme", "fingerprint-1", NOW) == ClaimedJob("job-1", "body-1")
+    assert services.tenants.get("acme").in_flight == 1

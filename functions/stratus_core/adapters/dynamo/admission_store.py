@@ -121,8 +121,8 @@ class DynamoAdmissionStore:
         self, tenant: Tenant, reservation: Reservation, expires_at: int, claim: Claim | None = None
     ) -> Reservation:
         """Count the request on the tenant item (one conditional write), then write its claim."""
-        admitted, fresh = self._admit(tenant, reservation)
-        if claim is not None and fresh:
+        admitted = self._admit(tenant, reservation)
+        if claim is not None:  # also when the admission had landed on an attempt answered 500
             try:
                 self._put_claim(tenant.tenant_id, reservation, claim)
             except ClaimTaken:
@@ -137,7 +137,7 @@ class DynamoAdmissionStore:
                 raise
         return admitted
 
-    def _admit(self, tenant: Tenant, reservation: Reservation) -> tuple[Reservation, bool]:
+    def _admit(self, tenant: Tenant, reservation: Reservation) -> Reservation:
         snapshot: dict[str, Any] | None = None
         for _ in range(ATTEMPTS):
             update = self._admission_update(tenant, reservation, snapshot)
@@ -150,11 +150,11 @@ class DynamoAdmissionStore:
                     raise TenantItemThrottled() from error  # 400 KB: about 8,000 held at once (the ceilings doc)
                 raise
             if old is None:
-                return reservation.model_copy(update={"layout": "held"}), True
+                return reservation.model_copy(update={"layout": "held"})
             entry = tc.held_entries(old).get(reservation.job_id)
             if entry is not None:  # admitted before: a retried write that had landed
                 stored = self._from_held(tenant.tenant_id, entry)
-                return stored.model_copy(update={"model": reservation.model, "lane": reservation.lane}), False
+                return stored.model_copy(update={"model": reservation.model, "lane": reservation.lane})
             self._refuse(tenant, reservation, old)
             snapshot = old
         raise RetryableConflict()

@@ -267,3 +267,55 @@ def test_an_admission_whose_write_had_landed_on_an_attempt_answered_500_still_wr
     assert admitted.reservation.job_id == "job-1"
     assert services.admission_store.find_claim("acme", "fingerprint-1", NOW) == ClaimedJob("job-1", "body-1")
     assert services.tenants.get("acme").in_flight == 1
+
+
+def test_a_batch_line_admitted_by_the_previous_layout_settles_on_its_own_counters(
+    services: Services, make_tenant: Callable[..., IssuedKey]
+) -> None:
+    """A batch-lane `RESV#` item of the previous layout (no `layout`): its settlement corrects its own
+    `MONTH#` item and writes its `DAY#` row, in one transaction with the job, as it was admitted."""
+    make_tenant("acme")
+    settings, client = services.settings, aws.dynamodb()
+    created = NOW - timedelta(hours=2)
+    legacy = {
+        "MONTH#2026-11": {"tokens": 300, "requests": 1},
+        "RESV#line-old": {
+            "job_id": "line-old",
+            "tenant_id": "acme",
+            "model": MODEL,
+            "tokens": 300,
+            "minute": "2026-11-28T21:12",
+            "day": "2026-11-28",
+            "month": "2026-11",
+            "created_at": created,
+            "state": "reserved",
+            "lane": "batch",
+            "pending": "5",
+        },
+    }
+    for sk, values in legacy.items():
+        item = {**to_item(values), "pk": {"S": "TENANT#acme"}, "sk": {"S": sk}}
+        client.put_item(TableName=settings.usage_table, Item=item)
+    line = Job(
+        job_id="line-old",
+        tenant_id="acme",
+        kind="chat",
+        model=MODEL,
+        status=JobStatus.DISPATCHED,
+        created_at=created,
+        deadline=NOW + timedelta(hours=20),
+        body_key=request_body_key("acme", "line-old"),
+        lane="batch",
+    )
+    client.put_item(TableName=settings.jobs_table, Item=job_item(line, 86_400))
+
+    assert at(NOW).settlement.complete(line, Usage.of(30, 20), ANSWER) is True
+    assert at(NOW).settlement.complete(line, Usage.of(30, 20), ANSWER) is False
+
+    month = client.get_item(
+        TableName=settings.usage_table, Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": "MONTH#2026-11"}}
+    )
+    assert month["Item"]["tokens"]["N"] == "50"
+    assert billed(services) == (1, 50)
+    assert services.admission_store.get("acme", "line-old").state.value == "settled"  # type: ignore[union-attr]
+    assert services.tenants.get("acme").in_flight == 0

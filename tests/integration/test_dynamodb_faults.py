@@ -73,6 +73,19 @@ def async_chat(call_api: Api, caller: Any, headers: dict[str, str] | None = None
     )
 
 
+def start_one_line_batch(call_api: Api, caller: Any) -> dict[str, Any]:
+    """A batch of one chat line, created (its line is admitted when the batch function runs)."""
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
+    file_id = upload(call_api, caller, (json.dumps(line) + "\n").encode()).body["id"]
+    created: dict[str, Any] = call_api(
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        principal=caller,
+    ).body
+    return created
+
+
 def test_an_admission_that_landed_but_was_answered_500_is_admitted_once(
     services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], pipeline: Pipeline, aim: Any
 ) -> None:
@@ -114,14 +127,7 @@ def test_a_batch_whose_move_to_finalizing_landed_but_was_answered_500_still_comp
     """The retried `in_progress -> finalizing` update fails its condition on its own write; the
     finalizer stopped there, and the batch stayed `finalizing` with every request done."""
     caller = principal_of(make_tenant("acme", scopes=[Scope.BATCH]))
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
-    file_id = upload(call_api, caller, (json.dumps(line) + "\n").encode()).body["id"]
-    batch = call_api(
-        "POST",
-        "/v1/batches",
-        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
-        principal=caller,
-    ).body
+    batch = start_one_line_batch(call_api, caller)
 
     def to_finalizing(operation: str, body: dict[str, Any]) -> bool:
         values = json.dumps(body.get("ExpressionAttributeValues", {}))
@@ -142,15 +148,8 @@ def test_a_transaction_conflict_is_retried_and_the_batch_line_admitted(
     the transaction helper does, since nothing was written. (A batch line's admission is the one
     transaction on the tenant item; an interactive request's is a single conditional write.)"""
     caller = principal_of(make_tenant("acme", scopes=[Scope.BATCH]))
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
-    file_id = upload(call_api, caller, (json.dumps(line) + "\n").encode()).body["id"]
+    batch = start_one_line_batch(call_api, caller)
     aimed = aim("ddb_conflict", on_table("TransactWriteItems", "TenantsTable"), times=2)
-    batch = call_api(
-        "POST",
-        "/v1/batches",
-        {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
-        principal=caller,
-    ).body
 
     pipeline.run()
 

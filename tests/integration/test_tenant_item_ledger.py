@@ -18,7 +18,7 @@ from stratus_core.adapters.dynamo.job_store import job_item
 from stratus_core.admission import Claim, ClaimedJob
 from stratus_core.contract import Usage
 from stratus_core.errors import Limit, LimitExceeded
-from stratus_core.jobs import Job, JobStatus, request_body_key
+from stratus_core.jobs import Job, JobStatus, Lane, request_body_key
 from stratus_core.keys import IssuedKey
 from stratus_core.services import Services
 
@@ -31,21 +31,36 @@ def at(when: datetime) -> Services:
     return Services(clock=lambda: when)
 
 
-def admitted_job(services: Services, job_id: str, *, bound: int = 300, max_tokens: int = 200) -> Job:
-    """A request admitted at `services`' clock and its job stored, as the intake does."""
-    reservation = services.admission.reserve("acme", job_id, MODEL, prompt_tokens_bound=bound, max_tokens=max_tokens)
-    job = Job(
+def a_job(job_id: str, status: JobStatus, created_at: datetime, deadline: datetime, lane: Lane = "interactive") -> Job:
+    return Job(
         job_id=job_id,
         tenant_id="acme",
         kind="chat",
         model=MODEL,
-        status=JobStatus.QUEUED,
-        created_at=reservation.created_at,
-        deadline=reservation.created_at + timedelta(hours=1),
+        status=status,
+        created_at=created_at,
+        deadline=deadline,
         body_key=request_body_key("acme", job_id),
+        lane=lane,
     )
+
+
+def admitted_job(services: Services, job_id: str, *, bound: int = 300, max_tokens: int = 200) -> Job:
+    """A request admitted at `services`' clock and its job stored, as the intake does."""
+    reservation = services.admission.reserve("acme", job_id, MODEL, prompt_tokens_bound=bound, max_tokens=max_tokens)
+    created = reservation.created_at
+    job = a_job(job_id, JobStatus.QUEUED, created, created + timedelta(hours=1))
     services.job_store.create(job)
     return job
+
+
+def store_previous_layout(services: Services, usage_items: dict[str, dict[str, Any]], job: Job) -> None:
+    """Items as the previous layout wrote them: acme's usage items by sort key, and the job."""
+    client = aws.dynamodb()
+    for sk, values in usage_items.items():
+        item = {**to_item(values), "pk": {"S": "TENANT#acme"}, "sk": {"S": sk}}
+        client.put_item(TableName=services.settings.usage_table, Item=item)
+    client.put_item(TableName=services.settings.jobs_table, Item=job_item(job, 86_400))
 
 
 def tenant_item(services: Services) -> dict[str, Any]:
@@ -180,21 +195,8 @@ def test_requests_admitted_by_the_previous_layout_settle_as_they_were_admitted_a
             "pending": "3",
         },
     }
-    for sk, values in legacy.items():
-        client.put_item(
-            TableName=settings.usage_table, Item={**to_item(values), "pk": {"S": "TENANT#acme"}, "sk": {"S": sk}}
-        )
-    old_job = Job(
-        job_id="job-old",
-        tenant_id="acme",
-        kind="chat",
-        model=MODEL,
-        status=JobStatus.DISPATCHED,
-        created_at=NOW - timedelta(seconds=10),
-        deadline=NOW + timedelta(hours=1),
-        body_key=request_body_key("acme", "job-old"),
-    )
-    client.put_item(TableName=settings.jobs_table, Item=job_item(old_job, 86_400))
+    old_job = a_job("job-old", JobStatus.DISPATCHED, NOW - timedelta(seconds=10), NOW + timedelta(hours=1))
+    store_previous_layout(services, legacy, old_job)
     assert services.tenants.get("acme").in_flight == 1
 
     # WHEN a new request comes while the old one is in flight: its one slot is taken
@@ -226,16 +228,7 @@ def test_requests_admitted_by_the_previous_layout_settle_as_they_were_admitted_a
 
 
 def test_a_job_answered_before_answers_were_compressed_still_reads(services: Services) -> None:
-    job = Job(
-        job_id="job-old",
-        tenant_id="acme",
-        kind="chat",
-        model=MODEL,
-        status=JobStatus.COMPLETED,
-        created_at=NOW,
-        deadline=NOW + timedelta(hours=1),
-        body_key=request_body_key("acme", "job-old"),
-    )
+    job = a_job("job-old", JobStatus.COMPLETED, NOW, NOW + timedelta(hours=1))
     item = job_item(job, 86_400)
     item["result_json"] = {"S": '{"object": "chat.completion", "choices": []}'}
     aws.dynamodb().put_item(TableName=services.settings.jobs_table, Item=item)
@@ -293,21 +286,8 @@ def test_a_batch_line_admitted_by_the_previous_layout_settles_on_its_own_counter
             "pending": "5",
         },
     }
-    for sk, values in legacy.items():
-        item = {**to_item(values), "pk": {"S": "TENANT#acme"}, "sk": {"S": sk}}
-        client.put_item(TableName=settings.usage_table, Item=item)
-    line = Job(
-        job_id="line-old",
-        tenant_id="acme",
-        kind="chat",
-        model=MODEL,
-        status=JobStatus.DISPATCHED,
-        created_at=created,
-        deadline=NOW + timedelta(hours=20),
-        body_key=request_body_key("acme", "line-old"),
-        lane="batch",
-    )
-    client.put_item(TableName=settings.jobs_table, Item=job_item(line, 86_400))
+    line = a_job("line-old", JobStatus.DISPATCHED, created, NOW + timedelta(hours=20), lane="batch")
+    store_previous_layout(services, legacy, line)
 
     assert at(NOW).settlement.complete(line, Usage.of(30, 20), ANSWER) is True
     assert at(NOW).settlement.complete(line, Usage.of(30, 20), ANSWER) is False

@@ -215,8 +215,10 @@ class Settlement:
 
     def _finish(self, change: TerminalChange) -> bool:
         finished = self._ledger.finish(change)
-        if not finished and change.reservation is not None:
-            self.reconcile(change.job)  # the job ended before: its reservation may still be held
+        if not finished and change.reservation is not None and change.reservation.layout == "held":
+            # the job ended before, in its own write: its reservation may still be held (a `RESV#`
+            # one moves in the same transaction as its job, so it cannot be)
+            self.reconcile(change.job)
         # asked even when this call did not end the job (a redelivery): see `recheck_batch`
         self._after(change.job, True)
         return finished

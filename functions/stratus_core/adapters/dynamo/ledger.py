@@ -19,6 +19,7 @@ written or none: a duplicate or late transition fails a condition and changes no
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,15 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 logger = logging.getLogger(__name__)
+
+
+def transact_correcting_month(items: Callable[[bool], dict[str, TransactWriteItemTypeDef]]) -> Cancelled | None:
+    """`transact(items(True))`; when only the tenant item's condition failed (it counts a later month
+    now: nothing to correct; tenants are never deleted), once more without the month's correction."""
+    cancelled = transact(items(True))
+    if cancelled is not None and cancelled.failed_names == {"tenant"}:
+        cancelled = transact(items(False))
+    return cancelled
 
 
 class DynamoLedger:
@@ -61,58 +71,42 @@ class DynamoLedger:
             if change.billing is not None:
                 self._reservations.settle_held(reservation, change.billing, change.at)
             return True
-        correct_month = True
-        for _ in range(2):
-            items: dict[str, TransactWriteItemTypeDef] = {}
-            if isinstance(change.billing, Settle) and reservation is not None:
-                billing = change.billing
-                items.update(
-                    self._reservations.settle_items(
-                        reservation, billing.usage, billing.cost, change.at, correct_month=correct_month
-                    )
-                )
-            elif isinstance(change.billing, Release) and reservation is not None:
-                items.update(
-                    self._reservations.release_items(
-                        reservation, change.billing.reason, change.at, correct_month=correct_month
-                    )
-                )
-            items["job"] = job_update
+
+        def items(correct_month: bool) -> dict[str, TransactWriteItemTypeDef]:
+            built = self._reservation_items(reservation, change.billing, change.at, correct_month)
+            built["job"] = job_update
             if job.batch_id is not None:
-                items["batch"] = self._batch_counter(job, "completed" if usage is not None else "failed", usage)
-            cancelled = transact(items)
-            if cancelled is None:
-                return True
-            if self._month_moved_on(cancelled) and correct_month:
-                correct_month = False  # the tenant item counts a later month now: nothing to correct
-                continue
-            if reservation is not None and cancelled.failed("job") != cancelled.failed("reservation"):
-                logger.error("job and reservation disagree", extra={"job_id": job.job_id, "reasons": cancelled.reasons})
-            return False
+                built["batch"] = self._batch_counter(job, "completed" if usage is not None else "failed", usage)
+            return built
+
+        cancelled = transact_correcting_month(items)
+        if cancelled is None:
+            return True
+        if reservation is not None and cancelled.failed("job") != cancelled.failed("reservation"):
+            logger.error("job and reservation disagree", extra={"job_id": job.job_id, "reasons": cancelled.reasons})
         return False
 
-    @staticmethod
-    def _month_moved_on(cancelled: Cancelled) -> bool:
-        """Only the tenant item's condition failed: it counts another month now (tenants are never deleted)."""
-        return cancelled.failed_names == {"tenant"}
+    def _reservation_items(
+        self, reservation: Reservation | None, billing: Settle | Release | None, at: datetime, correct_month: bool
+    ) -> dict[str, TransactWriteItemTypeDef]:
+        """The items that settle or release a `RESV#` reservation (none without one)."""
+        if reservation is None or billing is None:
+            return {}
+        if isinstance(billing, Settle):
+            return self._reservations.settle_items(
+                reservation, billing.usage, billing.cost, at, correct_month=correct_month
+            )
+        return self._reservations.release_items(reservation, billing.reason, at, correct_month=correct_month)
 
     def settle_reservation(self, reservation: Reservation, billing: Settle | Release, at: datetime) -> bool:
         """Settle or release a reservation on its own (its job ended already, or never existed)."""
         if reservation.layout == "held":
             return self._reservations.settle_held(reservation, billing, at)
-        for correct_month in (True, False):
-            if isinstance(billing, Settle):
-                items = self._reservations.settle_items(
-                    reservation, billing.usage, billing.cost, at, correct_month=correct_month
-                )
-            else:
-                items = self._reservations.release_items(reservation, billing.reason, at, correct_month=correct_month)
-            cancelled = transact(items)
-            if cancelled is None:
-                return True
-            if not self._month_moved_on(cancelled):
-                return False
-        return False
+
+        def items(correct_month: bool) -> dict[str, TransactWriteItemTypeDef]:
+            return self._reservation_items(reservation, billing, at, correct_month)
+
+        return transact_correcting_month(items) is None
 
     def record_rejected(self, job: Job) -> bool:
         put: TransactWriteItemTypeDef = {

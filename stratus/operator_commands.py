@@ -239,7 +239,7 @@ def usage(tenant_id: str, start: str | None, end: str | None, api_url: str, admi
 @click.argument("month", default=lambda: datetime.now(UTC).strftime("%Y-%m"))
 @with_api
 def invoice(month: str, api_url: str, admin_key: str, as_json: bool) -> None:
-    """Every tenant's invoice for MONTH (YYYY-MM, default: this month)."""
+    """The invoice of every tenant with usage in MONTH (YYYY-MM, default: this month)."""
     data = AdminApi(api_url, admin_key).call("GET", f"/admin/invoices/{month}")
     rows = [
         {

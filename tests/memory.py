@@ -762,7 +762,7 @@ class MemoryWorld:
         self.batch_queue = MemoryQueue()
         self.endpoint = MemoryEndpoint(self.objects)
         catalog = load_catalog()
-        self.tenants = TenantService(self.tenant_store)
+        self.tenants = TenantService(self.tenant_store, self.clock)
         self.usage = UsageService(self.admission_store, catalog.currency)
         self.invoice_archive = MemoryInvoiceArchive()
         self.billing = BillingService(

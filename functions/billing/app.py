@@ -43,7 +43,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     closed = services.billing.close_month(month, services.invoice_archive)
     metrics.add_metric(name="InvoicesWritten", unit=MetricUnit.Count, value=len(closed.written))
     metrics.add_metric(name="InvoicesOpen", unit=MetricUnit.Count, value=len(closed.open))
-    summary = {"month": month, "written": len(closed.written), "final": len(closed.final), "open": closed.open}
+    summary = {
+        "month": month,
+        "written": len(closed.written),
+        "final": len(closed.final),
+        "nothing_due": len(closed.nothing_due),
+        "open": closed.open,
+    }
     if closed.overdue:
         logger.error("invoices overdue: reservations held past every deadline", extra=summary)
         raise InvoicesOverdue(f"{month}: {len(closed.open)} tenants still open {CLOSE_BOUND} after the month")
@@ -53,5 +59,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "invoices": len(closed.written),
         "amount_due": str(closed.amount_due),
         "final": len(closed.final),
+        "nothing_due": len(closed.nothing_due),
         "open": closed.open,
     }

@@ -19,6 +19,15 @@ documents for every month forever, to cover a window of one day. A tenant still 
 `CLOSE_BOUND` is an error (`MonthClose.overdue`: a reservation outlived every deadline, the sweeper
 is not running, say); its invoice still waits, since an earlier one would be wrong.
 
+**Who gets an invoice: a tenant with usage in the month, and no one else.** A tenant created after
+the month ended cannot have any and is not even read. A tenant that existed but used nothing gets no
+$0 invoice: an invoice asks for payment, and neither OpenAI nor AWS sends one for a month without
+charges; a $0 document every month for the operators' own tenant (it holds the admin keys and may
+run no model) and for every idle tenant would be noise for them and for accounting. The run still
+closes such a tenant's month (`MonthClose.nothing_due`), by the same rule as an invoice: no
+reservation of the month held, read before the usage. Tokens billed at a price of zero still make an
+invoice: it has lines.
+
 Why this is complete: reservations move one way only (reserved → settled or released), and a
 month's reservations are all admitted before the month ends. The run reads who still holds one
 *before* it reads the usage; a reservation not held at that moment has already written its usage
@@ -147,6 +156,9 @@ class MonthClose(BaseModel):
     written: list[Invoice] = Field(description="Invoices this run wrote: final from now on.")
     final: list[str] = Field(description="Tenants whose invoice an earlier run wrote (left unchanged).")
     open: list[str] = Field(description="Tenants with no invoice yet: the month runs, or they hold a reservation.")
+    nothing_due: list[str] = Field(
+        default_factory=list, description="Tenants whose month is closed with no usage in it: no invoice."
+    )
     overdue: bool = Field(description=f"Tenants are open more than {CLOSE_BOUND} after the month's end.")
 
     @property
@@ -190,9 +202,15 @@ class BillingService:
             generated_at=self._clock(),
         )
 
+    def _tenants_of(self, month: str) -> list[Tenant]:
+        """The tenants that existed in `month`: those created before it ended."""
+        _, end = month_span(month)
+        return sorted((t for t in self._tenants.list() if t.created_at < end), key=lambda tenant: tenant.tenant_id)
+
     def month(self, month: str) -> MonthlyInvoices:
-        tenants = sorted(self._tenants.list(), key=lambda tenant: tenant.tenant_id)
-        invoices = [self.invoice(tenant, month) for tenant in tenants]
+        """The month's invoices so far: one per tenant with usage in it (the module says why)."""
+        invoices = [self.invoice(tenant, month) for tenant in self._tenants_of(month)]
+        invoices = [invoice for invoice in invoices if invoice.lines]
         return MonthlyInvoices(
             month=month,
             currency=self._currency,
@@ -209,7 +227,7 @@ class BillingService:
         """
         start, end = month_span(month)
         now = self._clock()
-        tenants = sorted(self._tenants.list(), key=lambda tenant: tenant.tenant_id)
+        tenants = self._tenants_of(month)
         if now < end:
             return MonthClose(month=month, written=[], final=[], open=[t.tenant_id for t in tenants], overdue=False)
         stored = archive.finalized(month)
@@ -217,6 +235,7 @@ class BillingService:
         written: list[Invoice] = []
         final: list[str] = []
         still_open: list[str] = []
+        nothing_due: list[str] = []
         for tenant in tenants:
             if tenant.tenant_id in stored:
                 final.append(tenant.tenant_id)
@@ -224,9 +243,13 @@ class BillingService:
                 still_open.append(tenant.tenant_id)
             else:
                 invoice = self.invoice(tenant, month)
-                if archive.put(invoice, invoice_csv(invoice)):
+                if not invoice.lines:
+                    nothing_due.append(tenant.tenant_id)
+                elif archive.put(invoice, invoice_csv(invoice)):
                     written.append(invoice)
                 else:  # a concurrent run wrote it first
                     final.append(tenant.tenant_id)
         overdue = bool(still_open) and now >= end + CLOSE_BOUND
-        return MonthClose(month=month, written=written, final=final, open=still_open, overdue=overdue)
+        return MonthClose(
+            month=month, written=written, final=final, open=still_open, overdue=overdue, nothing_due=nothing_due
+        )

@@ -129,7 +129,7 @@ class Services:
     def tenants(self) -> TenantService:
         from stratus_core.tenants import TenantService
 
-        return TenantService(self.tenant_store)
+        return TenantService(self.tenant_store, self._clock)
 
     @cached_property
     def keys(self) -> KeyService:

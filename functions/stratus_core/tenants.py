@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -88,11 +89,12 @@ class TenantStore(Protocol):
 
 
 class TenantService:
-    def __init__(self, store: TenantStore) -> None:
+    def __init__(self, store: TenantStore, clock: Callable[[], datetime] = utcnow) -> None:
         self._store = store
+        self._clock = clock
 
     def create(self, request: TenantCreate) -> Tenant:
-        now = utcnow()
+        now = self._clock()
         tenant = Tenant(
             tenant_id=request.tenant_id,
             name=request.name,
@@ -115,4 +117,4 @@ class TenantService:
         return sorted(self._store.list(), key=lambda tenant: tenant.tenant_id)
 
     def update(self, tenant_id: str, update: TenantUpdate) -> Tenant:
-        return self._store.update(tenant_id, update, utcnow())
+        return self._store.update(tenant_id, update, self._clock())

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,10 +95,12 @@ def call_api(cloud: dict[str, str], load_event: Callable[[str], dict[str, Any]])
 def make_tenant(services: Services, cloud: dict[str, str]) -> Callable[..., IssuedKey]:
     """Create a tenant with limits and return a key for it with the given scopes."""
 
-    def make(tenant_id: str, scopes: list[Scope] | None = None, **limits: int) -> IssuedKey:
-        services.tenants.create(
-            TenantCreate(tenant_id=tenant_id, name=tenant_id.title(), limits=TenantLimits(**limits))
-        )
+    def make(
+        tenant_id: str, scopes: list[Scope] | None = None, *, created: datetime | None = None, **limits: int
+    ) -> IssuedKey:
+        """`created`: when the tenant was created (now when not given)."""
+        tenants = services.tenants if created is None else Services(clock=lambda: created).tenants
+        tenants.create(TenantCreate(tenant_id=tenant_id, name=tenant_id.title(), limits=TenantLimits(**limits)))
         return services.keys.create(tenant_id, KeyCreate(scopes=scopes or [Scope.INFERENCE, Scope.USAGE]))
 
     return make

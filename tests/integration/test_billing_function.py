@@ -22,6 +22,7 @@ from stratus_core.services import Services
 from tests.helpers import FakeContext, bill, completion_request
 
 MODEL = "smollm2-135m-instruct"
+OCTOBER_FIRST = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def run_billing_at(
@@ -49,22 +50,25 @@ def test_schedule_invoices_the_month_that_just_ended(
     load_event: Callable[[str], dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9)
-    make_tenant("globex")
+    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9, created=OCTOBER_FIRST)
+    make_tenant("globex", created=OCTOBER_FIRST)
     bill("acme", 1_000_000, 2_000_000, at=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
     bill("acme", 3_000_000, 1, at=datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
 
     result = run_billing_at(datetime(2026, 11, 1, 2, 0, tzinfo=UTC), monkeypatch, load_event("billing_schedule"))
 
-    assert result == {"month": "2026-10", "invoices": 2, "amount_due": "0.35", "final": 0, "open": []}
+    # globex used nothing in October: its month is closed with no invoice
+    assert result == {
+        "month": "2026-10",
+        "invoices": 1,
+        "amount_due": "0.35",
+        "final": 0,
+        "nothing_due": 1,
+        "open": [],
+    }
     s3 = boto3.client("s3")
     bucket = cloud["DATA_BUCKET"]
-    assert sorted(stored_invoices(bucket)) == [
-        "invoices/2026-10/acme.csv",
-        "invoices/2026-10/acme.json",
-        "invoices/2026-10/globex.csv",
-        "invoices/2026-10/globex.json",
-    ]
+    assert sorted(stored_invoices(bucket)) == ["invoices/2026-10/acme.csv", "invoices/2026-10/acme.json"]
     invoice = json.loads(s3.get_object(Bucket=bucket, Key="invoices/2026-10/acme.json")["Body"].read())
     assert invoice["subtotal"] == "0.35"
     assert invoice["lines"][0]["prompt_tokens"] == 1_000_000
@@ -82,8 +86,8 @@ def test_a_request_settled_after_the_billing_run_is_on_its_months_invoice_writte
     """Admitted at October's last instant, settled on November 1st after the 02:00 run: the run
     leaves acme's October open, the next day's run writes it, and the S3 invoices' tokens are the
     tokens billed in the usage table."""
-    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9)
-    make_tenant("globex", tokens_per_minute=10**7, tokens_per_month=10**9)
+    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9, created=OCTOBER_FIRST)
+    make_tenant("globex", tokens_per_minute=10**7, tokens_per_month=10**9, created=OCTOBER_FIRST)
     bill("acme", 1_000, 2_000, at=datetime(2026, 10, 30, 12, 0, tzinfo=UTC))
     bill("globex", 300, 400, at=datetime(2026, 10, 31, 8, 0, tzinfo=UTC))
     late = batch_request("acme", datetime(2026, 10, 31, 23, 59, 59, 999_999, tzinfo=UTC))
@@ -116,10 +120,36 @@ def test_a_request_settled_after_the_billing_run_is_on_its_months_invoice_writte
         assert invoice["total_tokens"] == billed == expected
 
 
+def test_a_tenant_created_after_the_month_gets_no_invoice_for_it_and_one_with_no_usage_gets_none(
+    cloud: dict[str, str], make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only tenants with usage in a month are invoiced for it: none for a month before a tenant
+    existed, none ($0) for a month it used nothing in; both months are closed all the same."""
+    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9, created=OCTOBER_FIRST)
+    make_tenant("initech", created=datetime(2026, 11, 5, tzinfo=UTC))
+    make_tenant("idle", created=OCTOBER_FIRST)
+    bill("acme", 1_000, 2_000, at=datetime(2026, 10, 30, 12, 0, tzinfo=UTC))
+    bill("initech", 5_000, 1, at=datetime(2026, 11, 6, 12, 0, tzinfo=UTC))
+
+    october = run_billing_at(datetime(2026, 11, 6, 2, 0, tzinfo=UTC), monkeypatch, {"month": "2026-10"})
+    november = run_billing_at(datetime(2026, 12, 1, 2, 0, tzinfo=UTC), monkeypatch)
+
+    assert (october["invoices"], october["nothing_due"], october["open"]) == (1, 1, [])  # acme; idle
+    assert (november["invoices"], november["nothing_due"], november["open"]) == (1, 2, [])  # initech; acme, idle
+    assert sorted(stored_invoices(cloud["DATA_BUCKET"])) == [
+        "invoices/2026-10/acme.csv",
+        "invoices/2026-10/acme.json",
+        "invoices/2026-11/initech.csv",
+        "invoices/2026-11/initech.json",
+    ]
+    listed = Services(clock=lambda: datetime(2026, 11, 6, 3, 0, tzinfo=UTC)).billing.month("2026-10")
+    assert [invoice.tenant_id for invoice in listed.data] == ["acme"]
+
+
 def test_a_tenant_holding_a_reservation_past_every_deadline_fails_the_run_and_gets_no_invoice(
     cloud: dict[str, str], make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9)
+    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9, created=OCTOBER_FIRST)
     batch_request("acme", datetime(2026, 10, 31, 23, 0, tzinfo=UTC))
 
     with pytest.raises(billing_app.InvoicesOverdue):
@@ -131,7 +161,7 @@ def test_a_tenant_holding_a_reservation_past_every_deadline_fails_the_run_and_ge
 def test_a_month_is_closed_on_demand_once_and_left_as_written(
     cloud: dict[str, str], make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9)
+    make_tenant("acme", tokens_per_minute=10**7, tokens_per_month=10**9, created=OCTOBER_FIRST)
     bill("acme", 3_000_000, 1, at=datetime(2026, 11, 3, 12, 0, tzinfo=UTC))
     running = run_billing_at(datetime(2026, 11, 20, tzinfo=UTC), monkeypatch, {"month": "2026-11"})
 
@@ -139,9 +169,16 @@ def test_a_month_is_closed_on_demand_once_and_left_as_written(
     written = stored_invoices(cloud["DATA_BUCKET"])
     again = run_billing_at(datetime(2026, 12, 6, tzinfo=UTC), monkeypatch, {"month": "2026-11"})
 
-    assert running == {"month": "2026-11", "invoices": 0, "amount_due": "0", "final": 0, "open": ["acme"]}
-    assert result == {"month": "2026-11", "invoices": 1, "amount_due": "0.15", "final": 0, "open": []}
-    assert again == {"month": "2026-11", "invoices": 0, "amount_due": "0", "final": 1, "open": []}
+    assert running == {
+        "month": "2026-11",
+        "invoices": 0,
+        "amount_due": "0",
+        "final": 0,
+        "nothing_due": 0,
+        "open": ["acme"],
+    }
+    assert result == {"month": "2026-11", "invoices": 1, "amount_due": "0.15", "final": 0, "nothing_due": 0, "open": []}
+    assert again == {"month": "2026-11", "invoices": 0, "amount_due": "0", "final": 1, "nothing_due": 0, "open": []}
     assert stored_invoices(cloud["DATA_BUCKET"]) == written
 
 

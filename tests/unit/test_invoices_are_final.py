@@ -106,14 +106,15 @@ def test_a_closed_month_is_never_written_again() -> None:
     world = world_at(datetime(2026, 10, 31, 12, 0, tzinfo=UTC))
     completed(world, "acme", Usage.of(10, 5))
     world.clock.now = FIRST_RUN
-    assert outcome(world.billing.close_month(OCTOBER, world.invoice_archive)) == (["acme", "globex"], [], [])
+    first = world.billing.close_month(OCTOBER, world.invoice_archive)
+    assert (outcome(first), first.nothing_due) == ((["acme"], [], []), ["globex"])
     stored = dict(world.invoice_archive.objects)
     puts = world.invoice_archive.puts
 
     world.clock.now = SECOND_RUN
     again = world.billing.close_month(OCTOBER, world.invoice_archive)
 
-    assert outcome(again) == ([], ["acme", "globex"], [])
+    assert (outcome(again), again.nothing_due) == (([], ["acme"], []), ["globex"])
     assert world.invoice_archive.objects == stored
     assert world.invoice_archive.puts == puts  # a final invoice is not even computed again
 
@@ -134,7 +135,7 @@ def test_a_concurrent_run_that_finds_the_invoice_written_leaves_it_as_it_is() ->
     world.clock.now = datetime(2026, 11, 1, 2, 0, 1, tzinfo=UTC)
     closed = world.billing.close_month(OCTOBER, racing)
 
-    assert outcome(closed) == ([], ["acme", "globex"], [])
+    assert (outcome(closed), closed.nothing_due) == (([], ["acme"], []), ["globex"])
     assert racing.objects == stored
 
 
@@ -153,7 +154,7 @@ def test_a_reservation_released_after_the_run_closes_its_month_with_nothing_bill
     world.clock.now = SECOND_RUN
     closed = world.billing.close_month(OCTOBER, world.invoice_archive)
 
-    assert outcome(closed) == (["acme"], ["globex"], [])
+    assert (outcome(closed), closed.nothing_due) == ((["acme"], [], []), ["globex"])
     assert archived(world)["invoices/2026-10/acme.json"].total_tokens == billed_tokens(world, "acme") == 15
 
 
@@ -166,8 +167,8 @@ def test_a_tenant_still_holding_a_reservation_past_every_deadline_is_overdue_and
     world.clock.now = SECOND_RUN
     closed = world.billing.close_month(OCTOBER, world.invoice_archive)
 
-    assert (closed.open, closed.overdue) == (["acme"], True)
-    assert sorted(world.invoice_archive.objects) == ["invoices/2026-10/globex.csv", "invoices/2026-10/globex.json"]
+    assert (closed.open, closed.overdue, closed.nothing_due) == (["acme"], True, ["globex"])
+    assert world.invoice_archive.objects == {}
 
 
 def test_a_month_still_running_gets_no_invoice() -> None:

@@ -179,8 +179,14 @@ def test_data_at_rest_is_encrypted_and_the_bucket_is_private_and_tls_only() -> N
     for props in resources_of_type(template, "AWS::SQS::Queue").values():
         assert props["SqsManagedSseEnabled"] is True
     topics = resources_of_type(template, "AWS::SNS::Topic")
-    for name, props in topics.items():  # SageMaker publishes with its role: the AWS managed key serves it
-        assert props["KmsMasterKeyId"] == ({"Ref": "AlarmTopicKey"} if name == "AlarmTopic" else "alias/aws/sns")
+    for props in topics.values():  # the stack's key: CloudWatch and SageMaker's role may use it to publish
+        assert props["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    role = template["Resources"]["ModelExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (kms,) = [statement for statement in role if "kms:Decrypt" in statement["Action"]]
+    assert (kms["Action"], kms["Resource"]) == (
+        ["kms:GenerateDataKey*", "kms:Decrypt"],
+        {"Fn::GetAtt": ["AlarmTopicKey", "Arn"]},
+    )
     bucket = template["Resources"]["DataBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     expiring = {rule.get("Prefix") for rule in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule}

@@ -582,9 +582,13 @@ class MemoryInvoiceArchive:
 class MemoryFileStore:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], StoredFile] = {}
+        self.tombstones: dict[tuple[str, str], int] = {}  # deleted files' ids → until when they stay taken
 
-    def put(self, stored: StoredFile) -> None:
+    def put(self, stored: StoredFile) -> bool:
+        if (stored.tenant_id, stored.id) in self.tombstones:
+            return False
         self.items[(stored.tenant_id, stored.id)] = stored
+        return True
 
     def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
         return self.items.get((tenant_id, file_id))
@@ -592,11 +596,14 @@ class MemoryFileStore:
     def list(self, tenant_id: str) -> list[StoredFile]:
         return [f for (t, _), f in self.items.items() if t == tenant_id]
 
-    def delete(self, tenant_id: str, file_id: str) -> None:
+    def delete(self, tenant_id: str, file_id: str, deleted_at: int, expires_at: int) -> None:
         self.items.pop((tenant_id, file_id), None)
+        self.tombstones[(tenant_id, file_id)] = expires_at
 
     def mark_processed(self, tenant_id: str, file_id: str, size: int) -> None:
-        stored = self.items[(tenant_id, file_id)]
+        stored = self.items.get((tenant_id, file_id))
+        if stored is None:
+            return
         self.items[(tenant_id, file_id)] = stored.model_copy(update={"status": "processed", "bytes": size})
 
 
@@ -824,7 +831,7 @@ class MemoryWorld:
         )
         self.results = ResultsProcessor(self.job_store, self.settlement, self.objects)
         self.sweeper = Sweeper(self.job_store, self.results, self.objects, self.settlement, clock=self.clock)
-        self.files = FileService(MemoryFileStore(), self.objects)
+        self.files = FileService(MemoryFileStore(), self.objects, clock=self.clock)
         self.batches = BatchService(self.batch_store, self.files, self.batch_queue, clock=self.clock)
         self.batch_worker = BatchWorker(
             self.batches,

@@ -3,11 +3,20 @@
 Content lives in S3 under the tenant's prefix; metadata in the Files table keyed by tenant, so
 another tenant's file id is simply not found. API Gateway caps a request body at 10 MB; a larger
 input goes straight to S3 through a presigned PUT (`POST /v1/files/uploads`).
+
+**A deleted file stays deleted.** A batch's output and error files have ids derived from the batch
+(`batches.output.batch_file_id`), and two finalizers of one batch may run (SQS delivers at least
+once): the tenant could delete the file the first one wrote while the second is still writing it.
+So deleting leaves a tombstone under the file's id for `TOMBSTONE_SECONDS` (longer than any message
+that could still finalize the batch lives), and a write whose record finds a tombstone takes its
+content back out and raises `FileWasDeleted`.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from datetime import datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +25,9 @@ from stratus_core.clock import utcnow
 from stratus_core.errors import InvalidRequest, NotFound
 
 FilePurpose = Literal["batch", "batch_output"]
+TOMBSTONE_SECONDS = 30 * 24 * 3600
+"""How long a deleted file's id stays taken: past the batch queue's 4-day retention and a message
+redriven from its dead-letter queue (14 days), so no finalizer of its batch can still be running."""
 MAX_FILENAME = 255
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
@@ -63,14 +75,22 @@ class PresignedUpload(BaseModel):
     expires_in: int
 
 
+class FileWasDeleted(Exception):
+    """The file's tenant deleted it while it was being written: it stays deleted."""
+
+
 class FileStore(Protocol):
-    def put(self, stored: StoredFile) -> None: ...
+    def put(self, stored: StoredFile) -> bool:
+        """Store the record; False, storing nothing, when the file was deleted (its tombstone)."""
+        ...
 
-    def get(self, tenant_id: str, file_id: str) -> StoredFile | None: ...
+    def get(self, tenant_id: str, file_id: str) -> StoredFile | None: ...  # None once deleted
 
-    def list(self, tenant_id: str) -> list[StoredFile]: ...
+    def list(self, tenant_id: str) -> list[StoredFile]: ...  # without the deleted ones
 
-    def delete(self, tenant_id: str, file_id: str) -> None: ...
+    def delete(self, tenant_id: str, file_id: str, deleted_at: int, expires_at: int) -> None:
+        """Replace the record with a tombstone that lives until `expires_at`."""
+        ...
 
     def mark_processed(self, tenant_id: str, file_id: str, size: int) -> None: ...
 
@@ -101,13 +121,16 @@ def safe_filename(name: str) -> str:
 
 
 class FileService:
-    def __init__(self, store: FileStore, blobs: Blobs, upload_url_seconds: int = 900) -> None:
+    def __init__(
+        self, store: FileStore, blobs: Blobs, upload_url_seconds: int = 900, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self._store = store
         self._blobs = blobs
         self._upload_seconds = upload_url_seconds
+        self._clock = clock
 
     def create(self, tenant_id: str, filename: str, purpose: FilePurpose, content: bytes) -> FileObject:
-        return self.write(tenant_id, new_file_id(), filename, purpose, content, int(utcnow().timestamp()))
+        return self.write(tenant_id, new_file_id(), filename, purpose, content, int(self._clock().timestamp()))
 
     def write(
         self, tenant_id: str, file_id: str, filename: str, purpose: FilePurpose, content: bytes, created_at: int
@@ -115,7 +138,8 @@ class FileService:
         """Write a file under an id the caller chose. The storage key and the record are functions
         of the arguments alone, so writing the same file twice, even concurrently, leaves one file:
         the same object and the same record, never a second one. The content goes first, so a
-        record that can be listed always has its content."""
+        record that can be listed always has its content. A file deleted meanwhile (a late second
+        writer) stays deleted: its content goes again and `FileWasDeleted` is raised."""
         key = f"files/{tenant_id}/{file_id}.jsonl"
         self._blobs.put_bytes(key, content, "application/jsonl")
         stored = StoredFile(
@@ -127,7 +151,9 @@ class FileService:
             tenant_id=tenant_id,
             key=key,
         )
-        self._store.put(stored)
+        if not self._store.put(stored):
+            self._blobs.delete(key)
+            raise FileWasDeleted(file_id)
         return FileObject(**stored.model_dump(exclude={"tenant_id", "key"}))
 
     def presign(self, tenant_id: str, request: UploadRequest) -> PresignedUpload:
@@ -136,7 +162,7 @@ class FileService:
         stored = StoredFile(
             id=file_id,
             bytes=request.bytes,
-            created_at=int(utcnow().timestamp()),
+            created_at=int(self._clock().timestamp()),
             filename=safe_filename(request.filename),
             purpose="batch",
             status="uploaded",
@@ -178,6 +204,7 @@ class FileService:
 
     def delete(self, tenant_id: str, file_id: str) -> FileDeleted:
         stored = self.get(tenant_id, file_id)
+        now = int(self._clock().timestamp())
+        self._store.delete(tenant_id, file_id, now, now + TOMBSTONE_SECONDS)
         self._blobs.delete(stored.key)
-        self._store.delete(tenant_id, file_id)
         return FileDeleted(id=file_id)

@@ -307,7 +307,7 @@ class Services:
         from stratus_core.adapters.dynamo.file_store import DynamoFileStore
         from stratus_core.files import FileService
 
-        return FileService(DynamoFileStore(self.settings.files_table), self.objects)
+        return FileService(DynamoFileStore(self.settings.files_table), self.objects, clock=self._clock)
 
     @cached_property
     def batch_queue(self) -> SqsQueue:

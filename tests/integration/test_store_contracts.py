@@ -17,7 +17,8 @@ import pytest
 from stratus_core.adapters.dynamo.sparse_index import INDEX_SHARDS, shard_of
 from stratus_core.batches.models import BatchStatus, StoredBatch
 from stratus_core.contract import JobError, Usage
-from stratus_core.errors import Conflict, Limit, LimitExceeded
+from stratus_core.errors import Conflict, Limit, LimitExceeded, NotFound
+from stratus_core.files import FileWasDeleted
 from stratus_core.jobs import Job, JobStatus
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
@@ -218,3 +219,21 @@ def test_a_batch_moves_only_from_the_states_it_is_allowed_to_leave(stack: Any) -
     assert not stack.batch_store.transition(batch, BatchStatus.FAILED, {BatchStatus.VALIDATING}, {})
     stored = stack.batch_store.get("acme", batch.id)
     assert (stored.status, stored.in_progress_at) == (BatchStatus.IN_PROGRESS, 5)
+
+
+def test_a_deleted_file_stays_deleted_when_written_again(stack: Any) -> None:
+    """A batch's output file has an id derived from the batch: a late finalizer writes it again
+    after its tenant deleted it. The write is refused, and its content goes with it."""
+    content = b'{"custom_id":"c0"}\n'
+    stack.files.write("acme", "file-" + "1" * 24, "out.jsonl", "batch_output", content, 5)
+    stack.files.write("acme", "file-" + "1" * 24, "out.jsonl", "batch_output", content, 5)  # a second finalizer
+    assert stack.files.content("acme", "file-" + "1" * 24) == content
+
+    stack.files.delete("acme", "file-" + "1" * 24)
+    with pytest.raises(FileWasDeleted):
+        stack.files.write("acme", "file-" + "1" * 24, "out.jsonl", "batch_output", content, 5)
+
+    with pytest.raises(NotFound):
+        stack.files.content("acme", "file-" + "1" * 24)
+    assert stack.files.list("acme").data == []
+    assert stack.objects.get_bytes("files/acme/" + "file-" + "1" * 24 + ".jsonl") is None

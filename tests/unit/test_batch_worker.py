@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stratus_core.batches.models import BatchCreate, BatchMessage, BatchStatus, StoredBatch
+from stratus_core.errors import NotFound
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.memory import MemoryWorld
 
@@ -158,6 +159,42 @@ def test_two_finalizers_at_once_leave_one_output_file_and_one_error_file(
         batch.output_file_id: len(world.files.content("acme", batch.output_file_id)),
         batch.error_file_id: len(world.files.content("acme", batch.error_file_id)),
     }
+
+
+def test_a_late_finalizer_never_brings_back_a_file_the_tenant_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second delivery of a finalize is held while the first closes the batch and the tenant,
+    seeing it completed, deletes its output and error files; then the second writes them."""
+    # GIVEN a batch with one answered and one failed request, whose finalize is delivered twice
+    world = world_with_tenant()
+    batch_id = submit(world, line(0) + line(1, content="FAIL_ME"))
+    close = world.batch_store.transition
+    held: list[StoredBatch] = []
+
+    def second_finalizer_held(
+        batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]
+    ) -> bool:
+        if allowed_from == {BatchStatus.FINALIZING} and not held:
+            held.append(world.batches.get("acme", batch_id))  # the second finds the batch finalizing
+        return close(batch, to, allowed_from, sets)
+
+    monkeypatch.setattr(world.batch_store, "transition", second_finalizer_held)
+    world.run()
+    batch = world.batches.get("acme", batch_id)
+    assert batch.status is BatchStatus.COMPLETED and batch.output_file_id and batch.error_file_id
+
+    # WHEN the tenant deletes both files, and then the held finalizer goes on
+    world.files.delete("acme", batch.output_file_id)
+    world.files.delete("acme", batch.error_file_id)
+    world.batch_worker.finalize(held[0])
+
+    # THEN the files stay deleted: not listed, not readable, their content gone
+    assert [f.id for f in world.files.list("acme").data if f.purpose == "batch_output"] == []
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        with pytest.raises(NotFound):
+            world.files.content("acme", file_id)
+    stored = {f"files/acme/{batch.output_file_id}.jsonl", f"files/acme/{batch.error_file_id}.jsonl"}
+    assert stored.isdisjoint(world.objects.objects)
+    assert world.batches.get("acme", batch_id).status is BatchStatus.COMPLETED
 
 
 def test_a_zero_monthly_quota_fails_every_batch_line_at_once_and_closes_the_batch() -> None:

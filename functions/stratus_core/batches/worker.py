@@ -4,6 +4,7 @@ again: the batch queue delivers at least once."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -24,11 +25,13 @@ from stratus_core.batches.service import BatchService, BatchStore
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError
 from stratus_core.errors import Limit, LimitExceeded, NotFound, RequestExceedsLimit
-from stratus_core.files import FileService
+from stratus_core.files import FileService, FileWasDeleted
 from stratus_core.intake import JobIntake
 from stratus_core.jobs import Job, JobStatus
 from stratus_core.openai_types import packed_request
 from stratus_core.settlement import Settlement
+
+logger = logging.getLogger(__name__)
 
 
 class BatchJobs(Protocol):
@@ -179,4 +182,8 @@ class BatchWorker:
         self, batch: StoredBatch, kind: Literal["output", "error"], lines: list[dict[str, Any]], written: int
     ) -> str:
         file_id, name = batch_file_id(batch.id, kind), f"{batch.id}_{kind}.jsonl"
-        return self._files.write(batch.tenant_id, file_id, name, "batch_output", jsonl(lines), written).id
+        try:
+            self._files.write(batch.tenant_id, file_id, name, "batch_output", jsonl(lines), written)
+        except FileWasDeleted:  # a late finalizer: the first closed the batch, and the tenant deleted it
+            logger.info("batch file deleted by its tenant; not written again", extra={"batch_id": batch.id})
+        return file_id

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_item
 from stratus_core.files import StoredFile
@@ -13,8 +15,18 @@ class DynamoFileStore:
     def __init__(self, table: str) -> None:
         self._table = table
 
-    def put(self, stored: StoredFile) -> None:
-        aws.dynamodb().put_item(TableName=self._table, Item=to_item({**stored.model_dump(), "file_id": stored.id}))
+    def put(self, stored: StoredFile) -> bool:
+        try:
+            aws.dynamodb().put_item(
+                TableName=self._table,
+                Item=to_item({**stored.model_dump(), "file_id": stored.id}),
+                ConditionExpression="attribute_not_exists(deleted_at)",
+            )
+        except ClientError as error:
+            if aws.error_code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
         item = (
@@ -26,7 +38,7 @@ class DynamoFileStore:
             )
             .get("Item")
         )
-        return _file(item) if item else None
+        return _file(item) if item and "deleted_at" not in item else None
 
     def list(self, tenant_id: str) -> list[StoredFile]:
         files: list[StoredFile] = []
@@ -39,19 +51,28 @@ class DynamoFileStore:
                 ExpressionAttributeValues={":tenant": {"S": tenant_id}},
             )
         ):
-            files.extend(_file(item) for item in page.get("Items", []))
+            files.extend(_file(item) for item in page.get("Items", []) if "deleted_at" not in item)
         return files
 
-    def delete(self, tenant_id: str, file_id: str) -> None:
-        aws.dynamodb().delete_item(
-            TableName=self._table, Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}}
-        )
+    def delete(self, tenant_id: str, file_id: str, deleted_at: int, expires_at: int) -> None:
+        """The tombstone: the key, when, and the TTL attribute (`expires_at`) that removes it."""
+        tombstone = {"tenant_id": tenant_id, "file_id": file_id, "deleted_at": deleted_at, "expires_at": expires_at}
+        aws.dynamodb().put_item(TableName=self._table, Item=to_item(tombstone))
 
     def mark_processed(self, tenant_id: str, file_id: str, size: int) -> None:
+        """Record the uploaded size; nothing when the file was deleted meanwhile."""
+        try:
+            self._mark_processed(tenant_id, file_id, size)
+        except ClientError as error:
+            if aws.error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def _mark_processed(self, tenant_id: str, file_id: str, size: int) -> None:
         aws.dynamodb().update_item(
             TableName=self._table,
             Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}},
             UpdateExpression="SET #status = :processed, #bytes = :size",
+            ConditionExpression="attribute_exists(file_id) AND attribute_not_exists(deleted_at)",
             ExpressionAttributeNames={"#status": "status", "#bytes": "bytes"},
             ExpressionAttributeValues={":processed": {"S": "processed"}, ":size": {"N": str(size)}},
         )

@@ -162,6 +162,14 @@ class MemoryAdmissionStore:
                 )
             return reservation
 
+    def put_claim(self, tenant_id: str, job_id: str, claim: Claim, now: datetime) -> None:
+        with self.lock:
+            held = self.claims.get((tenant_id, claim.fingerprint))
+            live = held is not None and held[1] >= int(now.timestamp()) and held[0].job_id != job_id
+            if claim.exclusive and live and held is not None:
+                raise ClaimTaken(held[0])
+            self.claims[(tenant_id, claim.fingerprint)] = (ClaimedJob(job_id, claim.body_hash), claim.expires_at)
+
     def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None:
         with self.lock:
             held = self.claims.get((tenant_id, fingerprint))

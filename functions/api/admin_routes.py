@@ -8,10 +8,11 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from api.caller import caller, services
+from api.caller import caller, create_id, services
 from stratus_core.billing import MONTH_PATTERN, MonthlyInvoices
 from stratus_core.clock import utcnow
-from stratus_core.keys import ApiKeyView, IssuedKey, KeyCreate, KeyList, KeyRotate, Scope
+from stratus_core.errors import Conflict
+from stratus_core.keys import ApiKeyView, IssuedKey, KeyCreate, KeyList, KeyRotate, Scope, new_key_id
 from stratus_core.tenants import TENANT_ID_PATTERN, Tenant, TenantCreate, TenantList, TenantUpdate
 from stratus_core.usage import UsageReport
 
@@ -27,8 +28,16 @@ def _admin() -> None:
 
 @router.post("/admin/tenants", status_code=201, summary="Create a tenant", tags=["admin"])
 def create_tenant(body: TenantCreate) -> Tenant:
-    _admin()
-    return services(router).tenants.create(body)
+    """A client's retry of a create that landed (`creates.py`) returns the tenant, not a 409."""
+    principal = caller(router, Scope.ADMIN)
+    raw = router.current_event.decoded_body or ""
+    _, retried = create_id(router, principal, "POST /admin/tenants", lambda: body.tenant_id, raw)
+    try:
+        return services(router).tenants.create(body)
+    except Conflict:
+        if not retried:
+            raise
+        return services(router).tenants.get(body.tenant_id)
 
 
 @router.get("/admin/tenants", summary="List tenants", tags=["admin"])
@@ -52,8 +61,10 @@ def update_tenant(tenant_id: TenantId, body: TenantUpdate) -> Tenant:
 @router.post("/admin/tenants/<tenant_id>/keys", status_code=201, summary="Issue an API key", tags=["admin"])
 def create_key(tenant_id: TenantId, body: KeyCreate) -> IssuedKey:
     """The response is the only place the key ever appears; it is stored as a SHA-256 hash."""
-    _admin()
-    return services(router).keys.create(tenant_id, body)
+    principal = caller(router, Scope.ADMIN)
+    raw = router.current_event.decoded_body or ""
+    key_id, retried = create_id(router, principal, f"POST /admin/tenants/{tenant_id}/keys", new_key_id, raw)
+    return services(router).keys.create(tenant_id, body, key_id, retried=retried)
 
 
 @router.get("/admin/tenants/<tenant_id>/keys", summary="List a tenant's keys (never the secrets)", tags=["admin"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -10,10 +12,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from api.caller import caller, services
-from stratus_core.batches.models import Batch, BatchCreate, BatchList
+from api.caller import caller, create_id, services
+from stratus_core.batches.models import Batch, BatchCreate, BatchList, new_batch_id
 from stratus_core.errors import InvalidRequest
-from stratus_core.files import FileDeleted, FileList, FileObject, PresignedUpload, UploadRequest
+from stratus_core.files import FileDeleted, FileList, FileObject, PresignedUpload, UploadRequest, new_file_id
 from stratus_core.keys import Scope
 
 router = Router()
@@ -52,7 +54,10 @@ def upload_file() -> FileObject:
     if "file" not in form:
         raise InvalidRequest("the form has no 'file' field", param="file")
     filename, content = form["file"]
-    return services(router).files.create(principal.tenant_id, filename or "input.jsonl", "batch", content)
+    name = filename or "input.jsonl"
+    digest = json.dumps({"purpose": purpose, "filename": name, "sha256": hashlib.sha256(content).hexdigest()})
+    file_id, _ = create_id(router, principal, "POST /v1/files", new_file_id, digest)
+    return services(router).files.create(principal.tenant_id, name, "batch", content, file_id)
 
 
 @router.post(
@@ -89,7 +94,11 @@ def delete_file(file_id: FileId) -> FileDeleted:
 
 @router.post("/v1/batches", summary="Create a batch from an uploaded JSONL file", tags=["batches"])
 def create_batch(body: BatchCreate) -> Batch:
-    return services(router).batches.create(caller(router, Scope.BATCH).tenant_id, body)
+    """A client's retry (`Idempotency-Key`, or the SDK's identical resend) returns the first batch."""
+    principal = caller(router, Scope.BATCH)
+    raw = router.current_event.decoded_body or ""
+    batch_id, _ = create_id(router, principal, "POST /v1/batches", new_batch_id, raw)
+    return services(router).batches.create(principal.tenant_id, body, batch_id)
 
 
 @router.get("/v1/batches", summary="The caller's batches, newest first", tags=["batches"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from stratus_core.http.auth import principal_from_authorizer, require_scope
@@ -21,3 +23,16 @@ def services(router: Router) -> Services:
     found = router.context["services"]
     assert isinstance(found, Services)
     return found
+
+
+def create_id(
+    router: Router, principal: Principal, route: str, new_id: Callable[[], str], body: str
+) -> tuple[str, bool]:
+    """The id a create makes its object under, the same for a client's retry of it (`creates.py`);
+    and whether an earlier attempt claimed it. `body` identifies the request (its JSON, or for an
+    upload a digest of its fields: a multipart body's boundary changes on every attempt)."""
+    from stratus_core.inference import retry_identity
+
+    headers = {name.lower(): value for name, value in (router.current_event.headers or {}).items()}
+    identity = retry_identity(principal.tenant_id, principal.key_id, route, body, headers)
+    return services(router).creates.object_id(identity, principal.tenant_id, new_id)

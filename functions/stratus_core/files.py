@@ -129,8 +129,17 @@ class FileService:
         self._upload_seconds = upload_url_seconds
         self._clock = clock
 
-    def create(self, tenant_id: str, filename: str, purpose: FilePurpose, content: bytes) -> FileObject:
-        return self.write(tenant_id, new_file_id(), filename, purpose, content, int(self._clock().timestamp()))
+    def create(
+        self, tenant_id: str, filename: str, purpose: FilePurpose, content: bytes, file_id: str | None = None
+    ) -> FileObject:
+        """Store an uploaded file; under `file_id` when given, where a file that exists already (an
+        earlier attempt of the same create, `creates.py`) is returned as it is."""
+        if file_id is not None:
+            existing = self._store.get(tenant_id, file_id)
+            if existing is not None:
+                return FileObject(**existing.model_dump(exclude={"tenant_id", "key"}))
+        file_id = file_id or new_file_id()
+        return self.write(tenant_id, file_id, filename, purpose, content, int(self._clock().timestamp()))
 
     def write(
         self, tenant_id: str, file_id: str, filename: str, purpose: FilePurpose, content: bytes, created_at: int

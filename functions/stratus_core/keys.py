@@ -155,13 +155,28 @@ class KeyStore(Protocol):
         """Store the new key and mark the old one rotated, atomically; `Conflict` if already rotated."""
         ...
 
+    def reissue(self, old_hash: str, new_hash: str, key: ApiKey) -> None:
+        """Replace the key's secret: the record under `old_hash` moves to `new_hash`, atomically;
+        `Conflict` if it was revoked or rotated meanwhile."""
+        ...
+
 
 class KeyService:
     def __init__(self, keys: KeyStore, tenants: TenantStore) -> None:
         self._keys = keys
         self._tenants = tenants
 
-    def create(self, tenant_id: str, request: KeyCreate) -> IssuedKey:
+    def create(
+        self, tenant_id: str, request: KeyCreate, key_id: str | None = None, *, retried: bool = False
+    ) -> IssuedKey:
+        """Issue a key (under `key_id` when given). `retried`: an earlier attempt of this create
+        claimed `key_id` and may have stored the key, but its answer, the only place the secret ever
+        appears, was lost. The key is then issued again under the same id with a new secret, and
+        the secret nobody received stops working: one key, whose secret its creator holds."""
+        if retried and key_id is not None:
+            reissued = self._reissue(tenant_id, key_id)
+            if reissued is not None:
+                return reissued
         now = utcnow()
         if self._tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
@@ -171,7 +186,21 @@ class KeyService:
             if request.expires_at <= now:
                 raise InvalidRequest("expires_at must be in the future", param="expires_at")
         issued = _new_key(tenant_id, sorted(set(request.scopes)), request.expires_at, now)
+        if key_id is not None:
+            issued = issued.model_copy(update={"key_id": key_id})
         self._keys.put(hash_key(issued.api_key), ApiKey(**issued.model_dump(exclude={"api_key"})))
+        return issued
+
+    def _reissue(self, tenant_id: str, key_id: str) -> IssuedKey | None:
+        found = self._keys.get_by_id(key_id)
+        if found is None:  # the first attempt stopped before storing it
+            return None
+        old_hash, key = found
+        if key.tenant_id != tenant_id:
+            raise Conflict(f"API key {key_id} belongs to another tenant")
+        api_key = generate_key()
+        issued = IssuedKey(**{**key.model_dump(), "prefix": api_key[:PREFIX_LENGTH], "api_key": api_key})
+        self._keys.reissue(old_hash, hash_key(api_key), ApiKey(**issued.model_dump(exclude={"api_key"})))
         return issued
 
     def import_key(self, tenant_id: str, api_key: str, scopes: list[Scope]) -> IssuedKey:

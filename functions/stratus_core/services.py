@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from stratus_core.batches.service import BatchService
     from stratus_core.batches.worker import BatchWorker
     from stratus_core.billing import BillingService
+    from stratus_core.creates import RetriedCreates
     from stratus_core.dispatch import Dispatcher
     from stratus_core.endpoint_state import EndpointState
     from stratus_core.files import FileService
@@ -130,6 +131,12 @@ class Services:
         from stratus_core.tenants import TenantService
 
         return TenantService(self.tenant_store, self._clock)
+
+    @cached_property
+    def creates(self) -> RetriedCreates:
+        from stratus_core.creates import RetriedCreates
+
+        return RetriedCreates(self.admission_store, self._clock)
 
     @cached_property
     def keys(self) -> KeyService:

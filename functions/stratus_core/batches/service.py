@@ -73,7 +73,10 @@ class BatchService:
         except Conflict:
             if batch_id is None:
                 raise
-            return self.get(tenant_id, batch_id).view()
+            existing = self.get(tenant_id, batch_id)
+            if existing.status is BatchStatus.VALIDATING:  # the first attempt may have stopped before queueing
+                self._queue.send(BatchMessage(action="start", tenant_id=tenant_id, batch_id=batch_id))
+            return existing.view()
         self._queue.send(BatchMessage(action="start", tenant_id=tenant_id, batch_id=batch.id))
         return batch.view()
 

@@ -124,7 +124,7 @@ class DynamoAdmissionStore:
         admitted = self._admit(tenant, reservation)
         if claim is not None:  # also when the admission had landed on an attempt answered 500
             try:
-                self._put_claim(tenant.tenant_id, reservation, claim)
+                self.put_claim(tenant.tenant_id, reservation.job_id, claim, reservation.created_at)
             except ClaimTaken:
                 self.settle_held(
                     admitted, Release("claim taken by an earlier request"), reservation.created_at, undo=True
@@ -285,9 +285,10 @@ class DynamoAdmissionStore:
             return from_item(item) if item else {}
         return None
 
-    def _put_claim(self, tenant_id: str, reservation: Reservation, claim: Claim) -> None:
-        """Point the claim at this job (only if no live claim holds it, when it is exclusive)."""
-        put = self._claim_item(tenant_id, reservation, claim)["Put"]
+    def put_claim(self, tenant_id: str, job_id: str, claim: Claim, now: datetime) -> None:
+        """Point the claim at this job, or any object a create makes (only if no live claim holds
+        it, when it is exclusive; `ClaimTaken` then)."""
+        put = self._claim_item(tenant_id, job_id, claim, now)["Put"]
         try:
             aws.dynamodb().put_item(**put)
         except ClientError as error:
@@ -295,7 +296,7 @@ class DynamoAdmissionStore:
                 raise
             old: Any = error.response.get("Item") or {}
             held = from_item(old)
-            if held.get("job_id") == reservation.job_id:  # this very put landed before (answered 500)
+            if held.get("job_id") == job_id:  # this very put landed before (answered 500)
                 return
             raise ClaimTaken(ClaimedJob(str(held.get("job_id", "")), str(held.get("body_hash", "")))) from None
 
@@ -385,20 +386,20 @@ class DynamoAdmissionStore:
             }
         }
 
-    def _claim_item(self, tenant_id: str, reservation: Reservation, claim: Claim) -> TransactWriteItemTypeDef:
+    def _claim_item(self, tenant_id: str, job_id: str, claim: Claim, now: datetime) -> TransactWriteItemTypeDef:
         """Point the claim at this job: only if no live claim exists, when it is exclusive."""
         put: Any = {
             "TableName": self._usage,
             "Item": {
                 **_key(tenant_id, f"CLAIM#{claim.fingerprint}"),
-                "job_id": {"S": reservation.job_id},
+                "job_id": {"S": job_id},
                 "body_hash": {"S": claim.body_hash},
                 "expires_at": _num(claim.expires_at),
             },
         }
         if claim.exclusive:
             put["ConditionExpression"] = "attribute_not_exists(pk) OR expires_at < :now"
-            put["ExpressionAttributeValues"] = {":now": _num(int(reservation.created_at.timestamp()))}
+            put["ExpressionAttributeValues"] = {":now": _num(int(now.timestamp()))}
             put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
             if claim.replaces is not None:  # the claim of a dead attempt may be taken, and only that one
                 put["ConditionExpression"] += " OR job_id = :dead"

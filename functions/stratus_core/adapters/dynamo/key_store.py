@@ -122,6 +122,30 @@ class DynamoKeyStore:
                 raise Conflict("the API key was revoked or rotated concurrently")
             raise Conflict("a key with this hash exists already")
 
+    def reissue(self, old_hash: str, new_hash: str, key: ApiKey) -> None:
+        cancelled = transact(
+            {
+                "old": {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": {"key_hash": {"S": old_hash}},
+                        "ConditionExpression": "key_id = :key_id AND attribute_not_exists(rotated_to)"
+                        " AND attribute_not_exists(revoked_at)",
+                        "ExpressionAttributeValues": {":key_id": {"S": key.key_id}},
+                    }
+                },
+                "new": {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"key_hash": new_hash, **key.model_dump()}),
+                        "ConditionExpression": "attribute_not_exists(key_hash)",
+                    }
+                },
+            }
+        )
+        if cancelled is not None:
+            raise Conflict(f"API key {key.key_id} was revoked, rotated or issued again concurrently")
+
 
 def _split(item: dict[str, Any]) -> tuple[str, ApiKey]:
     values = from_item(item)

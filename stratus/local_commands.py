@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from stratus.localcloud.lines import whole_lines_on_stdout
+
 DEFAULT_MODEL_DIR = Path(".stratus/models/smollm2-bf16")
 DEFAULT_STATE_DIR = Path(".stratus/local-state")
 
@@ -22,6 +24,7 @@ def configure_logging(quiet: bool = False) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
+    whole_lines_on_stdout()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-26s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("botocore", "urllib3", "httpx", "httpx2", "werkzeug", "uvicorn.access", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -33,15 +33,25 @@ def handler(template: Mapping[str, Any], logical_id: str) -> Handler:
     it: Powertools' Logger keeps its context keys on the standard logger of that name, so functions
     sharing one name in this one process shared them too, and a sweeper's log line carried the
     API invocation's function name and correlation id. Their metrics get the `service` dimension
-    they have on AWS (`stratus-scheduler`, …) as well."""
+    they have on AWS (`stratus-scheduler`, …) as well.
+
+    A module imported before under another name (by `reset_services`, a test, or any import of
+    `api.app`) is imported again: its logger was built with the wrong name, and every handler
+    decorated with it logs under that name (all of them `stratus`, each line naming whichever
+    function last set the shared context). `reset_services` no longer imports anything."""
     properties = template["Resources"][logical_id]["Properties"]
     module_name, _, attribute = properties["Handler"].rpartition(".")
     service = properties.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
     previous = os.environ.get("POWERTOOLS_SERVICE_NAME")
-    if service and module_name not in sys.modules:
+    if service:
         os.environ["POWERTOOLS_SERVICE_NAME"] = service
     try:
-        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+        module = sys.modules.get(module_name)
+        if module is None:
+            module = importlib.import_module(module_name)
+        elif service and getattr(getattr(module, "logger", None), "service", service) != service:
+            module = importlib.reload(module)
+        return getattr(module, attribute)  # type: ignore[no-any-return]
     finally:
         if previous is None:
             os.environ.pop("POWERTOOLS_SERVICE_NAME", None)
@@ -56,8 +66,8 @@ def reset_services(template: Mapping[str, Any]) -> None:
 
     for resource in template["Resources"].values():
         handler_path = resource.get("Properties", {}).get("Handler") if resource["Type"].endswith("Function") else None
-        if handler_path:
-            module = importlib.import_module(handler_path.rpartition(".")[0])
+        if handler_path:  # a module not imported yet has no services to reset (`handler` imports it)
+            module = sys.modules.get(handler_path.rpartition(".")[0])
             services = getattr(module, "services", None)
             if services is not None:
                 services.reset()

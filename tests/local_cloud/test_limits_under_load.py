@@ -111,3 +111,33 @@ def test_concurrent_clients_never_exceed_a_limit_and_every_admitted_request_is_b
             tenants={"hot": (reported, usage["total_tokens"])},
         )
     )
+
+
+def _function_of(name: str) -> str:
+    """`stratus-request-failures`, `RequestFailuresFunction`, `request_failures` → `requestfailures`."""
+    return name.lower().removeprefix("stratus-").removesuffix("function").replace("-", "").replace("_", "")
+
+
+def test_each_log_line_names_the_function_that_wrote_it(cloud: Cloud) -> None:
+    """Read as an operator reads `stratus local up`'s log after the concurrent clients above: every
+    function's line carries its own service and function name, and no other caller's identity (the
+    authorizer's tenant and key ids appear only on its own lines)."""
+    deadline = time.monotonic() + 60  # a sweep runs every 30 s, the scheduler every 5 s
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in cloud.log.read_text().splitlines() if line.startswith("{")]
+        services = {line.get("service") for line in lines}
+        if {"stratus-sweeper", "stratus-scheduler"} <= services:
+            break
+        time.sleep(1)
+    by_function = [line for line in lines if "function_name" in line]
+    allowed = [line for line in by_function if line.get("message") == "allowed"]
+
+    assert len(allowed) >= CLIENTS  # every client's requests went through the authorizer
+    assert {"stratus-authorizer", "stratus-sweeper", "stratus-scheduler"} <= services
+    wrong = [line for line in by_function if _function_of(line["function_name"]) != _function_of(line["service"])]
+    assert wrong == [], wrong[:5]
+    assert {line["service"] for line in allowed} == {"stratus-authorizer"}
+    assert {line["service"] for line in lines if line.get("message") == "sweep done"} == {"stratus-sweeper"}
+    assert {line["service"] for line in lines if line.get("message") == "scheduled"} <= {"stratus-scheduler"}
+    identities = [line for line in by_function if "tenant_id" in line and line["service"] != "stratus-authorizer"]
+    assert all(line["tenant_id"] == "hot" for line in identities)  # one tenant here: never a stale other one

@@ -244,6 +244,7 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             result = job.get("result") or (job if job.get("object") == "chat.completion" else None)
             if status == "completed" and result:
                 received[tenant] += result["usage"]["total_tokens"]
+    line_outcomes: dict[str, int] = {}
     for tenant, batch_id in batches.items():
         batch = call_api("GET", f"/v1/batches/{batch_id}", principal=callers[tenant]).body
         assert batch["status"] in ("completed", "failed", "expired"), (batch["status"], batch["request_counts"])
@@ -253,6 +254,18 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             content = call_api("GET", f"/v1/files/{batch['output_file_id']}/content", principal=callers[tenant]).raw
             for line in content.decode().splitlines():
                 received[tenant] += json.loads(line)["response"]["body"]["usage"]["total_tokens"]
+                line_outcomes["completed"] = line_outcomes.get("completed", 0) + 1
+        if batch.get("error_file_id"):
+            content = call_api("GET", f"/v1/files/{batch['error_file_id']}/content", principal=callers[tenant]).raw
+            for line in content.decode().splitlines():
+                code = json.loads(line)["error"]["code"]
+                line_outcomes[code] = line_outcomes.get(code, 0) + 1
+    # Every fault in this plan is retried, or fails a line outright (an endpoint error notification
+    # fails its pack's lines: `inference_failed`); none denies a line a model until its window ends.
+    # So no line may expire: an expired line is a retried fault that lost it.
+    assert line_outcomes.get("expired", 0) == 0, line_outcomes
+    assert set(line_outcomes) <= {"completed", "inference_failed", "insufficient_quota"}, line_outcomes
+    assert sum(line_outcomes.values()) == len(TENANTS) * batch_lines
     billed = {t: services.usage.report(t, start.replace(day=1), later.date()).totals.total_tokens for t in TENANTS}
     assert billed == received
     for tenant in TENANTS:
@@ -301,12 +314,15 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
             outcome=(
                 f"interactive jobs {json.dumps(statuses)}; refused at admission (quota): {refused}; "
                 f"still busy (503) after the client's retries: {busy}; "
-                f"{len(batches)} batches, all terminal; the sweeper finished {swept.get('recovered', 0)} jobs "
+                f"{len(batches)} batches, all terminal; batch lines by outcome {json.dumps(line_outcomes)} "
+                "(none expired: no fault in this plan denies a line a model); "
+                f"the sweeper finished {swept.get('recovered', 0)} jobs "
                 f"from S3 (lost notifications) and {swept.get('resolved', 0)} of {swept.get('overdue', 0)} overdue "
                 f"jobs; scheduler runs that failed and ran again: {pipeline.failed_schedules}"
             ),
             invariants=[
                 "every job and batch is terminal",
+                "no batch line expired: each completed, or failed by an injected endpoint error or its quota",
                 "billed tokens per tenant == the sum of `usage` the clients received",
                 "no reservation left (in flight 0 for every tenant, no pending reservation)",
                 "no tenant over its monthly quota",

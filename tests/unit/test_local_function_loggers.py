@@ -13,6 +13,7 @@ from stratus.template import REPO_ROOT
 
 PROBE = """
 import importlib, json
+import api.app, sweeper.app, scheduler.app  # imported first under the process's name, as before a deploy
 from stratus.localcloud.functions import handler
 from stratus.template import load_template
 template = load_template()
@@ -29,6 +30,7 @@ print(json.dumps(found))
 
 def test_each_function_gets_its_own_service_name_and_logger() -> None:
     env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "stratus", "AWS_DEFAULT_REGION": "us-east-1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "functions"), str(REPO_ROOT)])
     out = subprocess.run(  # noqa: S603 - a fresh interpreter: this one imported the handlers already
         [sys.executable, "-c", PROBE], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
     )

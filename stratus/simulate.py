@@ -7,7 +7,8 @@ A discrete-time simulation (one-second steps, CloudWatch's one-minute metric per
   `stratus_core.scheduling` (the same code the scheduler function runs on AWS) sets the instance
   count and lets held deferrable work (batch lines, `flex` requests) go. Interactive requests go to
   the endpoint at once and are started first; released deferrable packs use at most all slots but
-  one of each instance.
+  one of each instance, or every slot while the scheduler has seen no interactive work for
+  `interactive_quiet_s`.
 - **`target-tracking`** (`Scaling=TargetTracking`, the policy before the scheduler): every request,
   whatever its lane, is dispatched at once; every minute `ApproximateBacklogSize` (queued + running
   invocations, averaged over the minute as CloudWatch's Average statistic does) and its
@@ -114,12 +115,15 @@ class Policy:
     deadline_margin_s: float = 1800
     release_horizon_s: float = 120
     interactive_target_s: float = 10  # the interactive wait target the optimum is held to (issue 14: p95 ≤ 10 s)
+    throughput_estimate: float = (
+        1.0  # the scheduler's throughput estimate ÷ the instance's real one (2: it is wrong 2×)
+    )
 
     def scheduler_config(self, requests: list[Request]) -> SchedulerConfig:
         """The scheduler's view of this instance: its requests per second from the token rates and
         the trace's mean request (what an operator measures and sets as `InstanceRequestsPerSecond`)."""
         return SchedulerConfig(
-            instance_jobs_per_s=instance_requests_per_s(requests, self),
+            instance_jobs_per_s=instance_requests_per_s(requests, self) * self.throughput_estimate,
             max_instances=self.max_instances,
             slots=self.slots,
             startup_s=self.startup_s + self.model_load_s,
@@ -298,6 +302,7 @@ def simulate(requests: list[Request], policy: Policy, fixed_instances: int | Non
     timeline: list[dict[str, float]] = []
     period_sum, period_seconds = 0.0, 0
     state = SchedulerState()
+    every_slot = False  # the scheduler's last word on whether deferrable packs may fill every slot
     arrivals = [r.arrival_s for r in requests]
     end_of_trace = max(arrivals, default=0.0)
     last_deadline = max((r.deadline or 0.0 for r in requests), default=0.0)
@@ -329,7 +334,7 @@ def simulate(requests: list[Request], policy: Policy, fixed_instances: int | Non
             last_work_at = t
         while held and held[0].arrival_s <= t:
             waiting.append(held.pop(0))
-        endpoint.start_packs(t, scheduled, on_start)
+        endpoint.start_packs(t, scheduled and not every_slot, on_start)
         running = sum(i.running(t) for i in endpoint.instances)
         backlog = len(endpoint.interactive) + len(endpoint.deferred) + running
         period_sum += backlog
@@ -352,7 +357,7 @@ def simulate(requests: list[Request], policy: Policy, fixed_instances: int | Non
                     last_work_at=last_work_at,
                 )
                 decision = decide(observation, config, state)
-                state = decision.state
+                state, every_slot = decision.state, decision.every_slot
                 if decision.desired > target_count and in_service == 0 and target_count == 0:
                     cold_starts += 1
                 target_count = decision.desired

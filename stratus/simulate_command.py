@@ -30,6 +30,13 @@ from stratus.simulate import DECODE_TPS, MODEL_LOAD_S
 )
 @click.option("--idle-scale-in", type=float, help="IdleScaleInMinutes (default: template.yaml).")
 @click.option("--warm-window", type=float, help="WarmWindowMinutes (default: template.yaml).")
+@click.option(
+    "--throughput-estimate",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="The scheduler's throughput estimate over the instance's real one (2: the instance is half as fast).",
+)
 @click.option("--requests-per-day", default=5000, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--save-trace", type=click.Path(path_type=Path, dir_okay=False), help="Write the generated trace here.")
@@ -80,6 +87,7 @@ def simulate_command(
     mode: str | None,
     idle_scale_in: float | None,
     warm_window: float | None,
+    throughput_estimate: float,
     save_trace: Path | None,
     target_backlog: float | None,
     max_instances: int | None,
@@ -120,6 +128,7 @@ def simulate_command(
         mode=mode,
         idle_scale_in_s=None if idle_scale_in is None else idle_scale_in * 60,
         warm_window_s=None if warm_window is None else warm_window * 60,
+        throughput_estimate=throughput_estimate,
     )
     report = sim.compare(requests, policy, always_on, optimum=optimum)
     if plot:

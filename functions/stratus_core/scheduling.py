@@ -10,13 +10,20 @@ should have and how much deferrable work to let go to it:
   per instance in service, so a cold start (no instance in service, requests piling up while it
   starts) never buys more instances than the backlog needs once they are up.
 - **Deferrable** work (batch lines, 24 h window; `service_tier: "flex"`, `flex_window_s`) waits,
-  held, until one of three things makes it worth an instance:
+  held, until one of two things makes it worth an instance:
   1. the endpoint is **up anyway** (an instance is in service for interactive traffic);
-  2. **enough** of it has gathered to keep one instance busy for `warm_window_s`;
-  3. its **slack runs out**: the earliest deadline, less the start-up (when cold), the time one
-     instance needs for all of it and `deadline_margin_s`, has arrived. Then it gets as many
-     instances as finishing before the deadline needs.
-  Released work may use all but one of an instance's slots (`deferrable_share`), and the scheduler
+  2. its **slack runs out**: the earliest deadline, less the start-up (when cold), the time one
+     instance needs for all of it (planned at `1 / throughput_safety` of the measured throughput)
+     and `deadline_margin_s`, has arrived. Then it gets as many instances as finishing before the
+     deadline needs.
+  So a day's deferred work runs in **as few warm windows as its deadlines allow**: each start,
+  with its cold start and its idle tail, is held back to the latest moment that still fits
+  everything held, and whatever arrives while the window is open rides along ("up anyway"). A day
+  of batches alone used to open a window whenever `warm_window_s` of work had gathered: three
+  windows where one would do. `warm_window_s = 0` keeps the old extreme, for a laptop: any held
+  request starts the endpoint at once.
+  Released work may use all but one of an instance's slots (`deferrable_share`) while interactive
+  traffic is about, and every slot once none has been seen for `interactive_quiet_s`; the scheduler
   releases only what those slots finish in `release_horizon_s`: the rest stays held, so an
   interactive request that arrives later is never queued behind a day of batch lines.
 - **Scale-in** happens after `idle_scale_in_s` during which fewer instances were wanted than the
@@ -50,7 +57,10 @@ class SchedulerConfig:
     interactive_drain_s: float = 30  # instances enough to finish the interactive backlog in this long
     startup_s: float = 360  # ExpectedColdStartSeconds: scale-out to serving
     idle_scale_in_s: float = 300  # IdleScaleInMinutes × 60
-    warm_window_s: float = 1800  # WarmWindowMinutes × 60: deferred work worth this much instance time starts it
+    warm_window_s: float = 1800  # WarmWindowMinutes × 60: 0 starts the endpoint for any held request at once
+    throughput_safety: float = 2.0  # plan a window's start as if the instance were this many times slower
+    interactive_quiet_s: float | None = 900  # no interactive work seen this long: deferrable work may use
+    # every slot (None: it never does)
     deadline_margin_s: float = 1800  # finish this long before a deadline
     release_horizon_s: float = 120  # release what the deferrable slots finish in this long
     tick_s: float = 60  # how often the scheduler runs: a deadline met within one run is met
@@ -66,6 +76,10 @@ class SchedulerConfig:
     @property
     def deferrable_jobs_per_s(self) -> float:
         return self.instance_jobs_per_s * self.deferrable_share
+
+    def deferrable_rate(self, every_slot: bool) -> float:
+        """Deferrable requests one instance completes per second: on every slot, or all but one."""
+        return self.instance_jobs_per_s if every_slot else self.deferrable_jobs_per_s
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,7 @@ class SchedulerState:
     start_attempts: int = 0
     retry_at: float | None = None
     busy_at: float | None = None  # the last run that saw work queued, running or held to run
+    interactive_at: float | None = None  # the last run that saw interactive work queued or running
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,7 @@ class Decision:
     reason: str
     state: SchedulerState
     ask_again: bool = False  # a start failed: set the capacity again even if it looks unchanged
+    every_slot: bool = False  # no interactive traffic about: released deferrable work may fill every slot
 
 
 def deferred_work_s(waiting: int, config: SchedulerConfig) -> float:
@@ -108,11 +124,17 @@ def deferred_work_s(waiting: int, config: SchedulerConfig) -> float:
 
 def slack_s(observation: Observation, config: SchedulerConfig) -> float | None:
     """How long the held work can still wait: its earliest deadline, less the start-up when no
-    instance is up, one instance's time for all of it and the margin. None when nothing is held."""
+    instance is up, one instance's time for all of it at `throughput_safety` times the estimate,
+    and the margin. None when nothing is held.
+
+    The safety factor is what a later window risks: the throughput estimate may be wrong (a
+    longer prompt mix, a slower instance). Planned at 2×, a window whose instance turns out half as
+    fast as measured still ends before the margin; it costs no instance-hours when the work is
+    held in one window anyway, only an earlier start."""
     if observation.earliest_deadline is None or observation.waiting == 0:
         return None
     lead = config.startup_s if observation.in_service == 0 else 0.0
-    lead += deferred_work_s(observation.waiting, config) + config.deadline_margin_s
+    lead += deferred_work_s(observation.waiting, config) * config.throughput_safety + config.deadline_margin_s
     return observation.earliest_deadline - observation.now - lead
 
 
@@ -133,8 +155,8 @@ def wanted_instances(
     if observation.waiting:
         if observation.in_service > 0:
             run_deferred, why = True, "up anyway"
-        elif held_s >= config.warm_window_s:
-            run_deferred, why = True, f"{held_s:.0f} s of work gathered"
+        elif config.warm_window_s == 0:
+            run_deferred, why = True, "no warm window: at once"
         elif slack is not None and slack <= 0:
             run_deferred, why = True, "deadline"
         else:
@@ -160,19 +182,27 @@ def wanted_instances(
     return min(config.max_instances, need), run_deferred, "; ".join(reasons) or "no work"
 
 
-def release_count(observation: Observation, config: SchedulerConfig, run_deferred: bool) -> int:
-    """Held requests to let go: what the in-service instances' deferrable slots finish within the
-    release horizon, less what was let go before and is not finished."""
+def release_count(
+    observation: Observation, config: SchedulerConfig, run_deferred: bool, every_slot: bool = False
+) -> int:
+    """Held requests to let go: what the in-service instances' deferrable slots (every slot, when
+    no interactive traffic is about) finish within the release horizon, less what was let go before
+    and is not finished."""
     if not run_deferred or observation.in_service == 0 or observation.updating:
         return 0
-    budget = observation.in_service * config.deferrable_jobs_per_s * config.release_horizon_s
+    budget = observation.in_service * config.deferrable_rate(every_slot) * config.release_horizon_s
     return max(0, min(observation.waiting, math.ceil(budget) - observation.released))
 
 
 def decide(observation: Observation, config: SchedulerConfig, state: SchedulerState) -> Decision:
     now = observation.now
     wanted, run_deferred, reason = wanted_instances(observation, config, state.asked_at)
-    release = release_count(observation, config, run_deferred)
+    every_slot = False
+    if config.interactive_quiet_s is not None:
+        interactive_at = now if observation.interactive else state.interactive_at
+        every_slot = interactive_at is None or now - interactive_at >= config.interactive_quiet_s
+        state = replace(state, interactive_at=interactive_at)
+    release = release_count(observation, config, run_deferred, every_slot)
 
     if observation.updating:  # a deploy, not a scale: Application Auto Scaling would refuse anyway
         return Decision(observation.desired, 0, f"endpoint updating: no change ({reason})", state)
@@ -188,13 +218,14 @@ def decide(observation: Observation, config: SchedulerConfig, state: SchedulerSt
     ):
         attempts = state.start_attempts + 1
         backoff = min(config.max_backoff_s, config.start_timeout_s * 2 ** (attempts - 1))
-        state = SchedulerState(state.low_since, now, attempts, now + backoff, now)
+        state = SchedulerState(state.low_since, now, attempts, now + backoff, now, state.interactive_at)
         return Decision(
             wanted,
             release,
             f"start failed (attempt {attempts}, next check in {backoff:.0f} s): asking again; {reason}",
             state,
             ask_again=True,
+            every_slot=every_slot,
         )
 
     desired = observation.desired
@@ -229,4 +260,4 @@ def decide(observation: Observation, config: SchedulerConfig, state: SchedulerSt
     new_state = replace(
         state, low_since=low_since, asked_at=asked_at, start_attempts=attempts, retry_at=retry_at, busy_at=busy_at
     )
-    return Decision(desired, release, reason, new_state)
+    return Decision(desired, release, reason, new_state, every_slot=every_slot)

@@ -39,6 +39,8 @@ CONFIG = SchedulerConfig(
     tick_s=60,
     start_timeout_s=1200,
     max_backoff_s=1800,
+    throughput_safety=1.0,  # (f) below plans at 2×
+    interactive_quiet_s=None,  # (f) below lets a quiet endpoint's deferrable work fill every slot
 )
 DAY = 86_400.0
 
@@ -134,23 +136,26 @@ def test_the_release_scales_with_the_instances_in_service_and_is_capped_by_what_
 # (c) enough gathered --------------------------------------------------------------------------------
 
 
-def test_enough_gathered_work_starts_the_endpoint_by_itself() -> None:
-    # 5,400 lines / 3 per s = 1,800 s = the warm window: start. Instances for the deadline:
-    # ceil(1,800 / max(87,400 − 1,000 − 300 − 1,800 + 60, 120)) = ceil(1,800 / 84,360) = 1.
-    observation = observe(now=1000.0, waiting=5400, earliest_deadline=87_400.0)
+def test_gathered_work_waits_for_its_deadline_so_that_one_warm_window_serves_the_day() -> None:
+    # 54,000 lines / 3 per s = 18,000 s of one instance, ten warm windows' worth (1,800 s), and still
+    # held: slack = 87,400 − 1,000 − 300 − 18,000 − 1,800 = 66,300 s. A window opened now would idle
+    # out and cold-start again for the next batch; the latest start fits everything held.
+    observation = observe(now=1000.0, waiting=54_000, earliest_deadline=87_400.0)
 
     decision = decide(observation, CONFIG, SchedulerState())
 
-    assert (decision.desired, decision.release) == (1, 0)  # nothing is released before an instance serves
-    assert decision.reason == "deferrable 5400 1800 s of work gathered"
-    assert decision.state == SchedulerState(asked_at=1000.0, busy_at=1000.0)
+    assert (decision.desired, decision.release) == (0, 0)
+    assert decision.reason == "deferrable 54000 held, slack 66300 s"
 
-    # one line fewer: 5,399 / 3 = 1,799.67 s < 1,800 s, and slack = 87,400 − 1,000 − 300 − 1,799.67
-    # − 1,800 = 82,500.33 s: held
-    fewer = decide(replace(observation, waiting=5399), CONFIG, SchedulerState())
-    assert (fewer.desired, fewer.release) == (0, 0)
-    assert fewer.reason == "deferrable 5399 held, slack 82500 s"
-    assert fewer.state == SchedulerState()  # held work is not work the endpoint has: busy_at stays unset
+    # at t = 67,300 the slack is 0: start (one instance: 18,000 s ≤ 87,400 − 67,300 − 300 − 1,800 + 60)
+    due = decide(replace(observation, now=67_300.0), CONFIG, SchedulerState())
+    assert (due.desired, due.reason) == (1, "deferrable 54000 deadline")
+
+
+def test_a_warm_window_of_zero_starts_the_endpoint_for_any_held_request_at_once() -> None:
+    decision = decide(observe(waiting=1, earliest_deadline=DAY), replace(CONFIG, warm_window_s=0), SchedulerState())
+
+    assert (decision.desired, decision.reason) == (1, "deferrable 1 no warm window: at once")
 
 
 # (d) deadline pull-in -------------------------------------------------------------------------------
@@ -585,3 +590,38 @@ def test_decide_is_pure() -> None:
     # 360 − 10 = 350 released
     assert (first.desired, first.release) == (1, 350)
     assert first.state == SchedulerState(busy_at=700.0)
+
+
+# (f) planning for a slower instance, and a quiet endpoint's slots -----------------------------------
+
+
+def test_the_latest_start_is_planned_for_an_instance_half_as_fast_as_measured() -> None:
+    # throughput_safety 2: 5,400 lines are 1,800 s at the measured 3 per s, planned as 3,600 s.
+    # slack = 87,400 − 1,000 − 300 − 2 × 1,800 − 1,800 = 80,700 s (80,700 + 1,800 at 1×)
+    observation = observe(now=1000.0, waiting=5400, earliest_deadline=87_400.0)
+
+    assert slack_s(observation, replace(CONFIG, throughput_safety=2.0)) == 80_700.0
+    assert slack_s(observation, CONFIG) == 82_500.0
+    # started at its zero slack (t = 81,700), an instance at half the speed (1.5 lines/s) takes
+    # 3,600 s after its 300 s start: done at 85,600, the margin's 1,800 s before the deadline
+    assert 81_700.0 + 300 + 5400 / 1.5 == 87_400.0 - 1800
+
+
+def test_deferrable_work_fills_every_slot_once_no_interactive_work_was_seen_for_the_quiet_time() -> None:
+    config = replace(CONFIG, interactive_quiet_s=900.0)
+    up = {"in_service": 1, "desired": 1, "waiting": 10_000, "earliest_deadline": DAY}
+
+    # interactive work now: deferrable gets 3 of 4 slots, 3 × 120 = 360 lines
+    busy = decide(observe(now=100.0, interactive=2, **up), config, SchedulerState())
+    assert (busy.every_slot, busy.release, busy.state.interactive_at) == (False, 360, 100.0)
+
+    # 899 s later, still within the quiet time: 3 slots
+    still = decide(observe(now=999.0, **up), config, busy.state)
+    assert (still.every_slot, still.release) == (False, 360)
+
+    # 900 s after the last interactive work: every slot, 4 × 120 = 480 lines
+    quiet = decide(observe(now=1000.0, **up), config, busy.state)
+    assert (quiet.every_slot, quiet.release) == (True, 480)
+
+    # never any interactive work (a batch-only deployment): every slot from the first run
+    assert decide(observe(now=0.0, **up), config, SchedulerState()).every_slot is True

@@ -115,9 +115,8 @@ class Policy:
     deadline_margin_s: float = 1800
     release_horizon_s: float = 120
     interactive_target_s: float = 10  # the interactive wait target the optimum is held to (issue 14: p95 ≤ 10 s)
-    throughput_estimate: float = (
-        1.0  # the scheduler's throughput estimate ÷ the instance's real one (2: it is wrong 2×)
-    )
+    throughput_estimate: float = 1.0  # the scheduler's estimate ÷ the real throughput (2: twice too high)
+    throughput_safety: float = 2.0  # the scheduler plans a window's start for an instance this much slower
 
     def scheduler_config(self, requests: list[Request]) -> SchedulerConfig:
         """The scheduler's view of this instance: its requests per second from the token rates and
@@ -131,6 +130,7 @@ class Policy:
             warm_window_s=self.warm_window_s,
             deadline_margin_s=self.deadline_margin_s,
             release_horizon_s=self.release_horizon_s,
+            throughput_safety=self.throughput_safety,
         )
 
 

@@ -335,15 +335,18 @@ def test_every_job_ends_billing_is_exact_and_nothing_is_left_behind(
 
 
 def retrying(call_api: Api) -> Api:
-    """A client's retries: a 5xx (DynamoDB still throttled after botocore's attempts) is sent again
-    with the same Idempotency-Key, as the OpenAI SDK does, so it attaches to the job it may have made."""
+    """A client's retries: a 5xx (DynamoDB still throttled after botocore's attempts), or a 429 that
+    says `x-should-retry: true` (the tenant item throttled past them: `tenant_write_ceiling`), is
+    sent again with the same Idempotency-Key, as the OpenAI SDK does, so it attaches to the job it
+    may have made. A quota's 429 says `x-should-retry: false` and is not."""
     counter = iter(range(1_000_000))
 
     def call(method: str, path: str, body: Any = None, **kwargs: Any) -> ApiResponse:
         headers = {"idempotency-key": f"retry-{next(counter)}", **(kwargs.pop("headers", None) or {})}
         for _ in range(10):
             answer = call_api(method, path, body, headers=headers, **kwargs)
-            if answer.status < 500:
+            retry_told = {k.lower(): v for k, v in answer.headers.items()}.get("x-should-retry") == "true"
+            if answer.status < 500 and not (answer.status == 429 and retry_told):
                 return answer
         return answer
 

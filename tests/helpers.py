@@ -84,17 +84,22 @@ def multipart_file(filename: str, content: bytes) -> tuple[bytes, dict[str, str]
 
 
 def upload(
-    call_api: Callable[..., ApiResponse], caller: Principal, content: bytes, filename: str = "input.jsonl"
+    call_api: Callable[..., ApiResponse],
+    caller: Principal,
+    content: bytes,
+    filename: str = "input.jsonl",
+    headers: dict[str, str] | None = None,
 ) -> ApiResponse:
-    """Upload a batch input file through the API function (base64, as API Gateway passes binary)."""
-    body, headers = multipart_file(filename, content)
+    """Upload a batch input file through the API function (base64, as API Gateway passes binary);
+    each call builds its multipart body anew, with a new boundary, as a client's retry does."""
+    body, content_type = multipart_file(filename, content)
     return call_api(
         "POST",
         "/v1/files",
         principal=caller,
         raw_body=base64.b64encode(body).decode(),
         base64_encoded=True,
-        headers=headers,
+        headers={**content_type, **(headers or {})},
     )
 
 

@@ -19,7 +19,7 @@ should have and how much deferrable work to let go to it:
   So a day's deferred work runs in **as few warm windows as its deadlines allow**: each start,
   with its cold start and its idle tail, is held back to the latest moment that still fits
   everything held, and whatever arrives while the window is open rides along ("up anyway"). A day
-  of batches alone used to open a window whenever `warm_window_s` of work had gathered: three
+  of batches alone used to open a window whenever `warm_window_s` of work had gathered: two or three
   windows where one would do. `warm_window_s = 0` keeps the old extreme, for a laptop: any held
   request starts the endpoint at once.
   Released work may use all but one of an instance's slots (`deferrable_share`) while interactive

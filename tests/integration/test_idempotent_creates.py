@@ -10,7 +10,6 @@ one may exist (`stratus_core/creates.py`).
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +20,7 @@ from stratus.localcloud.dynamo_faults import DynamoFaults
 from stratus_core.adapters import aws
 from stratus_core.keys import IssuedKey, Principal, Scope, hash_key
 from stratus_core.services import Services
-from tests.helpers import ApiResponse, multipart_file, principal_of, upload
+from tests.helpers import ApiResponse, principal_of, upload
 
 MODEL = "smollm2-135m-instruct"
 Api = Callable[..., ApiResponse]
@@ -127,15 +126,7 @@ def test_a_file_upload_that_landed_but_failed_is_one_file_after_the_sdks_retry(
     fault = landed_then_refused("PutItem", "FilesTable")
 
     def upload_attempt(retry_count: str) -> ApiResponse:
-        body, headers = multipart_file("input.jsonl", b'{"custom_id":"a"}\n')  # a new boundary each time
-        return call_api(
-            "POST",
-            "/v1/files",
-            principal=batcher,
-            raw_body=base64.b64encode(body).decode(),
-            base64_encoded=True,
-            headers={**headers, "x-stainless-retry-count": retry_count},
-        )
+        return upload(call_api, batcher, b'{"custom_id":"a"}\n', headers={"x-stainless-retry-count": retry_count})
 
     first, retry = upload_attempt("0"), upload_attempt("1")
 

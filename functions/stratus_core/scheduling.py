@@ -199,8 +199,9 @@ def decide(observation: Observation, config: SchedulerConfig, state: SchedulerSt
     wanted, run_deferred, reason = wanted_instances(observation, config, state.asked_at)
     every_slot = False
     if config.interactive_quiet_s is not None:
-        interactive_at = now if observation.interactive else state.interactive_at
-        every_slot = interactive_at is None or now - interactive_at >= config.interactive_quiet_s
+        # the first run (or the first after a deploy) has seen nothing yet: the quiet time starts now
+        interactive_at = now if observation.interactive or state.interactive_at is None else state.interactive_at
+        every_slot = now - interactive_at >= config.interactive_quiet_s
         state = replace(state, interactive_at=interactive_at)
     release = release_count(observation, config, run_deferred, every_slot)
 

@@ -623,5 +623,8 @@ def test_deferrable_work_fills_every_slot_once_no_interactive_work_was_seen_for_
     quiet = decide(observe(now=1000.0, **up), config, busy.state)
     assert (quiet.every_slot, quiet.release) == (True, 480)
 
-    # never any interactive work (a batch-only deployment): every slot from the first run
-    assert decide(observe(now=0.0, **up), config, SchedulerState()).every_slot is True
+    # a first run (a new deployment, or the first after a deploy) has seen nothing yet: the quiet time
+    # starts then, and a batch-only deployment gets every slot 900 s later
+    first = decide(observe(now=0.0, **up), config, SchedulerState())
+    assert (first.every_slot, first.release, first.state.interactive_at) == (False, 360, 0.0)
+    assert decide(observe(now=900.0, **up), config, first.state).every_slot is True

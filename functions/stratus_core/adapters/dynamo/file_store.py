@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_item
+from stratus_core.adapters.dynamo.transactions import conditionally
 from stratus_core.files import StoredFile
 
 
@@ -16,17 +15,12 @@ class DynamoFileStore:
         self._table = table
 
     def put(self, stored: StoredFile) -> bool:
-        try:
-            aws.dynamodb().put_item(
-                TableName=self._table,
-                Item=to_item({**stored.model_dump(), "file_id": stored.id}),
-                ConditionExpression="attribute_not_exists(deleted_at)",
-            )
-        except ClientError as error:
-            if aws.error_code(error) != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        put = lambda: aws.dynamodb().put_item(  # noqa: E731
+            TableName=self._table,
+            Item=to_item({**stored.model_dump(), "file_id": stored.id}),
+            ConditionExpression="attribute_not_exists(deleted_at)",
+        )
+        return conditionally(put) is not None
 
     def get(self, tenant_id: str, file_id: str) -> StoredFile | None:
         item = (
@@ -61,20 +55,15 @@ class DynamoFileStore:
 
     def mark_processed(self, tenant_id: str, file_id: str, size: int) -> None:
         """Record the uploaded size; nothing when the file was deleted meanwhile."""
-        try:
-            self._mark_processed(tenant_id, file_id, size)
-        except ClientError as error:
-            if aws.error_code(error) != "ConditionalCheckFailedException":
-                raise
-
-    def _mark_processed(self, tenant_id: str, file_id: str, size: int) -> None:
-        aws.dynamodb().update_item(
-            TableName=self._table,
-            Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}},
-            UpdateExpression="SET #status = :processed, #bytes = :size",
-            ConditionExpression="attribute_exists(file_id) AND attribute_not_exists(deleted_at)",
-            ExpressionAttributeNames={"#status": "status", "#bytes": "bytes"},
-            ExpressionAttributeValues={":processed": {"S": "processed"}, ":size": {"N": str(size)}},
+        conditionally(
+            lambda: aws.dynamodb().update_item(
+                TableName=self._table,
+                Key={"tenant_id": {"S": tenant_id}, "file_id": {"S": file_id}},
+                UpdateExpression="SET #status = :processed, #bytes = :size",
+                ConditionExpression="attribute_exists(file_id) AND attribute_not_exists(deleted_at)",
+                ExpressionAttributeNames={"#status": "status", "#bytes": "bytes"},
+                ExpressionAttributeValues={":processed": {"S": "processed"}, ":size": {"N": str(size)}},
+            )
         )
 
 

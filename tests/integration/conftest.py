@@ -16,6 +16,7 @@ import httpx2
 import openai
 import pytest
 
+from stratus.localcloud.dynamo_faults import DynamoFaults
 from stratus.localcloud.gateway import HttpApiGateway
 from stratus.localcloud.resources import Created
 from stratus.localcloud.sqs_source import SqsEventSource
@@ -243,3 +244,50 @@ def running(pipeline: Pipeline, linearizable_moto: None) -> Iterator[Pipeline]:
     yield pipeline
     stop.set()
     worker.join()
+
+
+class Aimed:
+    """Fires the faults of `script`, in order, on the calls that `target` picks (each fault on the
+    first picked call that asks for it), and never otherwise. `fired`: how many have fired."""
+
+    def __init__(self, script: list[str], target: Callable[[str, dict[str, Any]], bool]) -> None:
+        self.script, self.fired = list(script), 0
+        self.faults = DynamoFaults(self.fires, lambda options: options[0], target)
+
+    def fires(self, name: str) -> bool:
+        if not self.script or self.script[0] != name:
+            return False
+        self.script.pop(0)
+        self.fired += 1
+        return True
+
+
+@pytest.fixture
+def aim(created: Any) -> Iterator[Callable[..., Aimed]]:
+    """`aim(fault, target, times=1)`: `fault` on the first `times` calls `target` picks; or
+    `aim([fault, ...], target)`: those faults in turn (the DynamoDB fault layer, `dynamo_faults.py`)."""
+    made: list[Aimed] = []
+
+    def make(fault: str | list[str], target: Callable[[str, dict[str, Any]], bool], times: int = 1) -> Aimed:
+        aimed = Aimed([fault] * times if isinstance(fault, str) else fault, target)
+        aimed.faults.attach(aws.dynamodb())
+        aimed.faults.armed = True
+        made.append(aimed)
+        return aimed
+
+    yield make
+    for aimed in made:
+        aimed.faults.armed = False
+
+
+def on_table(operation: str, table: str) -> Callable[[str, dict[str, Any]], bool]:
+    """Picks `operation` on `table` (for a transaction: any of its items on `table`)."""
+
+    def target(called: str, body: dict[str, Any]) -> bool:
+        if called != operation:
+            return False
+        if operation == "TransactWriteItems":
+            return any(table in json.dumps(item) for item in body["TransactItems"])
+        return str(body.get("TableName", "")).endswith(table)
+
+    return target

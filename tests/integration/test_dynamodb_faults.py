@@ -7,64 +7,21 @@ an HTTP answer, and what botocore does with it is what it would do on AWS.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from stratus.localcloud.dynamo_faults import DynamoFaults
 from stratus_core.adapters import aws
 from stratus_core.keys import IssuedKey, Scope
 from stratus_core.services import Services
 from tests.helpers import ApiResponse, principal_of, upload
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, on_table
 
 MODEL = "smollm2-135m-instruct"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello there model"}], "max_tokens": 16}
 Api = Callable[..., ApiResponse]
-
-
-class Aimed:
-    """Fires `fault` on the first `times` calls that `target` picks, and never otherwise."""
-
-    def __init__(self, fault: str, target: Callable[[str, dict[str, Any]], bool], times: int = 1) -> None:
-        self.fault, self.left, self.fired = fault, times, 0
-        self.faults = DynamoFaults(self.fires, lambda options: options[0], target)
-
-    def fires(self, name: str) -> bool:
-        if name != self.fault or self.left == 0:
-            return False
-        self.left -= 1
-        self.fired += 1
-        return True
-
-
-@pytest.fixture
-def aim(created: Any) -> Iterator[Callable[..., Aimed]]:
-    made: list[Aimed] = []
-
-    def make(fault: str, target: Callable[[str, dict[str, Any]], bool], times: int = 1) -> Aimed:
-        aimed = Aimed(fault, target, times)
-        aimed.faults.attach(aws.dynamodb())
-        aimed.faults.armed = True
-        made.append(aimed)
-        return aimed
-
-    yield make
-    for aimed in made:
-        aimed.faults.armed = False
-
-
-def on_table(operation: str, table: str) -> Callable[[str, dict[str, Any]], bool]:
-    def target(called: str, body: dict[str, Any]) -> bool:
-        if called != operation:
-            return False
-        if operation == "TransactWriteItems":
-            return any(table in json.dumps(item) for item in body["TransactItems"])
-        return str(body.get("TableName", "")).endswith(table)
-
-    return target
 
 
 def async_chat(call_api: Api, caller: Any, headers: dict[str, str] | None = None) -> ApiResponse:

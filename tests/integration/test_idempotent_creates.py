@@ -11,54 +11,29 @@ one may exist (`stratus_core/creates.py`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from stratus.localcloud.dynamo_faults import DynamoFaults
 from stratus_core.adapters import aws
 from stratus_core.keys import IssuedKey, Principal, Scope, hash_key
 from stratus_core.services import Services
 from tests.helpers import ApiResponse, principal_of, upload
+from tests.integration.conftest import Aimed, on_table
 
 MODEL = "smollm2-135m-instruct"
 Api = Callable[..., ApiResponse]
 FIRST, RETRY = {"x-stainless-retry-count": "0"}, {"x-stainless-retry-count": "1"}
 
 
-class LandedThenRefused:
-    """The first write `target` picks lands and is answered 500; botocore's retries of it are
-    throttled until it gives up. Nothing else is touched."""
-
-    def __init__(self, target: Callable[[str, dict[str, Any]], bool]) -> None:
-        self.script = ["ddb_landed_error"] + ["ddb_throttle"] * (aws.MAX_ATTEMPTS - 1)
-        self.faults = DynamoFaults(self.fires, lambda options: options[0], target)
-
-    def fires(self, name: str) -> bool:
-        if self.script and self.script[0] == name:
-            self.script.pop(0)
-            return True
-        return False
+LANDED_THEN_REFUSED = ["ddb_landed_error"] + ["ddb_throttle"] * (aws.MAX_ATTEMPTS - 1)
+"""The create's write lands and is answered 500; botocore's retries of it are throttled until it gives up."""
 
 
 @pytest.fixture
-def landed_then_refused(created: Any) -> Iterator[Callable[[str, str], LandedThenRefused]]:
-    made: list[LandedThenRefused] = []
-
-    def make(operation: str, table: str) -> LandedThenRefused:
-        def target(called: str, body: dict[str, Any]) -> bool:
-            return called == operation and str(body.get("TableName", "")).endswith(table)
-
-        fault = LandedThenRefused(target)
-        fault.faults.attach(aws.dynamodb())
-        fault.faults.armed = True
-        made.append(fault)
-        return fault
-
-    yield make
-    for fault in made:
-        fault.faults.armed = False
+def landed_then_refused(aim: Callable[..., Aimed]) -> Callable[[str, str], Aimed]:
+    return lambda operation, table: aim(LANDED_THEN_REFUSED, on_table(operation, table))
 
 
 @pytest.fixture
@@ -79,7 +54,7 @@ def create_batch(call_api: Api, caller: Principal, file_id: str, headers: dict[s
 
 
 def test_a_batch_create_that_landed_but_failed_is_one_batch_after_the_sdks_retry(
-    call_api: Api, batcher: Principal, landed_then_refused: Callable[[str, str], LandedThenRefused], pipeline: Any
+    call_api: Api, batcher: Principal, landed_then_refused: Callable[[str, str], Aimed], pipeline: Any
 ) -> None:
     file_id = one_line_file(call_api, batcher)
     fault = landed_then_refused("PutItem", "BatchesTable")
@@ -87,7 +62,8 @@ def test_a_batch_create_that_landed_but_failed_is_one_batch_after_the_sdks_retry
     first = create_batch(call_api, batcher, file_id, FIRST)
     retry = create_batch(call_api, batcher, file_id, RETRY)
 
-    assert fault.script == [] and first.status >= 429  # the first attempt's batch exists, its client got an error
+    # the first attempt's batch exists, and its client got an error
+    assert fault.fired == aws.MAX_ATTEMPTS and first.status >= 429
     assert retry.status == 200
     listed = call_api("GET", "/v1/batches", principal=batcher).body["data"]
     assert [batch["id"] for batch in listed] == [retry.body["id"]]
@@ -121,7 +97,7 @@ def test_a_batch_created_again_with_its_idempotency_key_is_the_first_and_another
 
 
 def test_a_file_upload_that_landed_but_failed_is_one_file_after_the_sdks_retry(
-    call_api: Api, batcher: Principal, landed_then_refused: Callable[[str, str], LandedThenRefused]
+    call_api: Api, batcher: Principal, landed_then_refused: Callable[[str, str], Aimed]
 ) -> None:
     fault = landed_then_refused("PutItem", "FilesTable")
 
@@ -130,14 +106,14 @@ def test_a_file_upload_that_landed_but_failed_is_one_file_after_the_sdks_retry(
 
     first, retry = upload_attempt("0"), upload_attempt("1")
 
-    assert fault.script == [] and first.status >= 429
+    assert fault.fired == aws.MAX_ATTEMPTS and first.status >= 429
     assert retry.status == 200
     listed = call_api("GET", "/v1/files", principal=batcher).body["data"]
     assert [file["id"] for file in listed] == [retry.body["id"]]
 
 
 def test_a_tenant_create_that_landed_but_failed_is_created_not_a_409_on_the_retry(
-    call_api: Api, landed_then_refused: Callable[[str, str], LandedThenRefused]
+    call_api: Api, landed_then_refused: Callable[[str, str], Aimed]
 ) -> None:
     fault = landed_then_refused("PutItem", "TenantsTable")
     body = {"tenant_id": "initech", "name": "Initech"}
@@ -146,7 +122,7 @@ def test_a_tenant_create_that_landed_but_failed_is_created_not_a_409_on_the_retr
     retry = call_api("POST", "/admin/tenants", body, headers=RETRY)
     not_a_retry = call_api("POST", "/admin/tenants", body, headers=FIRST)
 
-    assert fault.script == [] and first.status >= 429
+    assert fault.fired == aws.MAX_ATTEMPTS and first.status >= 429
     assert (retry.status, retry.body["tenant_id"], retry.body["name"]) == (201, "initech", "Initech")
     assert not_a_retry.status == 409  # a second, deliberate create of an existing tenant still is one
 
@@ -155,7 +131,7 @@ def test_a_key_create_that_landed_but_failed_is_one_key_whose_secret_is_the_retr
     call_api: Api,
     services: Services,
     make_tenant: Callable[..., IssuedKey],
-    landed_then_refused: Callable[[str, str], LandedThenRefused],
+    landed_then_refused: Callable[[str, str], Aimed],
 ) -> None:
     """The first attempt's secret never reached anyone: the retry issues the same key again, with a
     new secret, and the one nobody received no longer authenticates."""
@@ -167,7 +143,7 @@ def test_a_key_create_that_landed_but_failed_is_one_key_whose_secret_is_the_retr
     stored_first = {key.key_id for key in services.keys.list("acme")} - before
     retry = call_api("POST", "/admin/tenants/acme/keys", {"scopes": ["inference"]}, headers=RETRY)
 
-    assert fault.script == [] and first.status >= 429
+    assert fault.fired == aws.MAX_ATTEMPTS and first.status >= 429
     assert retry.status == 201
     keys = [key for key in services.keys.list("acme") if key.key_id not in before]
     assert [key.key_id for key in keys] == [retry.body["key_id"]] == sorted(stored_first)

@@ -30,8 +30,7 @@ def _admin() -> None:
 def create_tenant(body: TenantCreate) -> Tenant:
     """A client's retry of a create that landed (`creates.py`) returns the tenant, not a 409."""
     principal = caller(router, Scope.ADMIN)
-    raw = router.current_event.decoded_body or ""
-    _, retried = create_id(router, principal, "POST /admin/tenants", lambda: body.tenant_id, raw)
+    _, retried = create_id(router, principal, "POST /admin/tenants", lambda: body.tenant_id)
     try:
         return services(router).tenants.create(body)
     except Conflict:
@@ -62,8 +61,7 @@ def update_tenant(tenant_id: TenantId, body: TenantUpdate) -> Tenant:
 def create_key(tenant_id: TenantId, body: KeyCreate) -> IssuedKey:
     """The response is the only place the key ever appears; it is stored as a SHA-256 hash."""
     principal = caller(router, Scope.ADMIN)
-    raw = router.current_event.decoded_body or ""
-    key_id, retried = create_id(router, principal, f"POST /admin/tenants/{tenant_id}/keys", new_key_id, raw)
+    key_id, retried = create_id(router, principal, f"POST /admin/tenants/{tenant_id}/keys", new_key_id)
     return services(router).keys.create(tenant_id, body, key_id, retried=retried)
 
 

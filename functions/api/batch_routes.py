@@ -96,8 +96,7 @@ def delete_file(file_id: FileId) -> FileDeleted:
 def create_batch(body: BatchCreate) -> Batch:
     """A client's retry (`Idempotency-Key`, or the SDK's identical resend) returns the first batch."""
     principal = caller(router, Scope.BATCH)
-    raw = router.current_event.decoded_body or ""
-    batch_id, _ = create_id(router, principal, "POST /v1/batches", new_batch_id, raw)
+    batch_id, _ = create_id(router, principal, "POST /v1/batches", new_batch_id)
     return services(router).batches.create(principal.tenant_id, body, batch_id)
 
 

@@ -26,13 +26,15 @@ def services(router: Router) -> Services:
 
 
 def create_id(
-    router: Router, principal: Principal, route: str, new_id: Callable[[], str], body: str
+    router: Router, principal: Principal, route: str, new_id: Callable[[], str], body: str | None = None
 ) -> tuple[str, bool]:
     """The id a create makes its object under, the same for a client's retry of it (`creates.py`);
-    and whether an earlier attempt claimed it. `body` identifies the request (its JSON, or for an
-    upload a digest of its fields: a multipart body's boundary changes on every attempt)."""
+    and whether an earlier attempt claimed it. `body` identifies the request: its JSON body unless
+    given (an upload gives a digest of its fields: a multipart body's boundary changes on every attempt)."""
     from stratus_core.inference import retry_identity
 
-    headers = {name.lower(): value for name, value in (router.current_event.headers or {}).items()}
-    identity = retry_identity(principal.tenant_id, principal.key_id, route, body, headers)
+    event = router.current_event
+    headers = {name.lower(): value for name, value in (event.headers or {}).items()}
+    text = body if body is not None else event.decoded_body or ""
+    identity = retry_identity(principal.tenant_id, principal.key_id, route, text, headers)
     return services(router).creates.object_id(identity, principal.tenant_id, new_id)

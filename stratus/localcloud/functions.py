@@ -46,10 +46,8 @@ def handler(template: Mapping[str, Any], logical_id: str) -> Handler:
     if service:
         os.environ["POWERTOOLS_SERVICE_NAME"] = service
     try:
-        module = sys.modules.get(module_name)
-        if module is None:
-            module = importlib.import_module(module_name)
-        elif service and getattr(getattr(module, "logger", None), "service", service) != service:
+        module = importlib.import_module(module_name)  # the imported one, when it is
+        if service and getattr(getattr(module, "logger", None), "service", service) != service:
             module = importlib.reload(module)
         return getattr(module, attribute)  # type: ignore[no-any-return]
     finally:

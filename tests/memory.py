@@ -51,7 +51,7 @@ from stratus_core.errors import Conflict, Limit, NotFound
 from stratus_core.files import FileService, StoredFile
 from stratus_core.inference import InferenceService
 from stratus_core.intake import JobIntake
-from stratus_core.jobs import INLINE_BODY_BYTES, Job, JobStatus, Lane, RequestMessage, new_job_id
+from stratus_core.jobs import INLINE_BODY_BYTES, Job, JobStatus, JobSummary, Lane, RequestMessage, new_job_id
 from stratus_core.pricing import load_catalog
 from stratus_core.results import ResultsProcessor
 from stratus_core.scheduler import Remembered, Scheduler
@@ -327,6 +327,12 @@ class MemoryJobStore:
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         with self.lock:
             return self.items.get((tenant_id, job_id))
+
+    def recent(self, tenant_id: str, limit: int, after: str | None) -> list[JobSummary]:
+        with self.lock:
+            ids = sorted((i for t, i in self.items if t == tenant_id and i.startswith("job_")), reverse=True)
+            newer = [i for i in ids if after is None or i < after]
+            return [JobSummary.of(self.items[(tenant_id, i)]) for i in newer[:limit]]
 
     def mark_dispatched(
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime

@@ -124,10 +124,12 @@ ROUTE_SCOPES = (
     ("/v1/completions", Scope.INFERENCE),
     ("/v1/responses", Scope.INFERENCE),
     ("/v1/embeddings", Scope.INFERENCE),
-    ("/v1/jobs/", Scope.INFERENCE),
+    ("/v1/jobs", Scope.INFERENCE),
     ("/v1/files", Scope.BATCH),
     ("/v1/batches", Scope.BATCH),
     ("/v1/usage", Scope.USAGE),
+    ("/v1/limits", Scope.USAGE),
+    ("/v1/keys", Scope.USAGE),
 )
 MAX_JSON_DEPTH_CHECK = 512  # bodies with more brackets than this are checked for nesting before parsing
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseContentSchema
 
 from api.caller import caller, services
@@ -19,7 +19,7 @@ from stratus_core.answers import SSE_CONTENT_TYPE, chat_stream, completion_strea
 from stratus_core.errors import NotServed
 from stratus_core.http.errors import http_error, job_failure, rate_limit_headers
 from stratus_core.inference import MAX_WAIT_SECONDS, retry_identity
-from stratus_core.jobs import Job, JobStatus, JobView
+from stratus_core.jobs import JOB_ID_PATTERN, Job, JobList, JobStatus, JobView
 from stratus_core.keys import Scope
 from stratus_core.openai_objects import ChatCompletion, TextCompletion
 from stratus_core.openai_responses import ResponsesRequest
@@ -198,7 +198,17 @@ def embeddings() -> None:
     )
 
 
+@router.get("/v1/jobs", summary="The caller's recent inference requests, newest first", tags=["inference"])
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="The previous page's `last_id`")] = None,
+) -> JobList:
+    """Interactive and flex requests; a batch's lines are seen through their batch."""
+    principal = caller(router, Scope.INFERENCE)
+    return services(router).inference.recent(principal.tenant_id, limit, after)
+
+
 @router.get("/v1/jobs/<job_id>", summary="Status and result of an inference request", tags=["inference"])
-def get_job(job_id: Annotated[str, Path(pattern=r"^job_[0-9a-f]{24}$")]) -> JobView:
+def get_job(job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)]) -> JobView:
     principal = caller(router, Scope.INFERENCE)
     return JobView.of(services(router).inference.get(principal.tenant_id, job_id))

@@ -1,4 +1,5 @@
-"""Routes any tenant key reaches: the models its tenant may use (`usage` scope: its own usage)."""
+"""Routes any tenant key reaches: the models its tenant may use; with the `usage` scope, its own usage,
+limits (what is left of them now) and keys (never their secrets)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pydantic import BaseModel
 from api.caller import caller, services
 from stratus_core.clock import utcnow
 from stratus_core.errors import NotFound
-from stratus_core.keys import Scope
+from stratus_core.keys import KeyList, Scope
+from stratus_core.limits import LimitsView
 from stratus_core.usage import UsageReport
 
 router = Router()
@@ -63,3 +65,16 @@ def get_usage(
     principal = caller(router, Scope.USAGE)
     today = utcnow().date()
     return services(router).usage.report(principal.tenant_id, start or today.replace(day=1), end or today)
+
+
+@router.get("/v1/limits", summary="The caller's limits and what is left of them now", tags=["usage"])
+def get_limits() -> LimitsView:
+    """`used.tokens_this_month` counts reservations until they settle (`stratus_core.limits`)."""
+    principal = caller(router, Scope.USAGE)
+    return services(router).limits.now(principal.tenant_id)
+
+
+@router.get("/v1/keys", summary="The caller's tenant's API keys (never the secrets)", tags=["usage"])
+def list_own_keys() -> KeyList:
+    principal = caller(router, Scope.USAGE)
+    return KeyList(data=services(router).keys.list(principal.tenant_id))

@@ -32,7 +32,7 @@ from stratus_core.contract import PackedRequest
 from stratus_core.endpoint_state import EndpointState, not_ready
 from stratus_core.errors import IdempotencyMismatch, InvalidRequest, JobNotReady, NotFound, RateWindow, Unavailable
 from stratus_core.intake import JobIntake
-from stratus_core.jobs import Job, JobStatus, JobStore, new_job_id
+from stratus_core.jobs import Job, JobList, JobStatus, JobStore, new_job_id
 from stratus_core.openai_types import InferenceRequest, packed_request
 
 MAX_WAIT_SECONDS = 25
@@ -142,7 +142,7 @@ class InferenceService:
             try:
                 lane = request.lane
                 deadline = self._clock() + self._flex_window if lane == "flex" else None
-                packed = packed_request(request, new_job_id(), tenant_id)
+                packed = packed_request(request, new_job_id(self._clock()), tenant_id)
                 self._check_context(packed)
                 job, window = self._intake.admit(packed, lane, deadline=deadline, claim=claim)
             except ClaimTaken as taken:  # a concurrent request with the same Idempotency-Key won
@@ -190,6 +190,10 @@ class InferenceService:
         if job is None:
             raise NotFound("job", job_id)
         return job
+
+    def recent(self, tenant_id: str, limit: int, after: str | None) -> JobList:
+        """A page of the tenant's jobs, newest first; one job more is read to know if there is a next page."""
+        return JobList.of(self._jobs.recent(tenant_id, limit + 1, after), limit)
 
     def wait(self, tenant_id: str, job_id: str, seconds: float) -> Job:
         """Poll until the job is terminal or `seconds` pass (`WAIT_POLL_SECONDS` between reads)."""

@@ -9,7 +9,7 @@ finished always has its tokens counted exactly once (or released).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -99,6 +99,58 @@ class JobView(BaseModel):
         )
 
 
+class JobSummary(BaseModel):
+    """One job in `GET /v1/jobs`: how it went, without the request or the answer's text."""
+
+    id: str
+    object: Literal["job"] = "job"
+    status: JobStatus
+    model: str
+    lane: Lane
+    created_at: int
+    finished_at: int | None = None
+    usage: Usage | None = None
+    error: JobError | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobSummary:
+        return cls(
+            id=job.job_id,
+            status=job.status,
+            model=job.model,
+            lane=job.lane,
+            created_at=int(job.created_at.timestamp()),
+            finished_at=int(job.finished_at.timestamp()) if job.finished_at else None,
+            usage=job.usage,
+            error=job.error,
+        )
+
+
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first (OpenAI's list shape: pass `last_id` as `after`)."""
+
+    object: Literal["list"] = "list"
+    data: list[JobSummary]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+    @classmethod
+    def of(cls, found: list[JobSummary], limit: int) -> JobList:
+        """`found`: up to `limit + 1` jobs; one more than the page means there is a next one."""
+        page = found[:limit]
+        return cls(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=len(found) > limit,
+        )
+
+
+JOB_ID_PATTERN = r"^job_[0-9a-f]{24}$"
+"""An interactive or flex request's job (`new_job_id`); a batch line's job is `<batch id>-<line>`."""
+
+
 class RequestQueue(Protocol):
     def send(self, message: RequestMessage) -> None: ...
 
@@ -114,8 +166,16 @@ class RequestMessage(BaseModel):
     job_id: str = Field(min_length=1)
 
 
-def new_job_id() -> str:
-    return "job_" + secrets.token_hex(12)
+def new_job_id(at: datetime | None = None) -> str:
+    """`job_`, 11 hex digits of the epoch milliseconds of `at` (now when not given), 13 random hex digits.
+
+    Still `^job_[0-9a-f]{24}$`, but time-ordered: the jobs table's sort key is the job id, so a tenant's
+    partition is in creation order and `GET /v1/jobs` reads its newest page with one bounded `Query`
+    (`ScanIndexForward=False`, `Limit`), never the whole partition. 11 digits count milliseconds until
+    the year 2527; 13 random digits (52 bits) keep ids made in the same millisecond apart. Ids made
+    before carry 24 random digits and sort among these by chance (they age out with the table's TTL)."""
+    millis = int((at or datetime.now(UTC)).timestamp() * 1000)
+    return f"job_{millis:011x}{secrets.token_hex(7)[:13]}"
 
 
 INLINE_BODY_BYTES = 2048
@@ -138,6 +198,11 @@ class JobStore(Protocol):
     def create(self, job: Job) -> None: ...
 
     def get(self, tenant_id: str, job_id: str) -> Job | None: ...
+
+    def recent(self, tenant_id: str, limit: int, after: str | None) -> list[JobSummary]:
+        """Up to `limit` of the tenant's `job_…` jobs (not batch lines), newest first, after the job
+        `after` in that order."""
+        ...
 
     def mark_dispatched(
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime

@@ -10,6 +10,7 @@ at once (the tests and the local cloud switch environments).
 | service | used by |
 | --- | --- |
 | `keys`, `tenants` | authorizer, API (admin routes) |
+| `limits` | API (`GET /v1/limits`) |
 | `inference` (`intake` → `admission`, `settlement`) | API (completions) |
 | `batches`, `files` | API (files and batches routes) |
 | `batch_worker`, `submissions` | batch function |
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from stratus_core.intake import JobIntake
     from stratus_core.jobs import Lane, RequestQueue
     from stratus_core.keys import KeyService
+    from stratus_core.limits import LimitsService
     from stratus_core.pricing import PriceCatalog
     from stratus_core.results import ResultsProcessor
     from stratus_core.scheduler import Scheduler
@@ -153,6 +155,12 @@ class Services:
         return UsageService(
             DynamoUsageStore(self.settings.usage_table, self.settings.tenants_table), self.catalog.currency
         )
+
+    @cached_property
+    def limits(self) -> LimitsService:
+        from stratus_core.limits import LimitsService
+
+        return LimitsService(self.tenant_store, self._clock)
 
     @cached_property
     def billing(self) -> BillingService:

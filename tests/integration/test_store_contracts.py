@@ -19,7 +19,7 @@ from stratus_core.batches.models import BatchStatus, StoredBatch
 from stratus_core.contract import JobError, Usage
 from stratus_core.errors import Conflict, Limit, LimitExceeded, NotFound
 from stratus_core.files import FileWasDeleted
-from stratus_core.jobs import Job, JobStatus
+from stratus_core.jobs import Job, JobStatus, JobSummary, new_job_id
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.memory import Clock, MemoryWorld, chat_request
@@ -199,6 +199,26 @@ def test_the_oldest_live_items_come_first_whichever_shard_they_are_in(stack: Any
     assert ids_of(stack.job_store.unanswered(later, 100)) == list(reversed(ids))
     assert ids_of(stack.admission_store.pending_before(later, 5)) == ids[:5]
     assert ids_of(stack.admission_store.pending_before(later, 100)) == ids
+
+
+def test_a_tenants_recent_jobs_come_newest_first_page_after_page_without_batch_lines(stack: Any) -> None:
+    tenant(stack)
+    admitted = []
+    for _ in range(5):
+        request = chat_request().model_copy(update={"job_id": new_job_id(stack.clock())})
+        admitted.append(stack.intake.accept(request))
+        stack.clock.advance(seconds=1)
+    line = admitted[0].model_copy(update={"job_id": "batch_" + "0" * 24 + "-0", "lane": "batch"})
+    stack.job_store.create(line)
+    newest_first = [job.job_id for job in reversed(admitted)]
+
+    first = stack.job_store.recent("acme", 3, None)
+    rest = stack.job_store.recent("acme", 3, first[-1].id)
+
+    assert [summary.id for summary in first + rest] == newest_first
+    assert first[0] == JobSummary.of(admitted[-1])
+    assert stack.job_store.recent("acme", 3, rest[-1].id) == []
+    assert stack.job_store.recent("globex", 3, None) == []
 
 
 def test_a_batch_moves_only_from_the_states_it_is_allowed_to_leave(stack: Any) -> None:

@@ -189,10 +189,12 @@ def test_another_tenants_ids_are_404_and_never_echo_its_data(world: World) -> No
         assert answer.status == 404, (method, path, answer.status)
         assert json.loads(answer.body)["error"]["type"] == "invalid_request_error"
         assert all(secret.encode() not in answer.body for secret in acme_secrets(world)[3:])
-    for path in ("/v1/files", "/v1/batches", "/v1/usage"):
+    acme_key_ids = [issued.key_id for name, issued in world.keys.items() if name.startswith("acme")]
+    for path in ("/v1/files", "/v1/batches", "/v1/usage", "/v1/jobs", "/v1/keys", "/v1/limits"):
         listing = world.as_("globex", "GET", path)
         assert listing.status == 200
-        assert all(secret.encode() not in listing.body for secret in acme_secrets(world))
+        assert all(secret.encode() not in listing.body for secret in acme_secrets(world) + acme_key_ids)
+        assert b'"acme"' not in listing.body
 
 
 def test_admin_routes_refuse_tenant_keys_whatever_their_scopes(world: World) -> None:
@@ -206,10 +208,17 @@ def test_admin_routes_refuse_tenant_keys_whatever_their_scopes(world: World) -> 
 
 def test_a_key_without_the_routes_scope_is_403(world: World) -> None:
     for method, path in ROUTES:
-        if path.startswith("/v1/") and path not in ("/v1/usage", "/v1/models", "/v1/models/{model_id}"):
+        if path.startswith("/v1/") and path not in (
+            "/v1/usage",
+            "/v1/limits",
+            "/v1/keys",
+            "/v1/models",
+            "/v1/models/{model_id}",
+        ):
             answer = world.as_("acme_usage_only", method, concrete(path, world), chat())
             assert answer.status == 403, (method, path, answer.status)
-    assert world.as_("acme_usage_only", "GET", "/v1/usage").status == 200
+    for path in ("/v1/usage", "/v1/limits", "/v1/keys"):
+        assert world.as_("acme_usage_only", "GET", path).status == 200
 
 
 @pytest.mark.parametrize(
@@ -228,6 +237,9 @@ def test_identity_comes_from_the_key_not_from_headers_query_or_body(world: World
     assert usage.status == 200 and json.loads(usage.body)["tenant_id"] == "globex"
     job = world.as_("globex", "GET", f"/v1/jobs/{world.ids['job']}{query}", headers=headers)
     assert job.status == 404
+    for path in ("/v1/jobs", "/v1/keys", "/v1/limits"):
+        listed = world.as_("globex", "GET", f"{path}{query}", headers=headers)
+        assert listed.status == 200 and world.ids["job"].encode() not in listed.body and b'"acme"' not in listed.body
     body = {**chat(), **smuggle.get("body", {})}
     created = world.as_("globex", "POST", f"/v1/chat/completions{query}", body, headers=headers)
     if "body" in smuggle:

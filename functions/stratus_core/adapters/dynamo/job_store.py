@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.paging import read_page
 from stratus_core.adapters.dynamo.sparse_index import SHARDS, entries_before, shard_of
 from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict
-from stratus_core.jobs import Job, JobStatus
+from stratus_core.jobs import Job, JobStatus, JobSummary
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -80,6 +81,25 @@ def parse_job(item: dict[str, Any]) -> Job:
     return Job.model_validate(values)
 
 
+SUMMARY_ATTRIBUTES = ("job_id", "status", "model", "lane", "created_at", "finished_at", "usage", "error")
+
+
+def job_summary(item: dict[str, Any]) -> JobSummary:
+    """A job's summary from its item's `SUMMARY_ATTRIBUTES`."""
+    values = from_item(item)
+    finished = values.get("finished_at")
+    return JobSummary(
+        id=values["job_id"],
+        status=values["status"],
+        model=values["model"],
+        lane=values.get("lane", "interactive"),
+        created_at=int(datetime.fromisoformat(values["created_at"]).timestamp()),
+        finished_at=int(datetime.fromisoformat(finished).timestamp()) if finished else None,
+        usage=values.get("usage"),
+        error=values.get("error"),
+    )
+
+
 class DynamoJobStore:
     def __init__(self, table: str, retention_seconds: int, result_check: timedelta = timedelta(minutes=5)) -> None:
         self.table = table
@@ -106,6 +126,23 @@ class DynamoJobStore:
         response = aws.dynamodb().get_item(TableName=self.table, Key=job_key(tenant_id, job_id), ConsistentRead=True)
         item = response.get("Item")
         return parse_job(item) if item else None
+
+    def recent(self, tenant_id: str, limit: int, after: str | None) -> list[JobSummary]:
+        """One `Query` of the tenant's partition backwards from `after`, bounded by `limit`: job ids
+        are time-ordered (`new_job_id`), so the partition's order is the jobs' age. Only `job_…` ids
+        (a batch line's `batch_…-N` sorts before them and is never read), and only the attributes a
+        summary shows (the request and the answer stay in the table)."""
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "tenant_id = :tenant AND begins_with(job_id, :prefix)",
+            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}, ":prefix": {"S": "job_"}},
+            "ProjectionExpression": ", ".join(f"#{name}" for name in SUMMARY_ATTRIBUTES),
+            "ExpressionAttributeNames": {f"#{name}": name for name in SUMMARY_ATTRIBUTES},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        start = job_key(tenant_id, after) if after is not None else None
+        return [job_summary(item) for item in read_page("query", params, limit, start).items]
 
     def mark_dispatched(
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime

@@ -11,6 +11,7 @@ from stratus_core.adapters.dynamo import tenant_counters as tc
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
 from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict, NotFound
+from stratus_core.limits import WindowCounts
 from stratus_core.tenants import Tenant, TenantUpdate
 
 
@@ -33,6 +34,24 @@ class DynamoTenantStore:
         )
         item = response.get("Item")
         return _tenant(item) if item else None
+
+    def counted(self, tenant_id: str) -> tuple[Tenant, WindowCounts] | None:
+        """The tenant and its limit counters, from one consistent read of its item."""
+        response = aws.dynamodb().get_item(
+            TableName=self._table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if not item:
+            return None
+        values = from_item(item)
+        counts = WindowCounts(
+            minute=values.get(tc.MINUTE),
+            minute_requests=int(values.get(tc.MINUTE_REQUESTS) or 0),
+            minute_tokens=int(values.get(tc.MINUTE_TOKENS) or 0),
+            month=values.get(tc.MONTH),
+            month_tokens=int(values.get(tc.MONTH_TOKENS) or 0),
+        )
+        return _tenant(item), counts
 
     def list(self) -> list[Tenant]:
         tenants: list[Tenant] = []

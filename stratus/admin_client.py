@@ -42,6 +42,18 @@ class AdminApi:
         except Busy as busy:
             raise click.ClickException(busy.message) from None
 
+    def every(self, path: str, query: dict[str, str] | None = None, page_size: int = 100) -> list[Any]:
+        """Every item of a paged list (OpenAI's `limit`, `after` = `last_id`, `has_more`), page by page."""
+        items: list[Any] = []
+        after: str | None = None
+        while True:
+            paging = {"limit": str(page_size), **({"after": after} if after else {})}
+            page = self.call("GET", path, query={**(query or {}), **paging})
+            items.extend(page["data"])
+            after = page.get("last_id")
+            if not page.get("has_more") or not after:
+                return items
+
     def _call(self, method: str, path: str, body: Any, query: dict[str, str] | None) -> Any:
         url = self.base_url.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
         if not url.startswith(("http://", "https://")):

@@ -244,7 +244,7 @@ def wait_until_settled(cloud: LocalCloud, admin: str, timeout: float = 120) -> N
     """Requests still in flight (globex's last one) settle before the invoice is read."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tenants = call(cloud, "GET", "/admin/tenants", admin)["data"]
+        tenants = AdminApi(cloud.url, admin).every("/admin/tenants")
         if all(t["in_flight"] == 0 for t in tenants):
             return
         time.sleep(1)

@@ -114,8 +114,10 @@ def create_tenant(
 @tenants.command("list")
 @with_api
 def list_tenants(api_url: str, admin_key: str, as_json: bool) -> None:
-    data = AdminApi(api_url, admin_key).call("GET", "/admin/tenants")
-    show(data, as_json, TENANT_COLUMNS, tenant_rows(data["data"]), "tenants")
+    pages = AdminApi(api_url, admin_key).every("/admin/tenants")  # every page; each is sorted on its own
+    tenants = sorted(pages, key=lambda tenant: tenant["tenant_id"])
+    data = {"object": "list", "data": tenants}
+    show(data, as_json, TENANT_COLUMNS, tenant_rows(tenants), "tenants")
 
 
 @tenants.command("show")

@@ -30,7 +30,7 @@ from stratus_core.admission import (
     RetryableConflict,
     TenantInactive,
 )
-from stratus_core.batches.models import BatchMessage, BatchStatus, StoredBatch
+from stratus_core.batches.models import BatchMessage, BatchPage, BatchStatus, StoredBatch
 from stratus_core.batches.progress import BatchProgress
 from stratus_core.batches.service import BatchService
 from stratus_core.batches.worker import BatchWorker
@@ -58,7 +58,7 @@ from stratus_core.scheduler import Remembered, Scheduler
 from stratus_core.scheduling import SchedulerConfig, SchedulerState
 from stratus_core.settlement import Release, Settle, Settlement, TerminalChange
 from stratus_core.sweep import Sweeper
-from stratus_core.tenants import Tenant, TenantService, TenantUpdate
+from stratus_core.tenants import Tenant, TenantPage, TenantService, TenantUpdate
 from stratus_core.usage import UsageRow, UsageService
 from tests.fakes import echo
 
@@ -86,6 +86,12 @@ class MemoryTenantStore:
     def list(self) -> list[Tenant]:
         with self.lock:
             return list(self.items.values())
+
+    def page(self, limit: int, after: str | None) -> TenantPage:
+        with self.lock:
+            ids = sorted(i for i in self.items if after is None or i > after)
+            tenants = [self.items[i] for i in ids[:limit]]
+            return TenantPage(tenants, tenants[-1].tenant_id if tenants else None, has_more=len(ids) > limit)
 
     def update(self, tenant_id: str, update: TenantUpdate, updated_at: datetime) -> Tenant:
         with self.lock:
@@ -427,6 +433,13 @@ class MemoryBatchStore:
             ids = [b.id for b in batches]
             batches = batches[ids.index(after) + 1 :] if after in ids else []
         return batches[:limit]
+
+    def page_all(self, limit: int, after: tuple[str, str] | None) -> BatchPage:
+        with self.lock:
+            keys = sorted(key for key in self.items if after is None or key > after)
+            batches = [self.items[key] for key in keys[:limit]]
+            last = (batches[-1].tenant_id, batches[-1].id) if batches else None
+            return BatchPage(batches, last, has_more=len(keys) > limit)
 
     def transition(
         self, batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]

@@ -1,4 +1,4 @@
-"""Admin routes: tenants, keys, usage and invoices of every tenant (admin scope only)."""
+"""Admin routes: tenants, keys, usage, batches and invoices of every tenant (admin scope only)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from api.caller import caller, create_id, services
-from stratus_core.billing import MONTH_PATTERN, MonthlyInvoices
+from stratus_core.billing import MONTH_PATTERN, ListedInvoices
 from stratus_core.clock import utcnow
 from stratus_core.errors import Conflict
 from stratus_core.keys import ApiKeyView, IssuedKey, KeyCreate, KeyList, KeyRotate, Scope, new_key_id
-from stratus_core.tenants import TENANT_ID_PATTERN, Tenant, TenantCreate, TenantList, TenantUpdate
+from stratus_core.overview import AdminBatchList, TenantList, UsageAcrossTenants
+from stratus_core.tenants import TENANT_ID_PATTERN, Tenant, TenantCreate, TenantUpdate
 from stratus_core.usage import UsageReport
 
 router = Router()
@@ -39,10 +40,14 @@ def create_tenant(body: TenantCreate) -> Tenant:
         return services(router).tenants.get(body.tenant_id)
 
 
-@router.get("/admin/tenants", summary="List tenants", tags=["admin"])
-def list_tenants() -> TenantList:
+@router.get("/admin/tenants", summary="A page of tenants, each with its month's usage", tags=["admin"])
+def list_tenants(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(pattern=TENANT_ID_PATTERN, description="The previous page's `last_id`")] = None,
+) -> TenantList:
+    """Read in the tenants table's order, each page sorted by tenant_id (`stratus_core.overview`)."""
     _admin()
-    return TenantList(data=services(router).tenants.list())
+    return services(router).overview.tenants(limit, after)
 
 
 @router.get("/admin/tenants/<tenant_id>", summary="Show a tenant", tags=["admin"])
@@ -96,7 +101,31 @@ def tenant_usage(
     return services(router).usage.report(tenant_id, start or today.replace(day=1), end or today)
 
 
-@router.get("/admin/invoices/<month>", summary="Every tenant's invoice for a month (YYYY-MM)", tags=["admin"])
-def month_invoices(month: Annotated[str, Path(pattern=MONTH_PATTERN)]) -> MonthlyInvoices:
+@router.get("/admin/usage", summary="Usage by day and model summed over every tenant, and per tenant", tags=["admin"])
+def usage_across_tenants(
+    start: Annotated[date | None, Query(description="First day, YYYY-MM-DD (default: first of this month)")] = None,
+    end: Annotated[date | None, Query(description="Last day, inclusive (default: today)")] = None,
+) -> UsageAcrossTenants:
     _admin()
-    return services(router).billing.month(month)
+    today = utcnow().date()
+    return services(router).overview.usage(start or today.replace(day=1), end or today)
+
+
+@router.get("/admin/batches", summary="Batches of every tenant (or one) with their progress", tags=["admin"])
+def list_all_batches(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=200, description="The previous page's `last_id`")] = None,
+    tenant_id: Annotated[str | None, Query(pattern=TENANT_ID_PATTERN)] = None,
+) -> AdminBatchList:
+    """With `tenant_id`, that tenant's batches newest first; without, every tenant's in the batches
+    table's order, each page newest first, `last_id` an opaque cursor (`stratus_core.overview`)."""
+    _admin()
+    return services(router).overview.batches(limit, after, tenant_id)
+
+
+@router.get("/admin/invoices/<month>", summary="Every tenant's invoice for a month (YYYY-MM)", tags=["admin"])
+def month_invoices(month: Annotated[str, Path(pattern=MONTH_PATTERN)]) -> ListedInvoices:
+    """The running figures; `final` says which the billing run has stored (and will not change)."""
+    _admin()
+    svc = services(router)
+    return svc.billing.listed(month, svc.invoice_archive)

@@ -95,6 +95,20 @@ class MonthlyInvoices(BaseModel):
     amount_due: Decimal
 
 
+class ListedInvoice(Invoice):
+    """An invoice as `GET /admin/invoices/{month}` lists it; the stored invoice has no `final`."""
+
+    final: bool = Field(description="The billing run has stored this invoice: it is final and will not change.")
+
+
+class ListedInvoices(BaseModel):
+    object: str = "list"
+    month: str
+    currency: str
+    data: list[ListedInvoice]
+    amount_due: Decimal
+
+
 def invoice_lines(rows: list[UsageRow]) -> list[InvoiceLine]:
     by_model: dict[str, list[UsageRow]] = {}
     for row in rows:
@@ -216,6 +230,17 @@ class BillingService:
             currency=self._currency,
             data=invoices,
             amount_due=sum((invoice.amount_due for invoice in invoices), Decimal(0)),
+        )
+
+    def listed(self, month: str, archive: InvoiceArchive) -> ListedInvoices:
+        """The month's invoices so far (`month`), each marked `final` once the archive stores it."""
+        running = self.month(month)
+        stored = archive.finalized(month)
+        return ListedInvoices(
+            month=running.month,
+            currency=running.currency,
+            data=[ListedInvoice(**invoice.model_dump(), final=invoice.tenant_id in stored) for invoice in running.data],
+            amount_due=running.amount_due,
         )
 
     def close_month(self, month: str, archive: InvoiceArchive) -> MonthClose:

@@ -11,6 +11,7 @@ at once (the tests and the local cloud switch environments).
 | --- | --- |
 | `keys`, `tenants` | authorizer, API (admin routes) |
 | `limits` | API (`GET /v1/limits`) |
+| `overview` | API (the admin lists across tenants: tenants, batches, usage) |
 | `inference` (`intake` → `admission`, `settlement`) | API (completions) |
 | `batches`, `files` | API (files and batches routes) |
 | `batch_worker`, `submissions` | batch function |
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from stratus_core.jobs import Lane, RequestQueue
     from stratus_core.keys import KeyService
     from stratus_core.limits import LimitsService
+    from stratus_core.overview import Overview
     from stratus_core.pricing import PriceCatalog
     from stratus_core.results import ResultsProcessor
     from stratus_core.scheduler import Scheduler
@@ -161,6 +163,12 @@ class Services:
         from stratus_core.limits import LimitsService
 
         return LimitsService(self.tenant_store, self._clock)
+
+    @cached_property
+    def overview(self) -> Overview:
+        from stratus_core.overview import Overview
+
+        return Overview(self.tenants, self.usage, self.batch_store, self._clock)
 
     @cached_property
     def billing(self) -> BillingService:

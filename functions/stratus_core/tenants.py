@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -73,9 +74,16 @@ class Tenant(BaseModel):
         return self.status is TenantStatus.ACTIVE
 
 
-class TenantList(BaseModel):
-    object: str = "list"
-    data: list[Tenant]
+@dataclass(frozen=True)
+class TenantPage:
+    """Up to a page of tenants in the store's own order (a `Scan`'s), and where the next page starts."""
+
+    tenants: list[Tenant]
+    last_read: str | None
+    """The page's last tenant in the store's order: the next page is after it."""
+    has_more: bool
+    """Whether the store may hold tenants after `last_read` (a full page at the very end says so too:
+    the next page is then empty)."""
 
 
 class TenantStore(Protocol):
@@ -84,6 +92,10 @@ class TenantStore(Protocol):
     def get(self, tenant_id: str) -> Tenant | None: ...
 
     def list(self) -> list[Tenant]: ...
+
+    def page(self, limit: int, after: str | None) -> TenantPage:
+        """Up to `limit` tenants after the tenant `after`, in the store's order, reading no more than that."""
+        ...
 
     def update(self, tenant_id: str, update: TenantUpdate, updated_at: datetime) -> Tenant: ...  # raises NotFound
 
@@ -115,6 +127,12 @@ class TenantService:
 
     def list(self) -> list[Tenant]:
         return sorted(self._store.list(), key=lambda tenant: tenant.tenant_id)
+
+    def page(self, limit: int, after: str | None) -> TenantPage:
+        """A page of tenants, read in the store's order and sorted by id within the page."""
+        found = self._store.page(limit, after)
+        tenants = sorted(found.tenants, key=lambda tenant: tenant.tenant_id)
+        return TenantPage(tenants, found.last_read, found.has_more)
 
     def update(self, tenant_id: str, update: TenantUpdate) -> Tenant:
         return self._store.update(tenant_id, update, self._clock())

@@ -60,16 +60,25 @@ class UsageStore(Protocol):
         ...
 
 
+def check_range(start: date, end: date) -> None:
+    """A usage range: both ends inclusive, at most `MAX_RANGE_DAYS`."""
+    if end < start:
+        raise InvalidRequest("end must not be before start", param="end")
+    if end - start > timedelta(days=MAX_RANGE_DAYS):
+        raise InvalidRequest(f"a usage range spans at most {MAX_RANGE_DAYS} days", param="start")
+
+
 class UsageService:
     def __init__(self, store: UsageStore, currency: str) -> None:
         self._store = store
         self._currency = currency
 
+    @property
+    def currency(self) -> str:
+        return self._currency
+
     def report(self, tenant_id: str, start: date, end: date) -> UsageReport:
-        if end < start:
-            raise InvalidRequest("end must not be before start", param="end")
-        if end - start > timedelta(days=MAX_RANGE_DAYS):
-            raise InvalidRequest(f"a usage range spans at most {MAX_RANGE_DAYS} days", param="start")
+        check_range(start, end)
         rows = self._store.daily(tenant_id, start, end)
         return UsageReport(
             tenant_id=tenant_id,

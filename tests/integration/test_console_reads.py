@@ -4,16 +4,24 @@ operators' tenants, batches, usage and invoices across tenants. Every list pages
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import boto3
 import pytest
+from click.testing import CliRunner
 
+from stratus import operator_commands
+from stratus.admin_client import AdminApi
+from stratus.cli import main
 from stratus_core.adapters import aws
+from stratus_core.batches.models import BatchStatus, RequestCounts, StoredBatch
 from stratus_core.contract import JobError, Usage
 from stratus_core.jobs import Job, JobStatus, new_job_id
 from stratus_core.keys import IssuedKey, Scope
@@ -310,3 +318,205 @@ def test_a_tenant_sees_its_own_keys_and_never_another_tenants_or_a_secret(
     for secret in (acme_key.api_key, second.api_key, globex_key.api_key, globex_key.key_id):
         assert secret not in text
     assert "key_hash" not in text and "api_key" not in text
+
+
+# -- GET /admin/tenants ----------------------------------------------------------------------------
+
+
+def test_admin_pages_through_tenants_each_with_its_months_usage(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey], reads: Reads
+) -> None:
+    # GIVEN five tenants, two with usage this month and one with usage last month only
+    for tenant_id in ("umbrella", "acme", "initech", "hooli", "globex"):
+        make_tenant(tenant_id, created=datetime.now(UTC) - timedelta(days=62))
+    bill("acme", 100, 20)
+    bill("acme", 7, 3)
+    bill("globex", 1_000_000, 1_000_000)
+    bill("hooli", 5, 5, at=datetime.now(UTC).replace(day=1) - timedelta(days=3))
+
+    # WHEN the admin pages through them two at a time
+    listed = pages(call_api, "/admin/tenants")
+
+    # THEN every tenant once, each page sorted by id, with this month's usage; each page reads two items
+    ids = [[tenant["tenant_id"] for tenant in page["data"]] for page in listed]
+    assert all(page == sorted(page) for page in ids)
+    assert sorted(tenant for page in ids for tenant in page) == ["acme", "globex", "hooli", "initech", "umbrella"]
+    assert all(len(page) == 2 for page in ids[:2])
+    month = datetime.now(UTC).strftime("%Y-%m")
+    usage = {tenant["tenant_id"]: tenant["month_usage"] for page in listed for tenant in page["data"]}
+    assert usage["acme"] == {"month": month, "requests": 2, "total_tokens": 130, "cost": "0.0000088"}
+    assert usage["globex"] == {"month": month, "requests": 1, "total_tokens": 2_000_000, "cost": "0.2"}
+    assert usage["hooli"] == usage["initech"] == {"month": month, "requests": 0, "total_tokens": 0, "cost": "0"}
+    assert all(count <= 2 for count in reads.items["TenantsTable"])
+    assert reads.count("TenantsTable") == 5
+    first = listed[0]
+    assert (first["object"], first["first_id"], first["has_more"]) == ("list", ids[0][0], True)
+    assert set(first["data"][0]) >= {"tenant_id", "name", "status", "limits", "in_flight", "month_usage"}
+
+
+def test_the_cli_lists_every_tenant_page_by_page(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for tenant_id in ("umbrella", "acme", "initech", "hooli", "globex"):
+        make_tenant(tenant_id)
+    asked: list[dict[str, str]] = []
+
+    def in_process(self: AdminApi, method: str, path: str, body: Any, query: dict[str, str] | None) -> Any:
+        asked.append(dict(query or {}))
+        return call_api(method, path, body, query={**(query or {}), "limit": "2"}).body
+
+    monkeypatch.setattr(AdminApi, "_call", in_process)
+    result = CliRunner().invoke(main, ["tenants", "list", "--api-url", "http://x", "--admin-key", "sk-x", "--json"])
+
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)["data"]
+    assert [tenant["tenant_id"] for tenant in listed] == ["acme", "globex", "hooli", "initech", "umbrella"]
+    assert len(asked) == 3 and "after" not in asked[0] and all("after" in query for query in asked[1:])
+    assert operator_commands.TENANT_COLUMNS[0] == "tenant_id"
+
+
+# -- GET /admin/batches ----------------------------------------------------------------------------
+
+
+def stored_batch(tenant_id: str, number: int, created_at: int) -> StoredBatch:
+    batch = StoredBatch(
+        id=f"batch_{number:024x}",
+        tenant_id=tenant_id,
+        endpoint="/v1/chat/completions",
+        input_file_id="file-" + "0" * 24,
+        status=BatchStatus.IN_PROGRESS,
+        created_at=created_at,
+        expires_at=created_at + 86_400,
+        request_counts=RequestCounts(total=10, completed=number, failed=1),
+    )
+    Services().batch_store.create(batch)
+    return batch
+
+
+def test_admin_pages_through_every_tenants_batches_with_their_progress(
+    call_api: Api, make_tenant: Callable[..., IssuedKey], reads: Reads
+) -> None:
+    # GIVEN batches of two tenants
+    make_tenant("acme")
+    make_tenant("globex")
+    made = [stored_batch("acme" if n % 2 else "globex", n, 1_790_000_000 + n) for n in range(1, 6)]
+
+    # WHEN the admin pages through every tenant's batches, two at a time
+    listed = pages(call_api, "/admin/batches")
+
+    # THEN each batch once with its tenant and progress, each page newest first, two items read a page
+    seen = [(b["id"], b["tenant_id"], b["request_counts"]) for page in listed for b in page["data"]]
+    assert sorted(seen) == sorted((b.id, b.tenant_id, b.request_counts.model_dump()) for b in made)
+    for page in listed:
+        created = [batch["created_at"] for batch in page["data"]]
+        assert created == sorted(created, reverse=True)
+        if page["has_more"]:
+            tenant_id, _, batch_id = base64.urlsafe_b64decode(page["last_id"] + "==").decode().partition("/")
+            assert (tenant_id, batch_id) in {(b.tenant_id, b.id) for b in made}
+    assert all(count <= 2 for count in reads.items["BatchesTable"])
+    assert reads.count("BatchesTable") == 5
+
+
+def test_admin_lists_one_tenants_batches_newest_first(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme")
+    make_tenant("globex")
+    acme = [stored_batch("acme", n, 1_790_000_000 + n) for n in (1, 3, 5)]
+    stored_batch("globex", 2, 1_790_000_002)
+
+    listed = pages(call_api, "/admin/batches", tenant_id="acme")
+
+    assert [[b["id"] for b in page["data"]] for page in listed] == [[acme[2].id, acme[1].id], [acme[0].id]]
+    assert listed[0]["last_id"] == acme[1].id and listed[0]["data"][0]["tenant_id"] == "acme"
+    missing = call_api("GET", "/admin/batches", query={"tenant_id": "nobody"})
+    assert (missing.status, missing.body["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"after": "not-a-cursor!"}, {"after": base64.urlsafe_b64encode(b"acme/x").decode()}, {"after": "batch_1"}],
+)
+def test_admin_batches_refuse_an_after_they_did_not_give(call_api: Api, query: dict[str, str]) -> None:
+    if query["after"] == "batch_1":
+        query = {**query, "tenant_id": "acme"}
+        call_api("POST", "/admin/tenants", {"tenant_id": "acme", "name": "Acme"})
+    refused = call_api("GET", "/admin/batches", query=query)
+    assert (refused.status, refused.body["error"]["param"]) == (400, "after")
+
+
+# -- GET /admin/usage ------------------------------------------------------------------------------
+
+
+def test_admin_usage_sums_every_tenant_by_day_and_model(call_api: Api, make_tenant: Callable[..., IssuedKey]) -> None:
+    make_tenant("acme", created=T0 - timedelta(days=30))
+    make_tenant("globex", created=T0 - timedelta(days=30))
+    make_tenant("idle", created=T0 - timedelta(days=30))
+    bill("acme", 100, 20, at=T0)
+    bill("globex", 7, 3, at=T0)
+    bill("globex", 1_000_000, 1_000_000, at=T0 + timedelta(days=1))
+    bill("acme", 5, 5, at=T0 + timedelta(days=5))  # after the range
+
+    report = call_api("GET", "/admin/usage", query={"start": "2026-11-20", "end": "2026-11-21"})
+
+    assert report.status == 200, report.body
+    assert report.body["data"] == [
+        {
+            "date": "2026-11-20",
+            "model": MODEL,
+            "requests": 2,
+            "prompt_tokens": 107,
+            "completion_tokens": 23,
+            "total_tokens": 130,
+            "prompt_cost": "0.00000535",
+            "completion_cost": "0.00000345",
+            "cost": "0.0000088",
+        },
+        {
+            "date": "2026-11-21",
+            "model": MODEL,
+            "requests": 1,
+            "prompt_tokens": 1_000_000,
+            "completion_tokens": 1_000_000,
+            "total_tokens": 2_000_000,
+            "prompt_cost": "0.05",
+            "completion_cost": "0.15",
+            "cost": "0.2",
+        },
+    ]
+    assert report.body["totals"] == {
+        "requests": 3,
+        "prompt_tokens": 1_000_107,
+        "completion_tokens": 1_000_023,
+        "total_tokens": 2_000_130,
+        "cost": "0.2000088",
+    }
+    assert report.body["tenants"] == [
+        {"tenant_id": "acme", "requests": 1, "total_tokens": 120, "cost": "0.000008"},
+        {"tenant_id": "globex", "requests": 2, "total_tokens": 2_000_010, "cost": "0.2000008"},
+    ]
+    assert (report.body["object"], report.body["start"], report.body["end"]) == ("usage", "2026-11-20", "2026-11-21")
+    backwards = call_api("GET", "/admin/usage", query={"start": "2026-11-21", "end": "2026-11-20"})
+    assert (backwards.status, backwards.body["error"]["param"]) == (400, "end")
+
+
+# -- GET /admin/invoices/{month} -------------------------------------------------------------------
+
+
+def test_invoices_say_which_are_final_and_the_stored_invoice_keeps_its_shape(
+    services: Services, call_api: Api, make_tenant: Callable[..., IssuedKey]
+) -> None:
+    make_tenant("acme", created=T0 - timedelta(days=30))
+    make_tenant("globex", created=T0 - timedelta(days=30))
+    bill("acme", 1_000_000, 1_000_000, at=T0)
+    bill("globex", 10, 10, at=T0)
+    archived = Services(clock=lambda: datetime(2026, 12, 2, 2, 0, tzinfo=UTC))
+    acme = archived.tenants.get("acme")
+    invoice = archived.billing.invoice(acme, "2026-11")
+    assert services.invoice_archive.put(invoice, "csv")
+
+    listed = call_api("GET", "/admin/invoices/2026-11")
+
+    assert listed.status == 200, listed.body
+    assert {i["tenant_id"]: i["final"] for i in listed.body["data"]} == {"acme": True, "globex": False}
+    assert Decimal(listed.body["amount_due"]) == Decimal("0.20")
+    stored = boto3.client("s3").get_object(Bucket=services.settings.data_bucket, Key="invoices/2026-11/acme.json")
+    assert "final" not in json.loads(stored["Body"].read())

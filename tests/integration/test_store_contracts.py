@@ -221,6 +221,18 @@ def test_a_tenants_recent_jobs_come_newest_first_page_after_page_without_batch_l
     assert stack.job_store.recent("globex", 3, None) == []
 
 
+def test_tenants_come_a_page_at_a_time_each_once(stack: Any) -> None:
+    for tenant_id in ("umbrella", "acme", "initech"):
+        stack.tenants.create(TenantCreate(tenant_id=tenant_id, name=tenant_id.title()))
+
+    first = stack.tenants.page(2, None)
+    rest = stack.tenants.page(2, first.last_read)
+
+    assert (len(first.tenants), first.has_more, len(rest.tenants), rest.has_more) == (2, True, 1, False)
+    assert sorted(t.tenant_id for t in first.tenants + rest.tenants) == ["acme", "initech", "umbrella"]
+    assert [t.tenant_id for t in first.tenants] == sorted(t.tenant_id for t in first.tenants)
+
+
 def test_a_batch_moves_only_from_the_states_it_is_allowed_to_leave(stack: Any) -> None:
     batch = StoredBatch(
         id="batch_" + "0" * 24,

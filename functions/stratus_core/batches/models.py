@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
@@ -85,6 +86,17 @@ class StoredBatch(Batch):
 
     def view(self) -> Batch:
         return Batch(**self.model_dump(exclude={"tenant_id"}))
+
+
+@dataclass(frozen=True)
+class BatchPage:
+    """Up to a page of batches of every tenant, in the store's own order (a `Scan`'s)."""
+
+    batches: list[StoredBatch]
+    last_read: tuple[str, str] | None
+    """The (tenant id, batch id) of the page's last batch in the store's order: the next page is after it."""
+    has_more: bool
+    """Whether the store may hold batches after `last_read` (the page after a full last one is empty)."""
 
 
 class BatchList(BaseModel):

@@ -12,6 +12,7 @@ from stratus_core.batches.models import (
     BatchCreate,
     BatchList,
     BatchMessage,
+    BatchPage,
     BatchStatus,
     StoredBatch,
     new_batch_id,
@@ -27,6 +28,11 @@ class BatchStore(Protocol):
     def get(self, tenant_id: str, batch_id: str) -> StoredBatch | None: ...
 
     def list(self, tenant_id: str, limit: int, after: str | None) -> list[StoredBatch]: ...
+
+    def page_all(self, limit: int, after: tuple[str, str] | None) -> BatchPage:
+        """Up to `limit` batches of every tenant after (tenant id, batch id) `after`, in the store's
+        order, reading no more than that."""
+        ...
 
     def transition(
         self, batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]

@@ -6,8 +6,9 @@ from typing import Any
 
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.paging import read_page
 from stratus_core.adapters.dynamo.transactions import conditionally, created
-from stratus_core.batches.models import BatchStatus, StoredBatch
+from stratus_core.batches.models import BatchPage, BatchStatus, StoredBatch
 from stratus_core.errors import Conflict
 
 
@@ -54,6 +55,21 @@ class DynamoBatchStore:
             ids = [batch.id for batch in batches]
             batches = batches[ids.index(after) + 1 :] if after in ids else []
         return batches[:limit]
+
+    def page_all(self, limit: int, after: tuple[str, str] | None) -> BatchPage:
+        """Up to `limit` batches of every tenant in the table's order (a `Scan`'s), after the batch
+        `after` (tenant id, batch id) in that order: one bounded `Scan` (`paging.read_page`)."""
+        start = None
+        if after is not None:
+            start = {"tenant_id": {"S": after[0]}, "batch_id": {"S": after[1]}}
+        found = read_page("scan", {"TableName": self._table, "ConsistentRead": True}, limit, start)
+        batches = [_batch(item) for item in found.items]
+        last_read = None
+        if found.last_key is not None:
+            last_read = (found.last_key["tenant_id"]["S"], found.last_key["batch_id"]["S"])
+        elif batches:
+            last_read = (batches[-1].tenant_id, batches[-1].id)
+        return BatchPage(batches, last_read, has_more=found.last_key is not None)
 
     def transition(
         self, batch: StoredBatch, to: BatchStatus, allowed_from: set[BatchStatus], sets: dict[str, Any]

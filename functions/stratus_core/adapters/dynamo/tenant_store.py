@@ -9,10 +9,11 @@ from typing import Any
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo import tenant_counters as tc
 from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
+from stratus_core.adapters.dynamo.paging import read_page
 from stratus_core.adapters.dynamo.transactions import conditionally, created
 from stratus_core.errors import Conflict, NotFound
 from stratus_core.limits import WindowCounts
-from stratus_core.tenants import Tenant, TenantUpdate
+from stratus_core.tenants import Tenant, TenantPage, TenantUpdate
 
 
 class DynamoTenantStore:
@@ -59,6 +60,18 @@ class DynamoTenantStore:
         for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
             tenants.extend(_tenant(item) for item in page.get("Items", []))
         return tenants
+
+    def page(self, limit: int, after: str | None) -> TenantPage:
+        """Up to `limit` tenants in the table's order (a `Scan`'s, by hash of the key), after the tenant
+        `after` in that order: one bounded `Scan` (`paging.read_page`)."""
+        start = {"tenant_id": {"S": after}} if after is not None else None
+        found = read_page("scan", {"TableName": self._table, "ConsistentRead": True}, limit, start)
+        tenants = [_tenant(item) for item in found.items]
+        if found.last_key is not None:  # the last item read
+            last_read: str | None = found.last_key["tenant_id"]["S"]
+        else:
+            last_read = tenants[-1].tenant_id if tenants else None
+        return TenantPage(tenants, last_read, has_more=found.last_key is not None)
 
     def update(self, tenant_id: str, update: TenantUpdate, updated_at: datetime) -> Tenant:
         """Set only the fields given; `in_flight` and unset limits are left as they are."""

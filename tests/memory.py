@@ -46,6 +46,7 @@ from stratus_core.contract import (
     Usage,
 )
 from stratus_core.dispatch import Dispatcher, EndpointBusy, Invocation
+from stratus_core.endpoint_history import EndpointHistory, RunRecord
 from stratus_core.endpoint_state import Capacity
 from stratus_core.errors import Conflict, Limit, NotFound
 from stratus_core.files import FileService, StoredFile
@@ -746,18 +747,39 @@ class MemorySchedulerMemory:
     state: SchedulerState = field(default_factory=SchedulerState)
     last_work_at: datetime | None = None
     version: int = 0
+    last_run: RunRecord | None = None
 
     def load(self) -> Remembered:
-        return Remembered(self.state, self.last_work_at, self.version)
+        return Remembered(self.state, self.last_work_at, self.version, self.last_run)
 
-    def save(self, state: SchedulerState, version: int) -> bool:
+    def save(self, state: SchedulerState, version: int, last_run: RunRecord | None = None) -> bool:
         if version != self.version:
             return False
         self.state, self.version = state, version + 1
+        self.last_run = last_run or self.last_run
         return True
 
     def work_sent(self, at: datetime) -> None:
         self.last_work_at = at
+
+
+@dataclass
+class MemoryRunHistory:
+    """The scheduler's recorded runs, by time (a record at the same millisecond replaces the first, as
+    the item's sort key does); `broken` makes every write raise, as DynamoDB's 500 after retries."""
+
+    runs: dict[float, RunRecord] = field(default_factory=dict)
+    broken: bool = False
+
+    def record(self, run: RunRecord) -> None:
+        if self.broken:
+            raise ConnectionError("the usage table is unreachable")
+        self.runs[run.at] = run
+
+    def window(self, start: float, end: float) -> list[RunRecord]:
+        ordered = [self.runs[at] for at in sorted(self.runs)]
+        before = [run for run in ordered if run.at < start][-1:]
+        return before + [run for run in ordered if start <= run.at <= end]
 
 
 @dataclass
@@ -845,6 +867,7 @@ class MemoryWorld:
         )
         self.control = MemoryControlPlane()
         self.scheduler_memory = MemorySchedulerMemory()
+        self.run_history = MemoryRunHistory()
         self.scheduler = Scheduler(
             self.job_store,
             self.batch_requests,
@@ -855,7 +878,9 @@ class MemoryWorld:
             self.scheduler_memory,
             SchedulerConfig(instance_jobs_per_s=3.0),
             clock=self.clock,
+            history=self.run_history,
         )
+        self.endpoint_history = EndpointHistory(self.run_history, self.scheduler_memory, "memory-endpoint", self.clock)
         self.results = ResultsProcessor(self.job_store, self.settlement, self.objects)
         self.sweeper = Sweeper(self.job_store, self.results, self.objects, self.settlement, clock=self.clock)
         self.files = FileService(MemoryFileStore(), self.objects, clock=self.clock)

@@ -7,6 +7,8 @@ state could not be read changes nothing and counts in `SchedulerBlind`, which an
 A run in which some held jobs could not be let go (the others were, and the state was saved) counts
 them in `SchedulerErrors` and then fails, so that the functions' error alarm fires; their messages
 went, and they stay held until the dispatcher takes them or the next run sends them again.
+A run whose record could not be written to the run history (`GET /admin/endpoint`) counts in
+`SchedulerHistoryErrors` and does not fail: the history is for people, the scaling is not.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ("HeldRequests", run.observation.waiting),
         ("ReleasedRequests", run.released),
         ("SchedulerErrors", run.errors),
+        ("SchedulerHistoryErrors", run.history_errors),
     ):
         if value:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -55,6 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "capacity_set": run.capacity_set,
         "reason": run.reason,
         "errors": run.errors,
+        "recorded": run.recorded,
     }
     logger.info("scheduled", extra=decided)
     if run.errors:

@@ -17,9 +17,16 @@ Once a minute (an EventBridge schedule; every few seconds in the local cloud):
    that fails (DynamoDB's 500 after botocore's retries), leaves it held *and* queued: the next run
    sends it again unless the dispatcher took it first (dispatching it ends its hold too), and the
    dispatcher skips a job that is no longer queued, so nothing runs twice and nothing is lost.
-4. **Remember** the policy's state, conditionally on the version read in step 1: two runs that
-   overlap cannot both write it, and a run that crashed before this step left the old state, which
-   the next run decides from again.
+4. **Record** the run (`endpoint_history.RunRecord`: what it saw, decided and let go, and why) in
+   the run history, only when it differs from the last one recorded in anything but its time, or
+   that one is an hour old: an idle endpoint writes one record an hour. The last one recorded is
+   kept on the scheduler's own item, written by step 5 anyway, so deciding costs no read or write.
+   A record that cannot be written is logged and counted (`SchedulerRun.history_errors`, the
+   `SchedulerHistoryErrors` metric) and never fails the run; the next run tries again, since what
+   it sees still differs from the last one recorded. `GET /admin/endpoint` reads the history.
+5. **Remember** the policy's state and the last record, conditionally on the version read in step
+   1: two runs that overlap cannot both write it, and a run that crashed before this step left the
+   old state, which the next run decides from again.
 
 One held job whose `let_go` raises never stops the others: the error is logged with the job's id,
 counted in `SchedulerRun.errors`, the other jobs are let go and the state is saved; the handler then
@@ -37,6 +44,7 @@ from datetime import datetime
 from typing import Protocol
 
 from stratus_core.clock import utcnow
+from stratus_core.endpoint_history import RunHistory, RunRecord, worth_recording
 from stratus_core.endpoint_state import EndpointState
 from stratus_core.jobs import HeldJobs, Job, RequestMessage
 from stratus_core.scheduling import Decision, Observation, SchedulerConfig, SchedulerState, decide
@@ -61,13 +69,15 @@ class Remembered:
     state: SchedulerState
     last_work_at: datetime | None
     version: int
+    last_run: RunRecord | None = None  # the last run recorded in the run history
 
 
 class SchedulerMemory(Protocol):
     def load(self) -> Remembered: ...
 
-    def save(self, state: SchedulerState, version: int) -> bool:
-        """False when another run saved first (its version is newer)."""
+    def save(self, state: SchedulerState, version: int, last_run: RunRecord | None = None) -> bool:
+        """False when another run saved first (its version is newer). `last_run`: the last run
+        recorded in the run history (None: leave the one kept as it is)."""
         ...
 
     def work_sent(self, at: datetime) -> None:
@@ -84,6 +94,8 @@ class SchedulerRun:
     saved: bool
     reason: str
     errors: int = 0  # held jobs whose `let_go` raised; the others were still let go
+    recorded: bool = False  # the run was written to the run history
+    history_errors: int = 0  # the record's write raised: logged and counted, the run went on
 
 
 class ReleaseQueue(Protocol):
@@ -104,6 +116,7 @@ class Scheduler:
         memory: SchedulerMemory,
         config: SchedulerConfig,
         clock: Callable[[], datetime] = utcnow,
+        history: RunHistory | None = None,
     ) -> None:
         self._held = held
         self._release_queue = release_queue
@@ -114,6 +127,7 @@ class Scheduler:
         self._memory = memory
         self._config = config
         self._clock = clock
+        self._history = history
 
     def observe(self, remembered: Remembered) -> Observation | None:
         capacity = self._endpoint.capacity()
@@ -146,10 +160,42 @@ class Scheduler:
             self._capacity.set(decision.desired)
             capacity_set = True
         released, errors = self._release(self._held.held(decision.release))
-        saved = self._memory.save(decision.state, remembered.version)
+        run = RunRecord(
+            at=round(observation.now, 3),
+            in_service=observation.in_service,
+            desired=decision.desired,
+            interactive=observation.interactive,
+            released=observation.released,
+            waiting=observation.waiting,
+            release=released,
+            reason=decision.reason,
+        )
+        last_run, history_errors = self._record(run, remembered.last_run)
+        saved = self._memory.save(decision.state, remembered.version, last_run)
         if not saved:
             logger.warning("another scheduler run saved its state first: this run's state is dropped")
-        return SchedulerRun(observation, decision, capacity_set, released, saved, decision.reason, errors)
+        return SchedulerRun(
+            observation,
+            decision,
+            capacity_set,
+            released,
+            saved,
+            decision.reason,
+            errors,
+            recorded=last_run is run,
+            history_errors=history_errors,
+        )
+
+    def _record(self, run: RunRecord, last: RunRecord | None) -> tuple[RunRecord | None, int]:
+        """Write `run` to the history when it is worth it; (the last run recorded now, errors)."""
+        if self._history is None or not worth_recording(run, last):
+            return last, 0
+        try:
+            self._history.record(run)
+        except Exception:  # the history is for people: losing a point must not stop the endpoint's scaling
+            logger.exception("could not record the scheduler run")
+            return last, 1
+        return run, 0
 
     def _release(self, held: list[Job]) -> tuple[int, int]:
         """Send the held jobs' messages, then let go each one sent; returns (let go, errors). One

@@ -20,7 +20,8 @@ at once (the tests and the local cloud switch environments).
 | `settlement` | request-failures function, and every path above that ends a job |
 | `sweeper` | sweeper function |
 | `scheduler` | scheduler function |
-| `scheduler_memory` | scheduler function, dispatcher function (when it last sent work) |
+| `scheduler_memory` | scheduler function, dispatcher function (when it last sent work), API (`endpoint_history`) |
+| `run_history` | scheduler function (records its runs), API (`endpoint_history`: `GET /admin/endpoint`) |
 | `billing`, `invoice_archive`, `usage` | billing function, API (usage and invoices) |
 """
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from stratus_core.adapters.dynamo.admission_store import DynamoAdmissionStore
     from stratus_core.adapters.dynamo.batch_store import DynamoBatchStore
     from stratus_core.adapters.dynamo.job_store import DynamoJobStore
+    from stratus_core.adapters.dynamo.run_history import DynamoRunHistory
     from stratus_core.adapters.dynamo.scheduler_store import DynamoSchedulerMemory
     from stratus_core.adapters.dynamo.tenant_store import DynamoTenantStore
     from stratus_core.adapters.s3_invoices import S3InvoiceArchive
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from stratus_core.billing import BillingService
     from stratus_core.creates import RetriedCreates
     from stratus_core.dispatch import Dispatcher
+    from stratus_core.endpoint_history import EndpointHistory
     from stratus_core.endpoint_state import EndpointState
     from stratus_core.files import FileService
     from stratus_core.inference import InferenceService
@@ -273,6 +276,18 @@ class Services:
         return DynamoSchedulerMemory(self.settings.scheduler_table, self.settings.endpoint_name)
 
     @cached_property
+    def run_history(self) -> DynamoRunHistory:
+        from stratus_core.adapters.dynamo.run_history import DynamoRunHistory
+
+        return DynamoRunHistory(self.settings.usage_table, self.settings.endpoint_name)
+
+    @cached_property
+    def endpoint_history(self) -> EndpointHistory:
+        from stratus_core.endpoint_history import EndpointHistory
+
+        return EndpointHistory(self.run_history, self.scheduler_memory, self.settings.endpoint_name, self._clock)
+
+    @cached_property
     def scheduler(self) -> Scheduler:
         from stratus_core.adapters.autoscaling import ScalableTargetCapacity
         from stratus_core.adapters.sagemaker import SageMakerEndpointState
@@ -301,6 +316,7 @@ class Services:
             self.scheduler_memory,
             config,
             clock=self._clock,
+            history=self.run_history,
         )
 
     @cached_property

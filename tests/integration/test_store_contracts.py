@@ -269,3 +269,28 @@ def test_a_deleted_file_stays_deleted_when_written_again(stack: Any) -> None:
         stack.files.content("acme", "file-" + "1" * 24)
     assert stack.files.list("acme").data == []
     assert stack.objects.get_bytes("files/acme/" + "file-" + "1" * 24 + ".jsonl") is None
+
+
+def test_the_run_history_gives_a_window_after_the_record_before_it_and_the_last_record_is_remembered(
+    stack: Any,
+) -> None:
+    from stratus_core.endpoint_history import RunRecord
+
+    t0 = stack.clock().timestamp()
+    runs = [
+        RunRecord(at=t0 + s, in_service=0, desired=d, interactive=0, released=0, waiting=0, release=0, reason=r)
+        for s, d, r in [(0.0, 0, "no work"), (60.25, 1, "interactive 1"), (120.5, 1, "interactive 2")]
+    ]
+    for run in runs:
+        stack.run_history.record(run)
+    stack.run_history.record(runs[1])  # written again (a retried write): the same record
+
+    assert stack.run_history.window(t0 + 30, t0 + 120.5) == runs
+    assert stack.run_history.window(t0 + 60.25, t0 + 3600) == runs  # the first in the window is at its start
+    assert stack.run_history.window(t0 + 200, t0 + 300) == runs[2:]
+    assert stack.run_history.window(t0 - 100, t0 - 1) == []
+
+    assert stack.scheduler_memory.save(stack.scheduler_memory.load().state, 0, runs[2]) is True
+    assert stack.scheduler_memory.load().last_run == runs[2]
+    assert stack.scheduler_memory.save(stack.scheduler_memory.load().state, 1) is True  # None keeps it
+    assert stack.scheduler_memory.load().last_run == runs[2]

@@ -6,6 +6,7 @@
 | `last_work_at` | dispatcher | when it last sent a pack to the endpoint (ISO 8601) |
 | `state` | scheduler | `SchedulerState` as JSON |
 | `version` | scheduler | bumped by every save; a save is conditional on the version it read |
+| `last_run` | scheduler | the last run written to the run history (`RunRecord` as JSON): is the next worth it? |
 
 The dispatcher and the scheduler write different attributes with `UpdateItem`, so neither
 overwrites the other's; only the scheduler's own saves race each other, and the version settles that.
@@ -21,6 +22,7 @@ from typing import Any
 from stratus_core.adapters import aws
 from stratus_core.adapters.dynamo.codec import to_attr
 from stratus_core.adapters.dynamo.transactions import conditionally
+from stratus_core.endpoint_history import RunRecord
 from stratus_core.scheduler import Remembered
 from stratus_core.scheduling import SchedulerState
 
@@ -34,10 +36,17 @@ class DynamoSchedulerMemory:
         item = aws.dynamodb().get_item(TableName=self.table, Key=self._key, ConsistentRead=True).get("Item", {})
         state = SchedulerState(**json.loads(item["state"]["S"])) if "state" in item else SchedulerState()
         last = datetime.fromisoformat(item["last_work_at"]["S"]) if "last_work_at" in item else None
-        return Remembered(state, last, int(item["version"]["N"]) if "version" in item else 0)
+        last_run = RunRecord.model_validate_json(item["last_run"]["S"]) if "last_run" in item else None
+        return Remembered(state, last, int(item["version"]["N"]) if "version" in item else 0, last_run)
 
-    def save(self, state: SchedulerState, version: int) -> bool:
+    def save(self, state: SchedulerState, version: int, last_run: RunRecord | None = None) -> bool:
+        """One `UpdateItem`, as before the run history: `last_run` rides on it (about 200 bytes, the
+        item stays one write unit)."""
         values: dict[str, Any] = {":state": {"S": json.dumps(asdict(state))}, ":next": {"N": str(version + 1)}}
+        update = "SET #state = :state, version = :next"
+        if last_run is not None:
+            update += ", last_run = :last_run"
+            values[":last_run"] = {"S": last_run.model_dump_json()}
         condition = "attribute_not_exists(version)"
         if version:
             condition = "version = :read"
@@ -46,7 +55,7 @@ class DynamoSchedulerMemory:
             lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=self._key,
-                UpdateExpression="SET #state = :state, version = :next",
+                UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues=values,

@@ -12,6 +12,10 @@ admitted (prompt bound plus `max_tokens`), corrected to the model server's count
 `GET /v1/usage`, which shows settled usage only; once they have settled, the two are equal (a
 request admitted in one month and settled in the next leaves its reservation in the old month's
 counter, which limits nothing any more).
+
+A tenant admitted only by the previous layout (its `MINUTE#` and `MONTH#` items in the usage table)
+has no counters on its item yet: it shows 0 used until its first admission in this layout, which
+starts the item's counters from those items (`tenant_counters.py`).
 """
 
 from __future__ import annotations

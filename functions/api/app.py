@@ -17,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from api import admin_routes, batch_routes, inference_routes, model_and_usage_routes
+from api import admin_routes, batch_routes, endpoint_routes, inference_routes, model_and_usage_routes
 from api.resolver import PerThreadResolver
 from stratus_core.adapters.aws import error_code, retried_by_botocore
 from stratus_core.errors import InvalidRequest, PayloadTooLarge, StratusError, Unavailable
@@ -39,6 +39,7 @@ app = PerThreadResolver(enable_validation=True)
 
 app.include_router(model_and_usage_routes.router)
 app.include_router(admin_routes.router)
+app.include_router(endpoint_routes.router)
 app.include_router(inference_routes.router)
 app.include_router(batch_routes.router)
 

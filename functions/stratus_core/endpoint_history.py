@@ -65,7 +65,7 @@ def worth_recording(run: RunRecord, last: RunRecord | None, heartbeat_s: float =
 
 class ColdStart(BaseModel):
     asked_at: float = Field(description="The first run that asked for an instance while none was in service")
-    in_service_at: float | None = Field(description="The first later run that found one in service (None: starting)")
+    in_service_at: float | None = Field(description="The first later run that found one in service (null: starting)")
     seconds: float | None = Field(description="in_service_at - asked_at")
 
 

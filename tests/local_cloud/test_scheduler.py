@@ -121,3 +121,18 @@ def test_held_batch_lines_wait_for_a_warm_endpoint_or_their_deadline_and_the_end
 
     usage = cloud.call("GET", "/v1/usage", key)["totals"]
     assert usage["requests"] == 5
+
+    # AND the operators' picture of the endpoint (`GET /admin/endpoint`, 24 h) shows both cold starts,
+    # the decisions that made them and the instance-hours, against a day of one instance always on
+    def finished_starts() -> list[dict[str, Any]]:
+        report = cloud.call("GET", "/admin/endpoint", admin)
+        return [start for start in report["cold_starts"] if start["in_service_at"] is not None]
+
+    wait_for(lambda: len(finished_starts()) == 2, "the two cold starts in the endpoint's history", cloud)
+    report = cloud.call("GET", "/admin/endpoint", admin)
+    assert (report["object"], report["hours"], report["always_on_instance_hours"]) == ("endpoint", 24, 24.0)
+    assert all(start["seconds"] > 0 for start in report["cold_starts"]) and 0 < report["instance_hours"] < 1
+    reasons = [run["reason"] for run in report["runs"]]
+    assert any("deferrable 2 deadline" in reason for reason in reasons)
+    assert any("scale in to zero" in reason for reason in reasons)
+    assert [run["at"] for run in report["runs"]] == sorted(run["at"] for run in report["runs"])

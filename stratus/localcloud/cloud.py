@@ -171,10 +171,11 @@ class LocalCloud:
             handler(template, "AuthorizerFunction"),
             handler(template, "ApiFunction"),
             cache_ttl_seconds=self.config.authorizer_cache_seconds,
+            console=handler(template, "ConsoleFunction"),
         )
         self._serve(self._gateway_app(gateway), self.config.port)
         self.url = f"http://127.0.0.1:{self.config.port}"
-        logger.info("gateway on %s (OpenAI base URL %s/v1)", self.url, self.url)
+        logger.info("gateway on %s (OpenAI base URL %s/v1, console %s/console/)", self.url, self.url, self.url)
         return self
 
     def stop(self) -> None:

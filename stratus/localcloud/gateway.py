@@ -48,7 +48,8 @@ def _json(status: int, payload: Mapping[str, Any]) -> GatewayResponse:
 
 class HttpApiGateway:
     """Routes `/v1/*` and `/admin/*` through the authorizer (answers cached per Authorization header
-    for `cache_ttl_seconds`, as API Gateway does) to the API function; `/openapi.json` is public."""
+    for `cache_ttl_seconds`, as API Gateway does) to the API function; `/openapi.json` is public, and
+    so are `/console` and `/console/*`, which go to the console function when there is one."""
 
     def __init__(
         self,
@@ -56,9 +57,11 @@ class HttpApiGateway:
         api: Handler,
         cache_ttl_seconds: float = 30,
         clock: Callable[[], float] = time.monotonic,
+        console: Handler | None = None,
     ) -> None:
         self._authorizer = authorizer
         self._api = api
+        self._console = console
         self._ttl = cache_ttl_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -66,7 +69,14 @@ class HttpApiGateway:
 
     def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> GatewayResponse:
         headers = {name.lower(): value for name, value in headers.items()}
-        if method == "GET" and path == "/openapi.json":
+        handler = self._api
+        if (
+            self._console is not None
+            and method in ("GET", "HEAD")
+            and (path == "/console" or path.startswith("/console/"))
+        ):
+            handler, route, context = self._console, "GET /console/{proxy+}", None
+        elif method == "GET" and path == "/openapi.json":
             route, context = "GET /openapi.json", None
         elif path.startswith("/v1/") or path.startswith("/admin/"):
             route = "ANY /v1/{proxy+}" if path.startswith("/v1/") else "ANY /admin/{proxy+}"
@@ -80,7 +90,7 @@ class HttpApiGateway:
         else:
             return _json(404, {"message": "Not Found"})
         event = self._event(method, path, query, headers, body, route, context)
-        result = self._api(event, LocalContext("api"))
+        result = handler(event, LocalContext("api" if handler is self._api else "console"))
         return self._response(result)
 
     def _authorize(

@@ -64,6 +64,9 @@ def step(title: str) -> None:
     click.secho(f"\n== {title}", bold=True)
 
 
+DEMO_STATE_DIR = Path(".stratus/demo-state")
+
+
 def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
     import openai
 
@@ -71,7 +74,13 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
     click.echo("starting the local cloud (moto, the template's resources, gateway, pollers, async endpoint) …")
     cloud = LocalCloud(
         LocalCloudConfig(
-            model_dir=model_dir, port=port, idle_seconds=30, sweep_seconds=10, function_log_level="WARNING"
+            model_dir=model_dir,
+            port=port,
+            idle_seconds=30,
+            sweep_seconds=10,
+            function_log_level="WARNING",
+            state_dir=DEMO_STATE_DIR,  # kept at the end: `make console` serves it
+            fresh=True,  # the demo creates its tenants anew on every run
         )
     ).start()
     try:
@@ -235,6 +244,12 @@ def run_demo(model_dir: Path, port: int, batch_size: int) -> None:
             )
         if cloud.endpoint and cloud.endpoint.cold_starts:
             click.echo(f"\nendpoint cold start(s): {', '.join(f'{s:.1f} s' for s in cloud.endpoint.cold_starts)}")
+        step("the web console")
+        click.echo(
+            "`make console` serves what this demo leaves (its tenants, usage, invoices, batch and the\n"
+            f"endpoint's history) until Ctrl-C: open {cloud.url}/console/ and sign in with\n"
+            f"  the operator key: {admin}\n  or acme's key:     {acme_key}"
+        )
         click.secho(f"\ndemo finished in {time.monotonic() - started:.0f} s", bold=True)
     finally:
         cloud.stop()

@@ -159,6 +159,7 @@ def up(
     ).start()
     click.echo(
         f"\nStratus local cloud is up.\n  API (OpenAI base URL): {cloud.url}/v1\n"
+        f"  console:               {cloud.url}/console/ (sign in with the admin key, or a tenant's)\n"
         f"  admin key:             {cloud.admin_key}\n  Ctrl-C stops everything.\n"
     )
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack to stderr

@@ -9,7 +9,11 @@ N requests of each kind:
 - **batch**: one JSONL file of N lines through `/v1/files` and `/v1/batches` (the client polls the
   batch every 5 s, then downloads the output);
 - **submission**: a trusted producer's SQS message with N inline requests (the tenant polls and
-  downloads as above).
+  downloads as above);
+- **console** (only when asked: `--kinds console`): page views of the web console in Debian's
+  Chromium, driven by Playwright. Each session is a new browser (nothing cached) that signs in and
+  opens every view of its role once: the operator's five, then a tenant's four. A "request" is one
+  view; the sign-in's own calls are counted in the first.
 
 Each kind is measured from its first request until every job it made is finished and the functions
 are quiet; the steady cost of schedules and pollers is left out of it and reported as the idle month.
@@ -62,6 +66,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="interactive and async clients at once")
     parser.add_argument("--idle-seconds", type=float, default=40, help="how long to watch the schedules alone")
     parser.add_argument("--kinds", default="interactive,async,batch,submission", help="which kinds ('none': idle only)")
+    parser.add_argument("--console-sessions", type=int, default=4, help="console sessions per role (kind console)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "out" / "aws_bill.json")
     parser.add_argument("--label", default="", help="a name for this run in the output")
     args = parser.parse_args()
@@ -119,8 +124,14 @@ def main() -> None:
             ("async", args.requests, lambda: run_async(cloud.url, tenant_key, args)),
             ("batch", args.batch_lines, lambda: run_batch(cloud.url, tenant_key, args.batch_lines)),
             ("submission", args.batch_lines, lambda: run_submission(cloud.url, tenant_key, args.batch_lines, meter)),
+            (
+                "console",
+                args.console_sessions * (len(OPERATOR_VIEWS) + len(TENANT_VIEWS)),
+                lambda: run_console(cloud.url, cloud.admin_key, console_key, args.console_sessions),
+            ),
         ]
         wanted = [kind for kind in kinds if kind[0] in args.kinds.split(",")]
+        console_key = console_tenant_key(cloud.url, cloud.admin_key) if "console" in args.kinds else ""
         if wanted:
             chat(cloud.url, tenant_key)  # wake the endpoint and import every handler: not measured
             wait_quiet(meter)
@@ -259,6 +270,62 @@ def run_submission(url: str, key: str, lines: int, meter: Meter) -> list[float]:
             return [time.perf_counter() - start]
         time.sleep(2)
     raise AssertionError("the submission made no batch")
+
+
+OPERATOR_VIEWS = ("tenants", "usage", "invoices", "batches", "endpoint")
+TENANT_VIEWS = ("usage", "limits", "work", "keys")
+CHROMIUM = os.environ.get("STRATUS_CHROMIUM", "/usr/bin/chromium")
+
+
+def console_tenant_key(url: str, admin_key: str) -> str:
+    """A key of acme's that opens every tenant view (the bill's tenant key has no `usage` scope)."""
+    status, made = call(
+        f"{url}/admin/tenants/acme/keys", admin_key, "POST", {"scopes": ["inference", "batch", "usage"]}
+    )
+    assert status == 201, made
+    return str(made["api_key"])
+
+
+def run_console(url: str, admin_key: str, tenant_key: str, sessions: int) -> list[float]:
+    """Sessions of the console, each in a new browser context (an empty cache), each view until the
+    network is idle; the seconds each view took to settle."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    seconds: list[float] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        for key, views in [(admin_key, OPERATOR_VIEWS), (tenant_key, TENANT_VIEWS)] * sessions:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            pending: set[Any] = set()
+            # Playwright sets an attribute on each handler: a set's bound method takes none
+            page.on("request", lambda request, pending=pending: pending.add(request))
+            page.on("requestfinished", lambda request, pending=pending: pending.discard(request))
+            page.on("requestfailed", lambda request, pending=pending: pending.discard(request))
+            page.goto(f"{url}/console/")
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign out").wait_for()
+            for view in views:
+                start = time.perf_counter()
+                page.goto(f"{url}/console/#/{view}")
+                page.locator("main h1").wait_for()
+                settle(page, pending)
+                seconds.append(time.perf_counter() - start)
+            context.close()
+        browser.close()
+    return seconds
+
+
+def settle(page: Any, pending: set[Any], quiet: float = 0.5) -> None:
+    """Until the page has had no request in flight for `quiet` seconds (a view's calls are chained).
+    Playwright's wait, not `time.sleep`: its events are only delivered while it runs."""
+    since = time.monotonic()
+    while time.monotonic() - since < quiet:
+        page.wait_for_timeout(50)
+        if pending:
+            since = time.monotonic()
 
 
 def wait_quiet(meter: Meter, quiet_seconds: float = 12.0) -> None:

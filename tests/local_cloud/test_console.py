@@ -234,6 +234,11 @@ def test_operator_and_tenant_see_what_the_api_says(cloud: Cloud, browser: Browse
         expect(page.locator("main [role=alert].error")).to_have_count(0)
         operator.shot(f"operator-{view}")
     assert page.locator("main img").count() == 0
+    page.goto(f"{cloud.url}/console/#/invoices")
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile(r"^Download inv_acme-console_\d{6}\.csv$")).click()
+    invoice_csv = Path(download.value.path()).read_text()
+    assert f",amount_due,,,,{usage['totals']['total_tokens']}," in invoice_csv  # the running invoice, as the API has it
 
     # signing out forgets the key
     page.get_by_role("button", name="Sign out").click()

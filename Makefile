@@ -53,6 +53,14 @@ $(VLLM_VENV)/.installed: gpu_jobs/requirements-vllm.txt
 	$(VLLM_VENV)/bin/python -c "import vllm, vllm.entrypoints.openai.api_server"
 	touch $@
 
+# On an x86 CPU with AMX, vLLM's CPU kernels (bf16 attention, the int4 W4A8 GEMM) use AMX tiles without
+# asking Linux for them (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA), and die with SIGILL. This .pth asks
+# at the start of every Python process of that venv, the engine's spawned workers included (see
+# docs/platform-notes.md). On a CPU without AMX the request fails and changes nothing.
+$(VLLM_VENV)/.amx: gpu_jobs/stratus-amx.pth $(VLLM_VENV)/.installed
+	cp gpu_jobs/stratus-amx.pth $$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/
+	touch $@
+
 # llmcompressor in its own venv (transformers<=5.17): `stratus model build --method w4a16|fp8`.
 $(COMPRESS_VENV)/.installed: gpu_jobs/requirements-compress.txt
 	$(PYTHON) -m venv $(COMPRESS_VENV)
@@ -73,7 +81,7 @@ browser: ## Debian's Chromium, for the console's tests in a real browser
 	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y -qq --no-install-recommends chromium \
 		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed $(VLLM_VENV)/.installed $(COMPRESS_VENV)/.installed ## Create the virtual environments
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(VLLM_VENV)/.installed $(VLLM_VENV)/.amx $(COMPRESS_VENV)/.installed ## Create the virtual environments
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(BIN)/ruff check $(PACKAGES) tests bench

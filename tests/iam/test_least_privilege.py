@@ -83,7 +83,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[tuple[st
 
 
 def test_every_function_is_recorded(recorded: dict[str, set[tuple[str, str]]]) -> None:
-    assert set(recorded) == set(granted())
+    """Every function with a policy; one without (the console's) makes no call, which the next test checks."""
+    assert set(recorded) == {package for package, pairs in granted().items() if pairs}
 
 
 @pytest.mark.parametrize("package", sorted(granted()))

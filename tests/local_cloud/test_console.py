@@ -127,6 +127,12 @@ def test_the_console_is_served_with_a_strict_content_security_policy(cloud: Clou
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert "<script>" not in body  # no inline script: every script is a file of the console's own
     assert "http" not in body  # nothing is fetched from anywhere else
+    # one origin: the API grants no other origin a read of its answers (no CORS is configured)
+    models = urllib.request.Request(
+        f"{cloud.url}/v1/models", headers={"Authorization": f"Bearer {cloud.admin_key}", "Origin": "https://elsewhere"}
+    )
+    with urllib.request.urlopen(models) as answer:
+        assert "Access-Control-Allow-Origin" not in answer.headers
     request = urllib.request.Request(f"{cloud.url}/console/../admin/tenants")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request)

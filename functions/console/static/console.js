@@ -3,7 +3,7 @@
 // Rules this file keeps (tests/console checks them in a real browser):
 // - the key lives in this tab's sessionStorage only: never in a URL, localStorage, a cookie or the DOM
 //   (the sign-in field is emptied and removed at once); "Sign out" forgets it;
-// - every string from the API is rendered as text (`h()` appends text nodes; nothing uses innerHTML);
+// - every string from the API is rendered as text (`h()` appends text nodes; no HTML string is ever parsed);
 // - a new key is shown once, in a dialog, and removed from the DOM when the dialog closes;
 // - lists are paged by the server (`limit`, `after`), never fetched whole.
 import { barChart, compact, stepChart } from './charts.js';

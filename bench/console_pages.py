@@ -8,7 +8,12 @@ times reading the whole partition (every page of the same `Query`), which a list
 memory would need for its first page. moto in process: the figures compare the two reads, they are
 not DynamoDB's latency.
 
-    .venv/bin/python bench/console_pages.py [--jobs 10000] [--runs 5]
+With `--browser`, it also serves that gateway (and the console's files) over HTTP and times the
+console in Debian's Chromium, driven by Playwright: from opening the tenant's "Batches and jobs" view
+to its first page of jobs on screen, signed in with the tenant's key, median of `--runs` (each a new
+reload of the view in the signed-in tab: `index.html` fetched again, the other files cached).
+
+    .venv/bin/python bench/console_pages.py [--jobs 10000] [--runs 5] [--browser]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--browser", action="store_true", help="also time the console's first page in Chromium")
     args = parser.parse_args()
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -120,15 +126,61 @@ def main() -> None:
                 read += found["Count"]
             whole_ms.append((time.perf_counter() - began) * 1000)
         assert read == args.jobs
+        handler_ms = api_ms[1:]  # before the browser's calls go through the same handler
+        shown_ms = browser_first_page(gateway, key, args.runs) if args.browser else []
 
     print(f"one tenant, {args.jobs} job items in moto (loaded in {loaded:.1f} s with BatchWriteItem)")
     print(
-        f"  GET /v1/jobs?limit={PAGE}, API handler: median {statistics.median(api_ms[1:]):.1f} ms "
+        f"  GET /v1/jobs?limit={PAGE}, API handler: median {statistics.median(handler_ms):.1f} ms "
         f"of {args.runs} (one Query, Limit {PAGE + 1}: {PAGE + 1} items read)"
     )
     print(f"  of which the Query alone (moto reads the partition in Python): {statistics.median(page_ms):.1f} ms")
     whole = statistics.median(whole_ms)
     print(f"  whole partition, every page of the same Query: median {whole:.1f} ms ({read} items read)")
+    if shown_ms:
+        print(
+            f"  the console's 'Batches and jobs' view in Chromium, opened to its first {PAGE} jobs on screen: "
+            f"median {statistics.median(shown_ms):.0f} ms of {len(shown_ms)}"
+            f" (min {min(shown_ms):.0f}, max {max(shown_ms):.0f})"
+        )
+
+
+def browser_first_page(gateway: Any, key: str, runs: int) -> list[float]:
+    """Serve the gateway and the console on a free port; time the tenant's jobs view in Chromium."""
+    import threading
+
+    import uvicorn
+    from console.app import lambda_handler as console
+    from playwright.sync_api import sync_playwright
+
+    from stratus.localcloud.cloud import LocalCloud
+    from stratus.localcloud.endpoint import free_port
+
+    gateway._console = console  # the same gateway, with the console's files as `stratus local up` serves them
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(LocalCloud._gateway_app(gateway), port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/console/"
+    shown: list[float] = []
+    chromium = os.environ.get("STRATUS_CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        page.goto(url)
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign out").wait_for()
+        page.goto(f"{url}#/work")
+        for _ in range(runs + 1):  # the first one warms the handlers up
+            began = time.perf_counter()
+            page.reload()  # the tab keeps its key (sessionStorage); the files come from the cache but index.html
+            page.locator("tr[data-job]").nth(PAGE - 1).wait_for()
+            shown.append((time.perf_counter() - began) * 1000)
+        browser.close()
+    server.should_exit = True
+    return shown[1:]
 
 
 if __name__ == "__main__":

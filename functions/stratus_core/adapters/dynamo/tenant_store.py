@@ -30,18 +30,12 @@ class DynamoTenantStore:
             raise Conflict(f"tenant '{tenant.tenant_id}' already exists")
 
     def get(self, tenant_id: str) -> Tenant | None:
-        response = aws.dynamodb().get_item(
-            TableName=self._table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
-        )
-        item = response.get("Item")
+        item = self._item(tenant_id)
         return _tenant(item) if item else None
 
     def counted(self, tenant_id: str) -> tuple[Tenant, WindowCounts] | None:
         """The tenant and its limit counters, from one consistent read of its item."""
-        response = aws.dynamodb().get_item(
-            TableName=self._table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
-        )
-        item = response.get("Item")
+        item = self._item(tenant_id)
         if not item:
             return None
         values = from_item(item)
@@ -53,6 +47,12 @@ class DynamoTenantStore:
             month_tokens=int(values.get(tc.MONTH_TOKENS) or 0),
         )
         return _tenant(item), counts
+
+    def _item(self, tenant_id: str) -> dict[str, Any] | None:
+        response = aws.dynamodb().get_item(
+            TableName=self._table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+        )
+        return response.get("Item")
 
     def list(self) -> list[Tenant]:
         tenants: list[Tenant] = []

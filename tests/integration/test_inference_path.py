@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import boto3
@@ -252,17 +252,20 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     lost = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
     pipeline.run()
 
-    later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    # past both deadlines, and always on the next day (2 h from now was the next day only after 22:00
+    # UTC, and the day's usage then moved to its row in this sweep: the test depended on the hour)
+    later = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(2), tzinfo=UTC)
     monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
 
-    # the first is found from its output (late notification), the second expires at its deadline
+    # the first is found from its output (late notification), the second expires at its deadline;
+    # the first one's usage, settled today, moves to today's row (the sweep runs the next day)
     assert sweeper_app.lambda_handler({}, FakeContext()) == {
         "recovered": 1,
         "overdue": 1,
         "resolved": 1,
         "orphans_released": 0,
         "errors": 0,
-        "usage_rows_moved": 0,
+        "usage_rows_moved": 1,
     }
 
     assert call_api("GET", f"/v1/jobs/{finished}", principal=caller).body["status"] == "completed"

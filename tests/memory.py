@@ -29,7 +29,9 @@ from stratus_core.admission import (
     ReservationState,
     RetryableConflict,
     TenantInactive,
+    fit_lines,
 )
+from stratus_core.batches.chunks import ChunkBody, lines_of
 from stratus_core.batches.models import BatchMessage, BatchPage, BatchStatus, StoredBatch
 from stratus_core.batches.progress import BatchProgress
 from stratus_core.batches.service import BatchService
@@ -187,7 +189,9 @@ class MemoryAdmissionStore:
             counters = self.minutes.get((tenant_id, minute), Counters())
             return counters.requests, counters.tokens
 
-    def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
+    def reserve_batch(
+        self, tenant: Tenant, reservation: Reservation, expires_at: int, bounds: dict[int, int] | None = None
+    ) -> Reservation:
         with self.lock:
             existing = self.reservations.get((tenant.tenant_id, reservation.job_id))
             if existing is not None:
@@ -195,7 +199,10 @@ class MemoryAdmissionStore:
             current = self._current(tenant)
             month = self.months[(tenant.tenant_id, reservation.month)]
             if month.tokens + reservation.tokens > current.limits.tokens_per_month:
-                raise LimitHit(Limit.TOKENS_PER_MONTH)
+                fitted = fit_lines(bounds or {}, current.limits.tokens_per_month - month.tokens)
+                if not fitted:
+                    raise LimitHit(Limit.TOKENS_PER_MONTH)
+                reservation = reservation.model_copy(update={"tokens": sum(fitted.values()), "lines": sorted(fitted)})
             month.tokens += reservation.tokens
             month.requests += 1
             self.reservations[(tenant.tenant_id, reservation.job_id)] = reservation
@@ -251,7 +258,7 @@ class MemoryAdmissionStore:
                     "completion_cost": Decimal(0),
                 },
             )
-            day["requests"] += 1
+            day["requests"] += billing.requests
             day["prompt_tokens"] += usage.prompt_tokens
             day["completion_tokens"] += usage.completion_tokens
             day["prompt_cost"] += cost.prompt_cost
@@ -312,12 +319,18 @@ class MemoryJobStore:
     def held_summary(self) -> tuple[int, datetime | None]:
         with self.lock:
             deadlines = [self.items[key].deadline for key in self.waiting]
-            return len(deadlines), min(deadlines, default=None)
+            return sum(lines_of(job_id) for _, job_id in self.waiting), min(deadlines, default=None)
 
     def held(self, limit: int) -> list[Job]:
         with self.lock:
             jobs = sorted((self.items[key] for key in self.waiting), key=lambda j: (j.deadline, j.job_id))
-            return jobs[: max(0, limit)]
+            taken, requests = [], 0
+            for job in jobs if limit > 0 else []:
+                requests += lines_of(job.job_id)
+                if taken and requests > limit:
+                    break
+                taken.append(job)
+            return taken
 
     def let_go(self, job: Job) -> bool:
         with self.lock:
@@ -329,7 +342,7 @@ class MemoryJobStore:
 
     def dispatched_count(self) -> int:
         with self.lock:
-            return sum(1 for job in self.items.values() if job.status is JobStatus.DISPATCHED)
+            return sum(lines_of(job.job_id) for job in self.items.values() if job.status is JobStatus.DISPATCHED)
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         with self.lock:
@@ -397,9 +410,13 @@ class MemoryJobStore:
             return False
         update: dict[str, Any] = {"status": change.status, "finished_at": change.at}
         if isinstance(change.billing, Settle):
-            update.update({"result": change.result, "usage": change.billing.usage})
+            update["usage"] = change.billing.usage
+            if change.result is not None:
+                update["result"] = change.result
         if change.error is not None:
             update["error"] = change.error
+        if change.output_location is not None:
+            update["output_location"] = change.output_location
         self.items[key] = stored.model_copy(update=update)
         self.recheck_at.pop(key, None)
         self.waiting.discard(key)
@@ -454,12 +471,17 @@ class MemoryBatchStore:
             )
             return True
 
-    def count(self, job: Job, outcome: str, usage: Usage | None) -> bool:
+    def count(self, job: Job, lines: tuple[int, int], usage: Usage | None) -> bool:
         """The batch's counters move with its job (under the caller's lock); False if no batch."""
         stored = self.items.get((job.tenant_id, job.batch_id or ""))
         if stored is None:
             return False
-        counts = stored.request_counts.model_copy(update={outcome: getattr(stored.request_counts, outcome) + 1})
+        counts = stored.request_counts.model_copy(
+            update={
+                "completed": stored.request_counts.completed + lines[0],
+                "failed": stored.request_counts.failed + lines[1],
+            }
+        )
         totals = stored.usage
         if usage is not None:
             totals = totals.model_copy(
@@ -498,8 +520,7 @@ class MemoryLedger:
                 self.admission.finish(change.reservation, change.billing, change.at)
             self.jobs.finish(change)
             if change.job.batch_id is not None:
-                usage = change.billing.usage if isinstance(change.billing, Settle) else None
-                self.batches.count(change.job, "completed" if usage is not None else "failed", usage)
+                self.batches.count(change.job, change.lines, change.batch_usage)
             return True
 
     def record_rejected(self, job: Job) -> bool:
@@ -510,7 +531,7 @@ class MemoryLedger:
                 return False
             self.jobs.items[(job.tenant_id, job.job_id)] = job
             if job.batch_id is not None:
-                self.batches.count(job, "failed", None)
+                self.batches.count(job, (0, lines_of(job.job_id)), None)
             return True
 
     def settle_reservation(self, reservation: Reservation, billing: Settle | Release, at: datetime) -> bool:
@@ -540,6 +561,13 @@ class MemoryObjects:
     def get(self, key: str) -> PackedRequest | None:
         data = self.get_bytes(key)
         return PackedRequest.model_validate_json(data) if data is not None else None
+
+    def put_chunk(self, key: str, body: ChunkBody) -> None:
+        self.put_bytes(key, body.model_dump_json().encode(), "application/json")
+
+    def get_chunk(self, key: str) -> ChunkBody | None:
+        data = self.get_bytes(key)
+        return ChunkBody.model_validate_json(data) if data is not None else None
 
     def put_pack(self, pack: InferencePack) -> str:
         key = f"packs/{pack.pack_id}.json"
@@ -894,6 +922,8 @@ class MemoryWorld:
             self.settlement,
             self.batch_progress,
             clock=self.clock,
+            chunk_lines=max_pack_size,
+            packs=self.objects,
         )
 
     def dispatch(self) -> int:

@@ -79,6 +79,9 @@ class Reservation(BaseModel):
     cost: Money | None = None
     finished_at: datetime | None = None
     release_reason: str | None = None
+    lines: list[int] | None = Field(
+        default=None, description="A batch chunk's reservation: the lines it admitted (`batches.chunks`)."
+    )
     layout: ReservationLayout = Field(
         default="legacy",
         description="Where it is recorded: `held` on the tenant item (interactive and flex), `row` its own"
@@ -151,8 +154,14 @@ class AdmissionStore(Protocol):
         `TenantInactive`, `ClaimTaken` or `RetryableConflict`."""
         ...
 
-    def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
-        """Like `reserve`, against the monthly quota only."""
+    def reserve_batch(
+        self, tenant: Tenant, reservation: Reservation, expires_at: int, bounds: dict[int, int] | None = None
+    ) -> Reservation:
+        """Like `reserve`, against the monthly quota only. With `bounds` (a chunk's lines and their
+        worst-case tokens, in order), the lines that fit the month's room, taken in order as if
+        admitted one by one (`fit_lines`), are reserved together: the reservation's `lines` and
+        `tokens`; `LimitHit` when none fits. A reservation under the same job id is returned as
+        it is, with the lines it admitted."""
         ...
 
     def minute_counts(self, tenant_id: str, minute: str) -> tuple[int, int]:
@@ -162,6 +171,25 @@ class AdmissionStore(Protocol):
     def find_claim(self, tenant_id: str, fingerprint: str, now: datetime) -> ClaimedJob | None: ...
 
     def get(self, tenant_id: str, job_id: str) -> Reservation | None: ...
+
+
+def fit_lines(bounds: dict[int, int], room: int) -> dict[int, int]:
+    """The lines a month with `room` tokens left admits, taken in order as if admitted one by one:
+    a line that does not fit is refused and the next ones are still tried."""
+    fitted: dict[int, int] = {}
+    for line, tokens in sorted(bounds.items()):
+        if tokens <= room:
+            fitted[line] = tokens
+            room -= tokens
+    return fitted
+
+
+@dataclass(frozen=True)
+class ChunkAdmission:
+    """A chunk's admission: its reservation (None when no line was admitted) and each refused line's reason."""
+
+    reservation: Reservation | None
+    refused: dict[int, LimitExceeded | RequestExceedsLimit | NotFound]
 
 
 ABANDONED_AFTER = timedelta(seconds=60)
@@ -192,6 +220,63 @@ class AdmissionService:
     ) -> Reservation:
         """Admit one batch request against the monthly quota (not the per-minute limits or in-flight)."""
         return self.reserve(tenant_id, job_id, model, prompt_tokens_bound, max_tokens, lane="batch")
+
+    def admit_chunk(self, tenant_id: str, chunk_id: str, model: str, bounds: dict[int, int]) -> ChunkAdmission:
+        """Admit a batch chunk's lines (`bounds`: each line's worst-case tokens) against the month:
+        one reservation for those that fit, in line order; the others are refused, each with the
+        error a line admitted alone would have had (`model_not_found` for a model the tenant may
+        not use, the month's quota otherwise). A redelivered start gets the reservation the first
+        one made, with the same lines."""
+        refused: dict[int, LimitExceeded | RequestExceedsLimit | NotFound] = {}
+        for attempt in range(self._attempts):
+            tenant = self._tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFound("tenant", tenant_id)
+            if not tenant.is_active:
+                raise TenantSuspended(tenant_id)
+            try:
+                self._check_model(tenant, model)
+            except NotFound as not_found:
+                return ChunkAdmission(None, dict.fromkeys(bounds, not_found))
+            refused = {}
+            candidates: dict[int, int] = {}
+            for line, tokens in bounds.items():
+                try:
+                    self._check_fits_at_all(tenant, tokens, "batch")
+                    candidates[line] = tokens
+                except RequestExceedsLimit as too_big:
+                    refused[line] = too_big
+            now = self._clock()
+            if not candidates:
+                return ChunkAdmission(None, refused)
+            reservation = Reservation(
+                job_id=chunk_id,
+                tenant_id=tenant_id,
+                model=model,
+                tokens=sum(candidates.values()),
+                minute=minute_key(now),
+                day=day_key(now),
+                month=month_key(now),
+                created_at=now,
+                lane="batch",
+                lines=sorted(candidates),
+            )
+            expires_at = int(now.timestamp()) + self._retention_seconds
+            try:
+                admitted = self._store.reserve_batch(tenant, reservation, expires_at, candidates)
+            except LimitHit:
+                admitted = None
+            except TenantInactive:
+                raise TenantSuspended(tenant_id) from None
+            except RetryableConflict:
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
+                continue
+            kept = set(admitted.lines or []) if admitted is not None else set()
+            for line, tokens in candidates.items():
+                if line not in kept:
+                    refused[line] = self._refusal(Limit.TOKENS_PER_MONTH, tenant, tokens, now, None)
+            return ChunkAdmission(admitted, refused)
+        raise Unavailable("too much concurrent admission traffic for this tenant; retry shortly")
 
     def reserve(
         self,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from stratus_core.batches.chunks import is_chunk
 from stratus_core.clock import utcnow
 from stratus_core.contract import InferencePack, JobError, PackedRequest
 from stratus_core.jobs import BodyStore, Job, JobStatus, JobStore, RequestMessage
@@ -93,7 +94,8 @@ class Dispatcher:
         gone (neither on the job item nor in S3) fails. The rest are packed per model.
         """
         report = DispatchReport()
-        by_model: dict[str, list[tuple[str, Job, PackedRequest]]] = {}
+        by_model: dict[str, list[tuple[str, Job, list[PackedRequest]]]] = {}
+        chunks: list[tuple[str, Job, list[PackedRequest]]] = []
         seen: set[tuple[str, str]] = set()
         for message_id, message in messages.items():
             key = (message.tenant_id, message.job_id)
@@ -102,19 +104,32 @@ class Dispatcher:
             if job is None or job.status is not JobStatus.QUEUED:
                 report.skipped.append(message_id)
                 continue
-            request = PackedRequest.model_validate_json(job.body) if job.body else self._bodies.get(job.body_key)
-            if request is None:
+            requests = self._requests(job)
+            if requests is None:
                 error = JobError(code="request_missing", message="the stored request body is missing")
                 self._settlement.fail(job, JobStatus.FAILED, error)
                 report.failed.append(message_id)
                 continue
-            by_model.setdefault(job.model, []).append((message_id, job, request))
+            if is_chunk(job.job_id):
+                chunks.append((message_id, job, requests))
+            else:
+                by_model.setdefault(job.model, []).append((message_id, job, requests))
         for model, entries in by_model.items():
             for start in range(0, len(entries), self._max):
                 self._dispatch_pack(model, entries[start : start + self._max], report)
+        for chunk in chunks:  # a batch chunk is a pack of its own: its output holds its lines alone
+            self._dispatch_pack(chunk[1].model, [chunk], report)
         if report.packs and self._work_sent is not None:
             self._note_work_sent()
         return report
+
+    def _requests(self, job: Job) -> list[PackedRequest] | None:
+        """The job's request (a batch chunk's admitted lines), from the job item or S3; None if gone."""
+        if is_chunk(job.job_id):
+            body = self._bodies.get_chunk(job.body_key)
+            return body.requests if body is not None else None
+        request = PackedRequest.model_validate_json(job.body) if job.body else self._bodies.get(job.body_key)
+        return [request] if request is not None else None
 
     def _note_work_sent(self) -> None:
         """Tell the scheduler work went to the endpoint (its idle time starts again). The packs are
@@ -131,8 +146,11 @@ class Dispatcher:
         except Exception:
             logger.exception("could not record when work was sent to the endpoint")
 
-    def _dispatch_pack(self, model: str, entries: list[tuple[str, Job, PackedRequest]], report: DispatchReport) -> None:
-        pack = InferencePack(pack_id=new_pack_id(), model=model, requests=[request for _, _, request in entries])
+    def _dispatch_pack(
+        self, model: str, entries: list[tuple[str, Job, list[PackedRequest]]], report: DispatchReport
+    ) -> None:
+        requests = [request for _, _, job_requests in entries for request in job_requests]
+        pack = InferencePack(pack_id=new_pack_id(), model=model, requests=requests)
         location = self._packs.put_pack(pack)
         try:
             invocation = self._endpoint.invoke(location, pack.pack_id)
@@ -147,4 +165,4 @@ class Dispatcher:
             self._jobs.mark_dispatched(job, pack.pack_id, invocation.output_location, invocation.failure_location, now)
             report.dispatched.append(message_id)
         report.packs.append(pack.pack_id)
-        logger.info("pack dispatched", extra={"pack_id": pack.pack_id, "requests": len(entries), "model": model})
+        logger.info("pack dispatched", extra={"pack_id": pack.pack_id, "requests": len(requests), "model": model})

@@ -39,6 +39,10 @@ FAILURES: dict[str, FailureKind] = {
     "request_missing": INTERNAL,
     "enqueue_failed": INTERNAL,
     "not_admitted": INTERNAL,
+    # a batch chunk whose lines no month room admitted (each line's own reason is in its body)
+    "no_line_admitted": FailureKind(HTTPStatus.TOO_MANY_REQUESTS, "insufficient_quota"),
+    # a batch chunk's answers were billed, then its output left the bucket before the batch closed
+    "result_missing": INTERNAL,
 }
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from stratus_core.admission import AdmissionService, Claim, worst_case_prompt_tokens
+from stratus_core.batches.chunks import ChunkBody
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError, PackedRequest
 from stratus_core.errors import Conflict, RateWindow
@@ -33,6 +35,12 @@ from stratus_core.jobs import (
     request_body_key,
 )
 from stratus_core.settlement import Settlement
+
+if TYPE_CHECKING:
+    from stratus_core.batches.chunks import ChunkLine
+    from stratus_core.errors import LimitExceeded, NotFound, RequestExceedsLimit
+
+    RefusalCode = Callable[[LimitExceeded | RequestExceedsLimit | NotFound], JobError]
 
 TOOLS_OVERHEAD_TOKENS = 256
 """The instructions a model server wraps around tool definitions when the chat template has no tool
@@ -143,6 +151,60 @@ class JobIntake:
             self._settlement.fail(job, JobStatus.FAILED, error)
             raise
         return job, admitted.window
+
+    def accept_chunk(
+        self, chunk_id: str, lines: list[ChunkLine], deadline: datetime, batch_id: str, refusal: RefusalCode
+    ) -> Job:
+        """Admit a batch chunk (`batches.chunks`): one reservation for the lines the month admits,
+        their body in S3 (each line's request, or the reason it was refused: `refusal` names it),
+        then the chunk's job, held for the scheduler. A chunk with no line admitted is recorded
+        failed at once. A chunk whose job exists (a redelivered start) is returned as it is.
+
+        Unlike an interactive request's, a reservation whose body or job could not be stored is
+        kept, not released: the batch's start message is delivered again, and that delivery finds
+        the reservation (with the same lines) and stores what is missing. A released one would make
+        the chunk's job end `not_admitted`. If no delivery comes, the sweeper releases a
+        reservation whose job never came (`ORPHAN_GRACE`)."""
+        first = lines[0].request
+        assert first is not None  # the batch worker packs every line's request
+        tenant_id, model = first.tenant_id, first.model
+        bounds = {line.line: sum(worst_case_tokens(line.request)) for line in lines if line.request is not None}
+        admission = self._admission.admit_chunk(tenant_id, chunk_id, model, bounds)
+        body = ChunkBody(
+            lines=[
+                line.model_copy(update={"request": None, "error": refusal(admission.refused[line.line])})
+                if line.line in admission.refused
+                else line
+                for line in lines
+            ]
+        )
+        reservation = admission.reservation
+        created = reservation.created_at if reservation is not None else self._clock()
+        job = Job(
+            job_id=chunk_id,
+            tenant_id=tenant_id,
+            kind=first.kind,
+            model=model,
+            status=JobStatus.QUEUED,
+            created_at=created,
+            deadline=deadline,
+            body_key=request_body_key(tenant_id, chunk_id),
+            batch_id=batch_id,
+            lane="batch",
+        )
+        self._bodies.put_chunk(job.body_key, body)
+        if reservation is None:
+            error = JobError(code="no_line_admitted", message="no line of this chunk was admitted")
+            self._settlement.reject(job, error)
+            return job
+        try:
+            self._jobs.create(job)
+        except Conflict:
+            existing = self._jobs.get(tenant_id, chunk_id)
+            if existing is None:  # pragma: no cover - the condition failed because it exists
+                raise
+            return existing
+        return job
 
     def requeue(self, job: Job, lane: Lane) -> None:
         """Put a queued job's message on its lane's queue (again, for a redelivered batch start). A

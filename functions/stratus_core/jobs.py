@@ -11,11 +11,14 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus_core.contract import JobError, PackedRequest, Usage
+
+if TYPE_CHECKING:
+    from stratus_core.batches.chunks import ChunkBody
 
 Lane = Literal["interactive", "flex", "batch"]
 """interactive: dispatched at once. flex (`service_tier: "flex"`) and batch (batch lines): deferrable,
@@ -239,3 +242,9 @@ class BodyStore(Protocol):
     def put(self, key: str, request: PackedRequest) -> None: ...
 
     def get(self, key: str) -> PackedRequest | None: ...
+
+    def put_chunk(self, key: str, body: ChunkBody) -> None:
+        """A batch chunk's lines (`batches.chunks`)."""
+        ...
+
+    def get_chunk(self, key: str) -> ChunkBody | None: ...

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from stratus_core.batches.chunks import lines_of
 from stratus_core.clock import utcnow
 from stratus_core.endpoint_history import RunHistory, RunRecord, worth_recording
 from stratus_core.endpoint_state import EndpointState
@@ -198,7 +199,7 @@ class Scheduler:
         return run, 0
 
     def _release(self, held: list[Job]) -> tuple[int, int]:
-        """Send the held jobs' messages, then let go each one sent; returns (let go, errors). One
+        """Send the held jobs' messages, then let go each one sent; returns (requests let go, errors). One
         not sent stays held, and so does one whose `let_go` raised (its message went: see step 3)."""
         sent = self._release_queue.send_batch([RequestMessage(tenant_id=j.tenant_id, job_id=j.job_id) for j in held])
         released = errors = 0
@@ -207,7 +208,7 @@ class Scheduler:
                 continue
             try:
                 if self._held.let_go(job):
-                    released += 1
+                    released += lines_of(job.job_id)  # requests: a batch chunk's lines
             except Exception:  # one job's failure must not stop the others; counted and re-raised by the handler
                 logger.exception("could not let a held job go", extra={"job_id": job.job_id})
                 errors += 1

@@ -379,6 +379,8 @@ class Services:
             self.settlement,
             self.batch_progress,
             clock=self._clock,
+            chunk_lines=self.settings.max_pack_size,
+            packs=self.objects,
         )
 
     @cached_property

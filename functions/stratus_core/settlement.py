@@ -32,8 +32,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from stratus_core.admission import Reservation, ReservationState
+from stratus_core.batches.chunks import line_request_id, lines_of
 from stratus_core.clock import utcnow
-from stratus_core.contract import JobError, Usage
+from stratus_core.contract import JobError, RequestResult, Usage
 from stratus_core.jobs import Job, JobStatus
 from stratus_core.pricing import Cost, PriceCatalog
 
@@ -42,10 +43,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Settle:
-    """Bill the model server's counts at this cost."""
+    """Bill the model server's counts at this cost (for `requests` requests: a batch chunk's
+    completed lines, summed)."""
 
     usage: Usage
     cost: Cost
+    requests: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,15 @@ class TerminalChange:
     at: datetime
     reservation: Reservation | None  # the reservation still held, or None when nothing is held
     billing: Settle | Release | None  # what happens to it (None exactly when nothing is held)
-    result: dict[str, Any] | None = None  # the OpenAI-shaped completion, when completed
+    result: dict[str, Any] | None = None  # the OpenAI-shaped completion, when completed (a chunk's are in S3)
     error: JobError | None = None
+    lines: tuple[int, int] = (0, 1)  # (completed, failed) requests the job counts in its batch
+    output_location: str | None = None  # a batch chunk's: the output file its answers are read from
+
+    @property
+    def batch_usage(self) -> Usage | None:
+        """The tokens the batch adds up: what was billed."""
+        return self.billing.usage if isinstance(self.billing, Settle) else None
 
 
 class ReservationReader(Protocol):
@@ -141,9 +151,46 @@ class Settlement:
             reservation=reservation,
             billing=Settle(usage, cost),
             result=result,
+            lines=(1, 0),
         )
         finished = self._finish(change)
         if finished:
+            self.billed_tokens += usage.total_tokens
+        return finished
+
+    def complete_chunk(self, job: Job, results: list[RequestResult], output_location: str) -> bool:
+        """A batch chunk's pack ran (`batches.chunks`): bill, in one settlement, the model server's
+        counts summed over the lines that completed; the chunk's other lines (an error from the
+        model server, no result, refused at admission) count as failed in the batch. The lines'
+        answers stay in the pack's output file (`output_location`, recorded on the job as it ends:
+        the pack that answered may not be the one the job was last dispatched with, when a dispatch
+        whose record failed was sent again), which the batch's finalizer reads."""
+        reservation = self._held(job)
+        if reservation is None:
+            error = JobError(code="not_admitted", message="the request was released before its result arrived")
+            return self.fail(job, JobStatus.FAILED, error)
+        admitted = {line_request_id(job.job_id, line) for line in reservation.lines or []}
+        done = {r.job_id: r.usage for r in results if r.job_id in admitted and r.error is None and r.usage is not None}
+        usage = Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in done.values() if u is not None),
+            completion_tokens=sum(u.completion_tokens for u in done.values() if u is not None),
+            total_tokens=sum(u.total_tokens for u in done.values() if u is not None),
+        )
+        if usage.total_tokens > reservation.tokens:
+            logger.warning(
+                "usage above the reserved bound",
+                extra={"job_id": job.job_id, "reserved": reservation.tokens, "used": usage.total_tokens},
+            )
+        billing: Settle | Release = Release("no line of the chunk completed")
+        if done:
+            cost = self._catalog.cost(reservation.model, usage.prompt_tokens, usage.completion_tokens, reservation.lane)
+            billing = Settle(usage, cost, requests=len(done))
+        lines = (len(done), lines_of(job.job_id) - len(done))
+        change = TerminalChange(
+            job, JobStatus.COMPLETED, self._clock(), reservation, billing, lines=lines, output_location=output_location
+        )
+        finished = self._finish(change)
+        if finished and done:
             self.billed_tokens += usage.total_tokens
         return finished
 
@@ -153,11 +200,14 @@ class Settlement:
             raise ValueError(f"{status} is not an unbilled terminal status")
         reservation = self._held(job)
         billing = Release(f"{status.value}: {error.code}") if reservation is not None else None
-        change = TerminalChange(job, status, self._clock(), reservation, billing, error=error)
+        change = TerminalChange(
+            job, status, self._clock(), reservation, billing, error=error, lines=(0, lines_of(job.job_id))
+        )
         return self._finish(change)
 
     def reject(self, job: Job, error: JobError) -> bool:
-        """A batch line refused at admission: its job is recorded failed (nothing was reserved)."""
+        """A batch line (or a chunk with every line) refused at admission: its job is recorded
+        failed, each of its lines counted failed in the batch (nothing was reserved)."""
         rejected = job.model_copy(update={"status": JobStatus.FAILED, "finished_at": self._clock(), "error": error})
         recorded = self._ledger.record_rejected(rejected)
         self._after(job, recorded)

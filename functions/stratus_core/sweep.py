@@ -154,7 +154,7 @@ class Sweeper:
             if job.output_location not in files.outputs:
                 result = files.outputs[job.output_location] = self._reader.read_result(job.output_location)
                 if result is not None:
-                    files.jobs_finished += self._results.apply_result(result)
+                    files.jobs_finished += self._results.apply_result(result, job.output_location)
             if files.outputs[job.output_location] is not None:
                 refreshed = self._jobs.get(job.tenant_id, job.job_id)
                 if refreshed is None or refreshed.status.is_terminal:

@@ -185,7 +185,7 @@ def test_a_batch_past_its_window_expires(
     later = datetime.now(UTC) + timedelta(hours=25)
     monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
 
-    assert sweeper_app.lambda_handler({}, FakeContext())["resolved"] == 3
+    assert sweeper_app.lambda_handler({}, FakeContext())["resolved"] == 1  # the batch's one chunk of 3 lines
     pipeline.run()
 
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
@@ -202,9 +202,10 @@ def test_interactive_request_is_dispatched_while_a_large_batch_is_pending(
     pipeline.batches.drain()
     assert pipeline.queue_depth("BatchRequestsQueue") == 0  # held for the scheduler
     # one instance in service at InstanceRequestsPerSecond 3.0: its 3 deferrable slots of 4 finish
-    # 3.0 × 3/4 × 120 s = 270 requests within the release horizon; the other 30 stay held
-    assert pipeline.schedule() == 270
-    assert pipeline.queue_depth("BatchRequestsQueue") == 270
+    # 3.0 × 3/4 × 120 s = 270 requests within the release horizon: 8 chunks of 32 lines (a ninth
+    # would pass 270); the other 44 lines stay held
+    assert pipeline.schedule() == 256
+    assert pipeline.queue_depth("BatchRequestsQueue") == 8
 
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "urgent"}], "max_tokens": 4}
     job_id = call_api(
@@ -214,7 +215,7 @@ def test_interactive_request_is_dispatched_while_a_large_batch_is_pending(
 
     assert call_api("GET", f"/v1/jobs/{job_id}", principal=batcher).body["status"] == "dispatched"
     (_invocation,) = pipeline.endpoint.calls
-    assert pipeline.queue_depth("BatchRequestsQueue") == 270
+    assert pipeline.queue_depth("BatchRequestsQueue") == 8
 
 
 def test_trusted_producer_submits_through_the_batch_queue(
@@ -355,7 +356,7 @@ def test_a_throttled_batch_lane_backs_off_and_still_completes(
     pipeline.endpoint.throttle_next = 1
 
     handled, failed = pipeline.batch_requests.poll_once(retry_failures_now=True)
-    assert (handled, failed) == (3, 3)  # the whole pack went back to the queue, visibility extended
+    assert (handled, failed) == (1, 1)  # the chunk's pack went back to the queue, visibility extended
     pipeline.run()
 
     done = call_api("GET", f"/v1/batches/{batch['id']}", principal=batcher).body
@@ -438,7 +439,7 @@ def test_lost_notifications_of_a_batch_are_found_within_minutes_not_at_its_24h_d
     pipeline.batches.drain()
 
     assert swept == {
-        "recovered": 5,
+        "recovered": 1,  # the batch's one chunk of 5 lines
         "overdue": 0,
         "resolved": 0,
         "orphans_released": 0,

@@ -83,16 +83,18 @@ def test_a_model_failure_and_a_bad_input_are_told_with_the_same_status_as_to_an_
 
 
 def test_a_start_delivered_twice_makes_each_job_once() -> None:
-    world = world_with_tenant()
+    world = MemoryWorld(max_pack_size=2)  # chunks of two lines: 3 lines are two chunks
+    world.tenants.create(TenantCreate(tenant_id="acme", name="Acme"))
     batch_id = submit(world, "".join(line(i) for i in range(3)))
     (start,) = world.batch_queue.take()
 
     world.batch_worker.handle(start)
     world.batch_worker.handle(start)  # SQS delivered it again
 
-    assert len(world.job_store.for_batch("acme", batch_id)) == 3
+    jobs = world.job_store.for_batch("acme", batch_id)
+    assert sorted(job.job_id.removeprefix(batch_id) for job in jobs) == ["-c00000n2", "-c00001n1"]
     reserved = world.admission_store.months[("acme", world.clock().strftime("%Y-%m"))].requests
-    assert reserved == 3
+    assert reserved == 2  # one reservation a chunk
     world.run()
     assert world.batches.get("acme", batch_id).request_counts.completed == 3
 
@@ -228,3 +230,29 @@ def test_zero_per_minute_and_in_flight_limits_do_not_hold_a_batch_back() -> None
 
     batch = world.batches.get("acme", batch_id)
     assert (batch.status, batch.request_counts.completed) == (BatchStatus.COMPLETED, 2)
+
+
+def test_a_chunk_answered_by_a_pack_whose_dispatch_was_never_recorded_keeps_every_answer() -> None:
+    """The dispatcher sent the chunk's pack, then could not record it (`mark_dispatched` failed):
+    the chunk is still queued, without an output location, when that pack's answers arrive. They
+    are what the batch's output file must hold, not "no result" for every line."""
+    world = world_with_tenant()
+    batch_id = submit(world, "".join(line(i) for i in range(2)))
+    world.run_batches()
+    world.schedule()
+    recorded = world.job_store.mark_dispatched
+
+    def unrecorded(*args: Any, **kwargs: Any) -> bool:
+        world.job_store.mark_dispatched = recorded  # type: ignore[method-assign]
+        raise RuntimeError("DynamoDB answered 500")
+
+    world.job_store.mark_dispatched = unrecorded  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        world.dispatch()
+    world.run()  # the pack's notification, and nothing dispatched again
+
+    batch = world.batches.get("acme", batch_id)
+    assert (batch.status, batch.request_counts.completed) == (BatchStatus.COMPLETED, 2)
+    output = [json.loads(x) for x in world.files.content("acme", batch.output_file_id or "").decode().splitlines()]
+    assert [x["custom_id"] for x in output] == ["c0", "c1"]
+    assert batch.error_file_id is None

@@ -122,8 +122,8 @@ def test_duplicate_and_late_notifications_change_nothing() -> None:
     result = world.objects.read_result(output)
     assert completed == "Completed" and result is not None
 
-    assert world.results.apply_result(result) == 1
-    assert world.results.apply_result(result) == 0  # duplicate
+    assert world.results.apply_result(result, output) == 1
+    assert world.results.apply_result(result, output) == 0  # duplicate
     assert status(world, job) is JobStatus.COMPLETED
     assert world.usage.report("acme", world.clock().date(), world.clock().date()).totals.requests == 1
 

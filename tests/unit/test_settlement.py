@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from stratus_core.admission import ReservationState
-from stratus_core.contract import JobError, Usage
+from stratus_core.contract import Choice, JobError, RequestResult, Usage
 from stratus_core.jobs import Job, JobStatus
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.memory import MemoryWorld, chat_request
@@ -103,9 +103,11 @@ def test_an_orphaned_reservation_is_released_after_its_grace_and_only_once() -> 
 
 
 def test_a_batch_is_asked_to_finalize_exactly_when_its_last_request_ends() -> None:
+    from stratus_core.batches.chunks import line_request_id
     from stratus_core.batches.models import BatchCreate
 
-    world = world_with_tenant()
+    world = MemoryWorld(max_pack_size=1)  # one line a chunk: three jobs
+    world.tenants.create(TenantCreate(tenant_id="acme", name="Acme"))
     lines = "".join(
         f'{{"custom_id": "c{i}", "method": "POST", "url": "/v1/chat/completions", "body": '
         f'{{"model": "{MODEL}", "messages": [{{"role": "user", "content": "q{i}"}}], "max_tokens": 5}}}}\n'
@@ -115,17 +117,24 @@ def test_a_batch_is_asked_to_finalize_exactly_when_its_last_request_ends() -> No
     batch = world.batches.create(
         "acme", BatchCreate(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
     )
-    world.run_batches()  # start: three queued jobs
-    jobs = world.job_store.for_batch("acme", batch.id)
+    world.run_batches()  # start: three queued chunks
+    jobs = sorted(world.job_store.for_batch("acme", batch.id), key=lambda job: job.job_id)
     assert len(jobs) == 3
 
-    world.settlement.complete(jobs[0], Usage.of(1, 1), {"object": "chat.completion"})
+    def answered(job: Job, line: int, completion: int) -> list[RequestResult]:
+        choice = Choice(text="a", finish_reason="stop")
+        usage = Usage.of(1, completion)
+        return [
+            RequestResult(job_id=line_request_id(job.job_id, line), tenant_id="acme", choices=[choice], usage=usage)
+        ]
+
+    world.settlement.complete_chunk(jobs[0], answered(jobs[0], 1, 1), "s3://memory-bucket/outputs/p.out")
     world.settlement.fail(jobs[1], JobStatus.FAILED, FAILED)
     assert [m.action for m in world.batch_queue.messages] == []  # one still running
-    world.settlement.complete(jobs[2], Usage.of(1, 2), {"object": "chat.completion"})
+    world.settlement.complete_chunk(jobs[2], answered(jobs[2], 3, 2), "s3://memory-bucket/outputs/p.out")
     # a duplicate asks again: its first delivery may have ended the job and then failed to ask
     # (finalizing twice writes the same files, tests/unit/test_batch_worker.py)
-    world.settlement.complete(jobs[2], Usage.of(1, 2), {"object": "chat.completion"})
+    world.settlement.complete_chunk(jobs[2], answered(jobs[2], 3, 2), "s3://memory-bucket/outputs/p.out")
 
     assert [m.action for m in world.batch_queue.messages] == ["finalize", "finalize"]
     counts = world.batches.get("acme", batch.id).request_counts

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from stratus_core.adapters import aws
+from stratus_core.batches.chunks import ChunkBody
 from stratus_core.contract import InferencePack, PackedRequest, PackResult
 
 
@@ -42,6 +43,15 @@ class S3Objects:
     def get(self, key: str) -> PackedRequest | None:
         body = _read(self.bucket, key)
         return PackedRequest.model_validate_json(body) if body is not None else None
+
+    def put_chunk(self, key: str, body: ChunkBody) -> None:
+        aws.s3().put_object(
+            Bucket=self.bucket, Key=key, Body=body.model_dump_json().encode(), ContentType="application/json"
+        )
+
+    def get_chunk(self, key: str) -> ChunkBody | None:
+        body = _read(self.bucket, key)
+        return ChunkBody.model_validate_json(body) if body is not None else None
 
     def put_pack(self, pack: InferencePack) -> str:
         key = f"packs/{pack.pack_id}.json"

@@ -83,9 +83,12 @@ class Batch(BaseModel):
 
 class StoredBatch(Batch):
     tenant_id: str
+    chunk_lines: int | None = None
+    """Lines per chunk (`chunks.py`), fixed when the batch starts; None: a batch started before
+    chunks, one job per line."""
 
     def view(self) -> Batch:
-        return Batch(**self.model_dump(exclude={"tenant_id"}))
+        return Batch(**self.model_dump(exclude={"tenant_id", "chunk_lines"}))
 
 
 @dataclass(frozen=True)

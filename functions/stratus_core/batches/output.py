@@ -8,6 +8,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
+from stratus_core.batches.jsonl import batch_job_id
 from stratus_core.batches.models import BatchUsage
 from stratus_core.contract import JobError, Usage
 from stratus_core.failures import failure_kind
@@ -29,23 +30,36 @@ def _line_id(job: Job) -> str:
 
 
 def output_line(job: Job) -> dict[str, Any]:
-    return {
-        "id": _line_id(job),
-        "custom_id": job.custom_id,
-        "response": {"status_code": 200, "request_id": job.job_id, "body": job.result},
-        "error": None,
-    }
+    return answered(job.custom_id, job.job_id, _line_id(job), job.result)
 
 
 def error_line(job: Job) -> dict[str, Any]:
     error = job.error or JobError(code=job.status.value, message=f"the request was {job.status.value}")
+    return failed(job.custom_id, job.job_id, _line_id(job), error)
+
+
+def chunk_line_ids(batch_id: str, line: int) -> tuple[str, str]:
+    """A chunk line's `id` and `request_id` in the output files: the same as a line's own job had."""
+    return f"batch_req_{line:06d}_{batch_id}", batch_job_id(batch_id, line)
+
+
+def answered(custom_id: str | None, request_id: str, line_id: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": line_id,
+        "custom_id": custom_id,
+        "response": {"status_code": 200, "request_id": request_id, "body": body},
+        "error": None,
+    }
+
+
+def failed(custom_id: str | None, request_id: str, line_id: str, error: JobError) -> dict[str, Any]:
     kind = failure_kind(error.code)
     return {
-        "id": _line_id(job),
-        "custom_id": job.custom_id,
+        "id": line_id,
+        "custom_id": custom_id,
         "response": {
             "status_code": int(kind.status),
-            "request_id": job.job_id,
+            "request_id": request_id,
             "body": {"error": {"message": error.message, "type": kind.type, "param": None, "code": error.code}},
         },
         "error": {"code": error.code, "message": error.message},

@@ -6,9 +6,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from stratus_core.batches.chunks import (
+    ChunkBody,
+    ChunkLine,
+    chunk_job_id,
+    chunked,
+    is_chunk,
+    line_request_id,
+    lines_of,
+)
 from stratus_core.batches.jsonl import ParsedLine, batch_job_id, parse_lines
 from stratus_core.batches.models import (
     MAX_ERRORS_LISTED,
@@ -19,25 +29,64 @@ from stratus_core.batches.models import (
     RequestCounts,
     StoredBatch,
 )
-from stratus_core.batches.output import add_usage, batch_file_id, error_line, jsonl, output_line
+from stratus_core.batches.output import (
+    add_usage,
+    answered,
+    batch_file_id,
+    chunk_line_ids,
+    error_line,
+    failed,
+    jsonl,
+    output_line,
+)
 from stratus_core.batches.progress import BatchProgress
 from stratus_core.batches.service import BatchService, BatchStore
 from stratus_core.clock import utcnow
-from stratus_core.contract import JobError
+from stratus_core.contract import JobError, PackResult, RequestResult, Usage
 from stratus_core.errors import Limit, LimitExceeded, NotFound, RequestExceedsLimit
 from stratus_core.files import FileService, FileWasDeleted
 from stratus_core.intake import JobIntake
 from stratus_core.jobs import Job, JobStatus
+from stratus_core.openai_objects import completion_object
 from stratus_core.openai_types import packed_request
 from stratus_core.settlement import Settlement
 
 logger = logging.getLogger(__name__)
 
 
+class ChunkFiles(Protocol):
+    """The data bucket, where a chunk's body and its pack's output are."""
+
+    def get_chunk(self, key: str) -> ChunkBody | None: ...
+
+    def read_result(self, uri: str) -> PackResult | None: ...
+
+
+MISSING = JobError(code="result_missing", message="the answer is no longer in the bucket")
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """One line of the output or error file, by its request id (the line order)."""
+
+    request_id: str
+    line: dict[str, Any]
+    usage: Usage | None
+
+
 class BatchJobs(Protocol):
     def get(self, tenant_id: str, job_id: str) -> Job | None: ...
 
     def for_batch(self, tenant_id: str, batch_id: str) -> list[Job]: ...
+
+
+def refusal_error(refused: LimitExceeded | RequestExceedsLimit | NotFound) -> JobError:
+    """A batch line refused at admission, as its error line says it."""
+    if isinstance(refused, NotFound):
+        return JobError(code="model_not_found", message=str(refused))
+    # the batch lane counts against the month only: its quota
+    code = "insufficient_quota" if refused.limit is Limit.TOKENS_PER_MONTH else refused.limit.value
+    return JobError(code=code, message=str(refused))
 
 
 class BatchWorker:
@@ -51,7 +100,12 @@ class BatchWorker:
         settlement: Settlement,
         progress: BatchProgress,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        chunk_lines: int = 32,
+        packs: ChunkFiles | None = None,
     ) -> None:
+        self._chunk_lines = chunk_lines
+        self._packs = packs
         self._batches = batches
         self._store = store
         self._files = files
@@ -94,12 +148,35 @@ class BatchWorker:
             sets = {
                 "request_counts": RequestCounts(total=len(lines)).model_dump(),
                 "in_progress_at": int(now.timestamp()),
+                "chunk_lines": self._chunk_lines,
             }
             if not self._store.transition(batch, BatchStatus.IN_PROGRESS, {BatchStatus.VALIDATING}, sets):
                 return  # cancelled meanwhile; the cancel message takes it from here
-        for line in lines:
-            self._enqueue_line(batch, line)
+            batch = batch.model_copy(update={"chunk_lines": self._chunk_lines})
+        if batch.chunk_lines is None:  # started before chunks: one job per line, to the end
+            for line in lines:
+                self._enqueue_line(batch, line)
+        else:
+            for ordinal, chunk in enumerate(chunked(lines, batch.chunk_lines)):
+                self._enqueue_chunk(batch, ordinal, chunk)
         self._progress.maybe_finalize(batch.tenant_id, batch.id)
+
+    def _enqueue_chunk(self, batch: StoredBatch, ordinal: int, chunk: list[ParsedLine]) -> None:
+        """One chunk of lines → one job on the batch lane (`chunks.py`); a chunk whose job exists
+        already was handled by an earlier delivery."""
+        chunk_id = chunk_job_id(batch.id, ordinal, len(chunk))
+        if self._jobs.get(batch.tenant_id, chunk_id) is not None:
+            return
+        lines = [
+            ChunkLine(
+                line=line.line,
+                custom_id=line.custom_id,
+                request=packed_request(line.request, line_request_id(chunk_id, line.line), batch.tenant_id),
+            )
+            for line in chunk
+        ]
+        deadline = datetime.fromtimestamp(batch.expires_at, tz=self._clock().tzinfo)
+        self._intake.accept_chunk(chunk_id, lines, deadline, batch.id, refusal_error)
 
     def _enqueue_line(self, batch: StoredBatch, line: ParsedLine) -> None:
         """One line → one job on the batch lane, through the same intake as an interactive request.
@@ -116,12 +193,8 @@ class BatchWorker:
         try:
             self._intake.accept(request, "batch", deadline=deadline, batch_id=batch.id, custom_id=line.custom_id)
         except (LimitExceeded, RequestExceedsLimit, NotFound) as refused:
-            if isinstance(refused, NotFound):
-                code = "model_not_found"
-            else:  # the batch lane counts against the month only: its quota
-                code = "insufficient_quota" if refused.limit is Limit.TOKENS_PER_MONTH else refused.limit.value
             job = self._intake.job_for(request, self._clock(), deadline, batch.id, line.custom_id, "batch")
-            self._settlement.reject(job, JobError(code=code, message=str(refused)))
+            self._settlement.reject(job, refusal_error(refused))
 
     def cancel_jobs(self, batch: StoredBatch) -> None:
         if batch.status is not BatchStatus.CANCELLING:
@@ -157,16 +230,24 @@ class BatchWorker:
             final = BatchStatus.CANCELLED if batch.cancelling_at else None
         else:
             return
-        jobs = sorted(self._jobs.for_batch(batch.tenant_id, batch.id), key=lambda job: job.job_id)
+        jobs = self._jobs.for_batch(batch.tenant_id, batch.id)
+        lines: list[LineOutcome] = []
+        for job in jobs:
+            if is_chunk(job.job_id):
+                lines.extend(self._chunk_outcomes(batch, job))
+            elif job.status is JobStatus.COMPLETED:
+                lines.append(LineOutcome(job.job_id, output_line(job), job.usage))
+            else:
+                lines.append(LineOutcome(job.job_id, error_line(job), None))
         outputs, failures = [], []
         usage = BatchUsage()
-        for job in jobs:
-            if job.status is JobStatus.COMPLETED:
-                outputs.append(output_line(job))
-                if job.usage:
-                    usage = add_usage(usage, job.usage)
+        for outcome in sorted(lines, key=lambda outcome: outcome.request_id):
+            if outcome.line["error"] is None:
+                outputs.append(outcome.line)
+                if outcome.usage:
+                    usage = add_usage(usage, outcome.usage)
             else:
-                failures.append(error_line(job))
+                failures.append(outcome.line)
         if final is None:
             expired = any(job.status is JobStatus.EXPIRED for job in jobs)
             final = BatchStatus.EXPIRED if expired else BatchStatus.COMPLETED
@@ -177,6 +258,55 @@ class BatchWorker:
         if failures:
             sets["error_file_id"] = self._write_file(batch, "error", failures, written)
         self._store.transition(batch, final, {BatchStatus.FINALIZING}, sets)
+
+    def _chunk_outcomes(self, batch: StoredBatch, job: Job) -> list[LineOutcome]:
+        """Each line of a finished chunk, from its body (its custom id, or why it was refused) and,
+        when the chunk's pack ran, SageMaker's output file: the answers were never copied. Both stay
+        in the bucket for `ArtifactRetentionDays` (at least 2: past a batch's 24 h window). One that
+        is gone anyway (deleted by hand) is logged as an error and its lines written as failures
+        (`result_missing`, or without custom ids when the body is gone), so that the batch still
+        closes and every line is in one of its files."""
+        if self._packs is None:  # pragma: no cover - wired in every deployment
+            raise RuntimeError("the batch worker has no reader for chunks")
+        body = self._packs.get_chunk(job.body_key)
+        ended = job.error or JobError(code=job.status.value, message=f"the request was {job.status.value}")
+        if body is None:
+            logger.error(
+                "a chunk's body is gone: its lines are written without custom ids", extra={"job_id": job.job_id}
+            )
+            gone = ended if job.status is not JobStatus.COMPLETED else MISSING
+            return [
+                LineOutcome(
+                    f"{job.job_id}/{n:06d}", failed(None, f"{job.job_id}/{n:06d}", f"{job.job_id}/{n}", gone), None
+                )
+                for n in range(lines_of(job.job_id))
+            ]
+        results: dict[str, RequestResult] | None = {}
+        if job.status is JobStatus.COMPLETED and job.output_location:
+            output = self._packs.read_result(job.output_location)
+            if output is None:
+                logger.error("a chunk's output is gone", extra={"job_id": job.job_id, "output": job.output_location})
+            results = {result.job_id: result for result in output.results} if output is not None else None
+        created = int(job.created_at.timestamp())
+        outcomes = []
+        for line in body.lines:
+            line_id, request_id = chunk_line_ids(batch.id, line.line)
+            error: JobError | None = line.error
+            if error is None and job.status is not JobStatus.COMPLETED:
+                error = ended
+            elif error is None and results is None:
+                error = MISSING
+            elif error is None and results is not None:
+                result = results.get(line_request_id(job.job_id, line.line))
+                if result is not None and result.error is None and result.choices and result.usage is not None:
+                    answer = completion_object(job.kind, request_id, created, job.model, result.choices, result.usage)
+                    answer_line = answered(line.custom_id, request_id, line_id, answer.model_dump(mode="json"))
+                    outcomes.append(LineOutcome(request_id, answer_line, result.usage))
+                    continue
+                error = (result.error if result else None) or JobError(code="inference_failed", message="no result")
+            assert error is not None
+            outcomes.append(LineOutcome(request_id, failed(line.custom_id, request_id, line_id, error), None))
+        return outcomes
 
     def _write_file(
         self, batch: StoredBatch, kind: Literal["output", "error"], lines: list[dict[str, Any]], written: int

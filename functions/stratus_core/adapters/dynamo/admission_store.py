@@ -55,6 +55,7 @@ from stratus_core.admission import (
     RetryableConflict,
     TenantInactive,
     TenantItemThrottled,
+    fit_lines,
 )
 from stratus_core.clock import day_key, minute_key, month_key
 from stratus_core.contract import Usage
@@ -91,10 +92,11 @@ def _num(value: int) -> dict[str, Any]:
     return {"N": str(value)}
 
 
-def usage_amounts(usage: Usage, cost: Cost) -> dict[str, int | Decimal]:
-    """What one settled request adds to its day's usage (`tenant_counters.USAGE_FIELDS`)."""
+def usage_amounts(usage: Usage, cost: Cost, requests: int = 1) -> dict[str, int | Decimal]:
+    """What settled requests (one, or a batch chunk's completed lines) add to their day's usage
+    (`tenant_counters.USAGE_FIELDS`)."""
     return {
-        "requests": 1,
+        "requests": requests,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "prompt_cost": cost.prompt_cost,
@@ -159,13 +161,24 @@ class DynamoAdmissionStore:
             snapshot = old
         raise RetryableConflict()
 
-    def reserve_batch(self, tenant: Tenant, reservation: Reservation, expires_at: int) -> Reservation:
-        """Tenant active and month within quota on the tenant item, and the line's `RESV#` item, in
-        one transaction: nothing per-minute, no in-flight slot."""
+    def reserve_batch(
+        self, tenant: Tenant, reservation: Reservation, expires_at: int, bounds: dict[int, int] | None = None
+    ) -> Reservation:
+        """Tenant active and month within quota on the tenant item, and the `RESV#` item (a line's,
+        or a chunk's with `bounds`), in one transaction: nothing per-minute, no in-flight slot.
+
+        A chunk's first attempt asks for all its lines. When the month cannot take them, the
+        tenant item as it was (returned by the failed condition) gives the month's room, and the
+        next attempt asks for the lines that fit it (`fit_lines`): the month is never read apart
+        from the write that counts it."""
         row = reservation.model_copy(update={"layout": "row"})
         snapshot: dict[str, Any] | None = None
         for _ in range(ATTEMPTS):
-            update = self._admission_update(tenant, row, snapshot)
+            try:
+                update = self._admission_update(tenant, row, snapshot)
+            except LimitHit as hit:  # the item's first count, from the previous layout's month
+                row = self._fitted(tenant, row, hit, bounds, snapshot or {})
+                continue
             tenant_update: Any = update.params(self._tenants, {"tenant_id": {"S": tenant.tenant_id}})
             tenant_update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
             items: Items = {"tenant": {"Update": tenant_update}, "reservation": self._reservation_item(row, expires_at)}
@@ -175,9 +188,28 @@ class DynamoAdmissionStore:
             if cancelled.failed("reservation"):
                 return self._existing(tenant.tenant_id, reservation.job_id)
             old = cancelled.old_items.get("tenant") or {}
-            self._refuse(tenant, row, old)
+            try:
+                self._refuse(tenant, row, old)
+            except LimitHit as hit:
+                row = self._fitted(tenant, row, hit, bounds, old)
             snapshot = old
         raise RetryableConflict()
+
+    def _fitted(
+        self, tenant: Tenant, row: Reservation, hit: LimitHit, bounds: dict[int, int] | None, old: dict[str, Any]
+    ) -> Reservation:
+        """A chunk's reservation cut to the lines that fit the month's room as `old` shows it; the
+        refusal itself for a single line, or when no line fits."""
+        if bounds is None or hit.limit is not Limit.TOKENS_PER_MONTH:
+            raise hit
+        if old.get(tc.MONTH) is None:  # no counters on the item yet: the previous layout's month item
+            used = self._legacy_counts(tenant.tenant_id, "MONTH#" + row.month)["tokens"]
+        else:
+            used = int(old.get(tc.MONTH_TOKENS, 0)) if old[tc.MONTH] >= row.month else 0
+        fitted = fit_lines(bounds, tenant.limits.tokens_per_month - used)
+        if not fitted:
+            raise hit
+        return row.model_copy(update={"tokens": sum(fitted.values()), "lines": sorted(fitted)})
 
     def _admission_update(self, tenant: Tenant, reservation: Reservation, snapshot: dict[str, Any] | None) -> tc.Update:
         """The write that counts `reservation`, built on `snapshot` (the tenant item as last seen),
@@ -339,8 +371,8 @@ class DynamoAdmissionStore:
         raise TenantItemBusy(f"tenant {reservation.tenant_id}: settling {reservation.job_id} kept conflicting")
 
     @staticmethod
-    def _add_usage(u: tc.Update, reservation: Reservation, usage: Usage, cost: Cost) -> None:
-        for field_name, amount in usage_amounts(usage, cost).items():
+    def _add_usage(u: tc.Update, reservation: Reservation, usage: Usage, cost: Cost, requests: int = 1) -> None:
+        for field_name, amount in usage_amounts(usage, cost, requests).items():
             attribute = tc.usage_attribute(reservation.day, reservation.model, field_name)
             u.adds.append(f"{u.name(attribute)} {u.value(tc.num(amount))}")
 
@@ -534,7 +566,14 @@ class DynamoAdmissionStore:
 
     # -- settlement of RESV# reservations (batch lines, and the previous layout's) ----------------------
     def settle_items(
-        self, reservation: Reservation, usage: Usage, cost: Cost, at: datetime, *, correct_month: bool = True
+        self,
+        reservation: Reservation,
+        usage: Usage,
+        cost: Cost,
+        at: datetime,
+        *,
+        correct_month: bool = True,
+        requests: int = 1,
     ) -> Items:
         """The items that settle a `RESV#` reservation; its own item is conditional on it being reserved."""
         delta = usage.total_tokens - reservation.tokens
@@ -551,11 +590,11 @@ class DynamoAdmissionStore:
         }
         items, counters = self._finish_items(reservation, expression, values, delta, at, correct_month)
         if counters is None:  # the previous layout: its DAY row, as it was
-            amounts = usage_amounts(usage, cost)
+            amounts = usage_amounts(usage, cost, requests)
             update = day_row_update(self._usage, reservation.tenant_id, reservation.day, reservation.model, amounts)
             items["day"] = {"Update": update}
         else:
-            self._add_usage(counters, reservation, usage, cost)
+            self._add_usage(counters, reservation, usage, cost, requests)
         return self._with_tenant(items, reservation, counters)
 
     def release_items(

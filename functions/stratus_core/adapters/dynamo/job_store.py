@@ -29,6 +29,7 @@ from stratus_core.adapters.dynamo.codec import from_item, to_attr, to_item
 from stratus_core.adapters.dynamo.paging import read_page
 from stratus_core.adapters.dynamo.sparse_index import SHARDS, entries_before, shard_of
 from stratus_core.adapters.dynamo.transactions import conditionally, created
+from stratus_core.batches.chunks import lines_of
 from stratus_core.errors import Conflict
 from stratus_core.jobs import Job, JobStatus, JobSummary
 
@@ -54,6 +55,18 @@ def result_attribute(result: dict[str, Any]) -> dict[str, Any]:
     few hundred tokens of answer under 1 KB, one write unit at settlement instead of two or three.
     Jobs stored before carry `result_json` (plain text), which `parse_job` reads too."""
     return {"B": zlib.compress(json.dumps(result, separators=(",", ":")).encode(), 6)}
+
+
+def within_requests(entries: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The first index entries whose jobs carry up to `limit` requests in all (the first always)."""
+    taken: list[dict[str, Any]] = []
+    requests = 0
+    for entry in entries:
+        requests += lines_of(entry["job_id"]["S"])
+        if taken and requests > limit:
+            break
+        taken.append(entry)
+    return taken
 
 
 def job_item(job: Job, retention_seconds: int) -> dict[str, Any]:
@@ -205,23 +218,24 @@ class DynamoJobStore:
 
     # -- deferrable jobs held for the scheduler --------------------------------------------------------
     def held_summary(self) -> tuple[int, datetime | None]:
-        """Every shard of `WaitingJobsIndex`, read whole (keys and deadlines only: ~100 bytes a job,
-        so 10,000 held batch lines are about 1 MB, 125 read units a run)."""
+        """Every shard of `WaitingJobsIndex`, read whole (keys and deadlines only: ~100 bytes a job;
+        a batch chunk's job counts its lines, which its id says: `chunks.lines_of`)."""
         count, earliest = 0, None
         for shard in SHARDS:
             for number, page in enumerate(self._shard_pages(WAITING_INDEX, "waiting", shard)):
                 items = page.get("Items", [])
-                count += len(items)
+                count += sum(lines_of(item["job_id"]["S"]) for item in items)
                 if number == 0 and items:  # a shard's first entry has its earliest deadline
                     deadline = datetime.fromisoformat(items[0]["deadline"]["S"])
                     earliest = deadline if earliest is None or deadline < earliest else earliest
         return count, earliest
 
     def held(self, limit: int) -> list[Job]:
+        """Held jobs, earliest deadline first, carrying up to `limit` requests (at least one job)."""
         if limit <= 0:
             return []
         entries = entries_before(self.table, WAITING_INDEX, "waiting", "deadline", {"S": "~"}, limit)
-        jobs = (self.get(item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries)
+        jobs = (self.get(item["tenant_id"]["S"], item["job_id"]["S"]) for item in within_requests(entries, limit))
         return [job for job in jobs if job is not None and job.status is JobStatus.QUEUED]
 
     def let_go(self, job: Job) -> bool:
@@ -238,8 +252,14 @@ class DynamoJobStore:
         return updated is not None
 
     def dispatched_count(self) -> int:
-        pages = (self._shard_pages(DISPATCHED_INDEX, "active", shard, Select="COUNT") for shard in SHARDS)
-        return sum(int(page.get("Count", 0)) for shard_pages in pages for page in shard_pages)
+        """Requests dispatched and not finished: the index's keys, a chunk's job counting its lines."""
+        pages = (self._shard_pages(DISPATCHED_INDEX, "active", shard) for shard in SHARDS)
+        return sum(
+            lines_of(item["job_id"]["S"])
+            for shard_pages in pages
+            for page in shard_pages
+            for item in page.get("Items", [])
+        )
 
     def _shard_pages(self, index: str, partition_key: str, shard: str, **extra: Any) -> Any:
         """Every page of one shard of a sparse index (botocore's query paginator)."""

@@ -29,6 +29,7 @@ from stratus_core.adapters.dynamo.codec import to_attr
 from stratus_core.adapters.dynamo.job_store import DynamoJobStore, job_item, result_attribute
 from stratus_core.adapters.dynamo.transactions import Cancelled, conditionally, transact
 from stratus_core.admission import Reservation
+from stratus_core.batches.chunks import lines_of
 from stratus_core.contract import Usage
 from stratus_core.jobs import Job
 from stratus_core.settlement import Release, Settle, TerminalChange
@@ -60,9 +61,13 @@ class DynamoLedger:
         usage: Usage | None = None
         if isinstance(change.billing, Settle) and reservation is not None:
             usage = change.billing.usage
-            sets = {"result_z": result_attribute(change.result or {}), "usage": to_attr(usage.model_dump())}
+            sets = {"usage": to_attr(usage.model_dump())}
+            if change.result is not None:  # a chunk's answers stay in its pack's output file
+                sets["result_z"] = result_attribute(change.result)
         if change.error is not None:
             sets["error"] = to_attr(change.error.model_dump())
+        if change.output_location is not None:
+            sets["output_location"] = {"S": change.output_location}
         job_update = self._jobs.terminal_item(job, change.status, change.at, sets)
         if reservation is not None and reservation.layout == "held" and job.batch_id is None:
             update: Any = job_update["Update"]
@@ -76,7 +81,7 @@ class DynamoLedger:
             built = self._reservation_items(reservation, change.billing, change.at, correct_month)
             built["job"] = job_update
             if job.batch_id is not None:
-                built["batch"] = self._batch_counter(job, "completed" if usage is not None else "failed", usage)
+                built["batch"] = self._batch_counter(job, change.lines, usage)
             return built
 
         cancelled = transact_correcting_month(items)
@@ -94,7 +99,7 @@ class DynamoLedger:
             return {}
         if isinstance(billing, Settle):
             return self._reservations.settle_items(
-                reservation, billing.usage, billing.cost, at, correct_month=correct_month
+                reservation, billing.usage, billing.cost, at, correct_month=correct_month, requests=billing.requests
             )
         return self._reservations.release_items(reservation, billing.reason, at, correct_month=correct_month)
 
@@ -118,16 +123,18 @@ class DynamoLedger:
         }
         items = {"job": put}
         if job.batch_id is not None:
-            items["batch"] = self._batch_counter(job, "failed", None)
+            items["batch"] = self._batch_counter(job, (0, lines_of(job.job_id)), None)
         return transact(items) is None
 
     def release(self, reservation: Reservation, reason: str, at: datetime) -> bool:
         return self.settle_reservation(reservation, Release(reason), at)
 
-    def _batch_counter(self, job: Job, outcome: str, usage: Usage | None) -> TransactWriteItemTypeDef:
-        """The batch's request count (and token totals), moved in the same transaction as the job."""
-        values: dict[str, Any] = {":one": {"N": "1"}}
-        expression = f"ADD request_counts.{outcome} :one"
+    def _batch_counter(self, job: Job, lines: tuple[int, int], usage: Usage | None) -> TransactWriteItemTypeDef:
+        """The batch's request counts, (completed, failed), and token totals, moved in the same
+        transaction as the job: once per job, a line's or a whole chunk's."""
+        counts = {outcome: n for outcome, n in zip(("completed", "failed"), lines, strict=True) if n}
+        values: dict[str, Any] = {f":{outcome}": {"N": str(n)} for outcome, n in counts.items()}
+        expression = "ADD " + ", ".join(f"request_counts.{outcome} :{outcome}" for outcome in counts)
         names: dict[str, str] = {}
         if usage is not None:
             expression += ", #usage.input_tokens :in, #usage.output_tokens :out, #usage.total_tokens :total"

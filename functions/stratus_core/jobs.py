@@ -151,7 +151,8 @@ class JobList(BaseModel):
 
 
 JOB_ID_PATTERN = r"^job_[0-9a-f]{24}$"
-"""An interactive or flex request's job (`new_job_id`); a batch line's job is `<batch id>-<line>`."""
+"""An interactive or flex request's job (`new_job_id`); a batch chunk's is `<batch id>-c<ordinal>n<lines>`, and a
+batch line's, in a batch started before chunks, `<batch id>-<line>` (`batches.chunks`)."""
 
 
 class RequestQueue(Protocol):

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from stratus_core.admission import Reservation, ReservationState
-from stratus_core.batches.chunks import line_request_id, lines_of
+from stratus_core.batches.chunks import answered_line, line_request_id, lines_of
 from stratus_core.clock import utcnow
 from stratus_core.contract import JobError, RequestResult, Usage
 from stratus_core.jobs import Job, JobStatus
@@ -170,7 +170,7 @@ class Settlement:
             error = JobError(code="not_admitted", message="the request was released before its result arrived")
             return self.fail(job, JobStatus.FAILED, error)
         admitted = {line_request_id(job.job_id, line) for line in reservation.lines or []}
-        done = {r.job_id: r.usage for r in results if r.job_id in admitted and r.error is None and r.usage is not None}
+        done = {r.job_id: r.usage for r in results if r.job_id in admitted and answered_line(r)}
         usage = Usage(
             prompt_tokens=sum(u.prompt_tokens for u in done.values() if u is not None),
             completion_tokens=sum(u.completion_tokens for u in done.values() if u is not None),

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from stratus_core.contract import JobError, PackedRequest
+from stratus_core.contract import JobError, PackedRequest, RequestResult
 
 if TYPE_CHECKING:
     from stratus_core.batches.jsonl import ParsedLine
@@ -73,6 +73,12 @@ def split_line_request_id(request_id: str) -> tuple[str, int] | None:
     if not slash or not line.isdigit() or not is_chunk(chunk_id):
         return None
     return chunk_id, int(line)
+
+
+def answered_line(result: RequestResult) -> bool:
+    """Whether a line's result is an answer (billed, in the output file), not a failure (the error
+    file). Settlement and the finalizer decide with this one test, so they always agree."""
+    return result.error is None and result.choices is not None and result.usage is not None
 
 
 def chunked(lines: Sequence[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 from stratus_core.batches.chunks import (
     ChunkBody,
     ChunkLine,
+    answered_line,
     chunk_job_id,
     chunked,
     is_chunk,
@@ -298,7 +299,8 @@ class BatchWorker:
                 error = MISSING
             elif error is None and results is not None:
                 result = results.get(line_request_id(job.job_id, line.line))
-                if result is not None and result.error is None and result.choices and result.usage is not None:
+                if result is not None and answered_line(result):
+                    assert result.choices is not None and result.usage is not None  # what answered_line says
                     answer = completion_object(job.kind, request_id, created, job.model, result.choices, result.usage)
                     answer_line = answered(line.custom_id, request_id, line_id, answer.model_dump(mode="json"))
                     outcomes.append(LineOutcome(request_id, answer_line, result.usage))

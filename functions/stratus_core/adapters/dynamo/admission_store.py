@@ -5,15 +5,17 @@ on the tenant's own item, written with one conditional `UpdateItem` to admit and
 (`tenant_counters.py` has the layout and why it is exact). The retry claim, when the client can
 retry, is one more `PutItem`, written after the admission and before the job.
 
-**Batch lines** (`layout` `row`): a `RESV#` item per line, written in one transaction with the
-tenant item's month counter (a batch line counts against the month only); settling it moves the
-`RESV#` item, the month and the usage on the tenant item in one transaction with the job.
+**Batch chunks** (`layout` `row`): a `RESV#` item per chunk of lines (`batches/chunks.py`), for
+the lines the month admits and their summed bound (`lines`), written in one transaction with the
+tenant item's month counter (a batch counts against the month only); settling it moves the `RESV#`
+item, the month and the usage (a request per completed line) on the tenant item in one transaction
+with the job. A batch started before chunks has one per line, settled the same way.
 
 Usage table layout (partition `pk`, sort `sk`):
 
 | pk             | sk                          | what                                                  |
 | -------------- | --------------------------- | ----------------------------------------------------- |
-| TENANT#<id>    | RESV#<job id>               | one batch line: reserved bound, then its real usage   |
+| TENANT#<id>    | RESV#<job id>               | one batch chunk: reserved bound, then its real usage  |
 | TENANT#<id>    | DAY#YYYY-MM-DD#MODEL#<name> | billable usage and cost per day and model (days over) |
 | TENANT#<id>    | CLAIM#<fingerprint>         | the job a retried request attaches to (TTL 1 h / 24 h) |
 | TENANT#<id>    | MONTH#…, MINUTE#…           | the previous layout's counters (read once: see below) |

@@ -58,12 +58,12 @@ MODEL_LOAD_S = 56.9
 DECODE_TPS = 594.7
 """Completion tokens per second of that server with 64 requests at once (same run)."""
 
-SERVERLESS_USD_PER_MILLION_REQUESTS = {"interactive": 18.475, "flex": 15.074, "batch": 17.915}
+SERVERLESS_USD_PER_MILLION_REQUESTS = {"interactive": 20.658, "flex": 15.744, "batch": 1.763}
 """Everything but the GPU, per million requests of each lane: API Gateway, Lambda, DynamoDB, S3,
 SQS, SNS and CloudWatch Logs, as `bench/aws_bill.py` measured them on 2026-12-07 at its defaults
-(`bench/RESULTS.md`, "The AWS bill … on the tenant item"). A flex request is priced as the bench's
-async request (`Prefer: respond-async`, then polled), a batch request as a batch line."""
-IDLE_USD_PER_MONTH = 4.82
+(`bench/RESULTS.md`, "Batches in chunks"). A flex request is priced as the bench's async request
+(`Prefer: respond-async`, then polled), a batch request as a batch line (its batch in chunks of 32)."""
+IDLE_USD_PER_MONTH = 4.95
 """The deployment's cost with no requests at all (schedules, alarms, the alarm topic's key), the
 same bench's "idle month"; a simulated day carries a thirtieth of it."""
 GATEWAY_USD_PER_MONTH = 213.59

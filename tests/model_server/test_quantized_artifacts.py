@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from gpu_jobs.artifact import verify
 from gpu_jobs.build import BuildRequest, build
@@ -33,6 +34,11 @@ def test_a_quantized_artifact_builds_and_vllm_serves_it(
     with tarfile.open(artifact / "model.tar.gz") as archive:
         assert {"model.py", "config.json", *(s.file for s in manifest.shards)} <= set(archive.getnames())
 
+    if method == "w4a16" and not torch.cpu._is_avx512_supported():
+        # vLLM's CPU build loads its AVX2 kernels (`vllm._C_AVX2`) on such a CPU, and they have no
+        # `cpu_gemm_wna16`: every request fails in the engine ("'_C' object has no attribute
+        # 'cpu_gemm_wna16'"); the same predicate picks the library (vllm/platforms/cpu.py)
+        pytest.skip("vLLM's CPU build serves W4A16 only with AVX-512 (docs/platform-notes.md); built and verified")
     for server in serve(artifact, "vllm"):
         status, body = post(server, pack(chat("hello there"), completion("one two three")))
         assert status == 200

@@ -223,11 +223,12 @@ class HeldJobs(Protocol):
     """Deferrable jobs held until the scheduler lets them go (the jobs table's `WaitingJobsIndex`)."""
 
     def held_summary(self) -> tuple[int, datetime | None]:
-        """How many are held, and the earliest deadline among them."""
+        """How many requests are held (a batch chunk counts its lines), and the earliest deadline among them."""
         ...
 
     def held(self, limit: int) -> list[Job]:
-        """Up to `limit` held jobs, earliest deadline first."""
+        """Held jobs, earliest deadline first, carrying up to `limit` requests in all (a batch
+        chunk carries its lines), and at least one job."""
         ...
 
     def let_go(self, job: Job) -> bool:
@@ -235,7 +236,7 @@ class HeldJobs(Protocol):
         ...
 
     def dispatched_count(self) -> int:
-        """Jobs sent to the endpoint and not finished, every lane."""
+        """Requests sent to the endpoint and not finished, every lane (a batch chunk counts its lines)."""
         ...
 
 

@@ -98,7 +98,6 @@ def test_the_rest_of_the_openai_protocol_through_the_local_cloud(cloud: Cloud) -
 
     assert response.status in ("completed", "incomplete") and response.usage is not None
     assert answer.headers["x-ratelimit-limit-requests"] == "30"
-    assert int(answer.headers["x-ratelimit-remaining-requests"]) < 30
     assert events[0].type == "response.created"
     assert events[-1].type in ("response.completed", "response.incomplete")
     final = events[-1].response  # type: ignore[union-attr]
@@ -106,6 +105,12 @@ def test_the_rest_of_the_openai_protocol_through_the_local_cloud(cloud: Cloud) -
     usage = cloud.call("GET", "/v1/usage", key)["totals"]
     assert (usage["requests"], usage["total_tokens"]) == (2, response.usage.total_tokens + final.usage.total_tokens)
     assert client.models.retrieve(MODEL).id == MODEL
+    # this minute's standing, on a request the warm endpoint answers at once: the first one's answer
+    # may be a retry through the cold start that attached to its job, and tells the minute it ends in
+    # (a new one, with every request left, when the cold start crossed a minute)
+    warm = client.responses.with_raw_response.create(model=MODEL, input="and again", max_output_tokens=2)
+    assert warm.headers["x-ratelimit-limit-requests"] == "30"
+    assert int(warm.headers["x-ratelimit-remaining-requests"]) < 30
 
     cloud.call(
         "POST", "/admin/tenants", admin, {"tenant_id": "frugal", "name": "F", "limits": {"tokens_per_month": 10}}

@@ -227,18 +227,13 @@ class AdmissionService:
         error a line admitted alone would have had (`model_not_found` for a model the tenant may
         not use, the month's quota otherwise). A redelivered start gets the reservation the first
         one made, with the same lines."""
-        refused: dict[int, LimitExceeded | RequestExceedsLimit | NotFound] = {}
         for attempt in range(self._attempts):
-            tenant = self._tenants.get(tenant_id)
-            if tenant is None:
-                raise NotFound("tenant", tenant_id)
-            if not tenant.is_active:
-                raise TenantSuspended(tenant_id)
+            tenant = self._active_tenant(tenant_id)
             try:
                 self._check_model(tenant, model)
             except NotFound as not_found:
                 return ChunkAdmission(None, dict.fromkeys(bounds, not_found))
-            refused = {}
+            refused: dict[int, LimitExceeded | RequestExceedsLimit | NotFound] = {}
             candidates: dict[int, int] = {}
             for line, tokens in bounds.items():
                 try:
@@ -304,11 +299,7 @@ class AdmissionService:
         this minute's limits afterwards."""
         tokens = prompt_tokens_bound + max_tokens
         for attempt in range(self._attempts):
-            tenant = self._tenants.get(tenant_id)
-            if tenant is None:
-                raise NotFound("tenant", tenant_id)
-            if not tenant.is_active:
-                raise TenantSuspended(tenant_id)
+            tenant = self._active_tenant(tenant_id)
             self._check_model(tenant, model)
             self._check_fits_at_all(tenant, tokens, lane)
             now = self._clock()
@@ -375,6 +366,15 @@ class AdmissionService:
         if reservation is None or reservation.state is not ReservationState.RESERVED:
             return True
         return self._clock() - reservation.created_at > ABANDONED_AFTER
+
+    def _active_tenant(self, tenant_id: str) -> Tenant:
+        """The tenant as stored now; `NotFound` or `TenantSuspended` when it cannot be admitted to."""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant", tenant_id)
+        if not tenant.is_active:
+            raise TenantSuspended(tenant_id)
+        return tenant
 
     def _check_model(self, tenant: Tenant, model: str) -> None:
         self._catalog.price(model)

@@ -36,18 +36,14 @@ class S3Objects:
         self.bucket = bucket
 
     def put(self, key: str, request: PackedRequest) -> None:
-        aws.s3().put_object(
-            Bucket=self.bucket, Key=key, Body=request.model_dump_json().encode(), ContentType="application/json"
-        )
+        self.put_bytes(key, request.model_dump_json().encode(), "application/json")
 
     def get(self, key: str) -> PackedRequest | None:
         body = _read(self.bucket, key)
         return PackedRequest.model_validate_json(body) if body is not None else None
 
     def put_chunk(self, key: str, body: ChunkBody) -> None:
-        aws.s3().put_object(
-            Bucket=self.bucket, Key=key, Body=body.model_dump_json().encode(), ContentType="application/json"
-        )
+        self.put_bytes(key, body.model_dump_json().encode(), "application/json")
 
     def get_chunk(self, key: str) -> ChunkBody | None:
         body = _read(self.bucket, key)

@@ -50,6 +50,14 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 SDK_RETRY_TTL = timedelta(hours=1)
 MAX_IDEMPOTENCY_KEY = 255
 UNBILLED_ENDS = {JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
+NEVER_RAN = "enqueue_failed"
+"""The error of a job the service could not store or queue (a 500 to its client): it never reached the
+endpoint and nothing was billed, so a retry with its Idempotency-Key is a fresh try, not that 500 again
+(as at Stripe, whose keys save no result for a request that never began executing)."""
+
+
+def never_ran(job: Job) -> bool:
+    return job.status is JobStatus.FAILED and job.error is not None and job.error.code == NEVER_RAN
 
 
 @dataclass(frozen=True)
@@ -130,14 +138,16 @@ class InferenceService:
     def submit(self, tenant_id: str, request: InferenceRequest, retry: RetryIdentity | None = None) -> Submitted:
         """Admit and queue one request (raising the refusal that names its limit), or attach a retry
         to the job its earlier attempt made."""
+        replaces = None
         if retry is not None and retry.is_retry:
             earlier = self._attach(tenant_id, retry)
-            if earlier is not None:
+            if isinstance(earlier, Submitted):
                 return earlier
+            replaces = earlier  # an earlier attempt's job that never ran: this one takes its claim
         claim = None
         if retry is not None:
             expires = int((self._clock() + retry.ttl).timestamp())
-            claim = Claim(retry.fingerprint, retry.body_hash, retry.exclusive, expires)
+            claim = Claim(retry.fingerprint, retry.body_hash, retry.exclusive, expires, replaces=replaces)
         for _ in range(2):
             try:
                 lane = request.lane
@@ -149,6 +159,9 @@ class InferenceService:
                 if retry is not None and taken.claimed.body_hash != retry.body_hash:
                     raise IdempotencyMismatch("this Idempotency-Key was used with a different request body") from None
                 job_found = self._jobs.get(tenant_id, taken.claimed.job_id)
+                if job_found is not None and never_ran(job_found) and claim is not None:
+                    claim = replace(claim, replaces=job_found.job_id)  # it never ran: take its claim
+                    continue
                 if job_found is not None:
                     return Submitted(job_found, self._admission.current_window(tenant_id), attached=True)
                 if claim is None or not self._admission.attempt_is_dead(tenant_id, taken.claimed.job_id):
@@ -172,7 +185,9 @@ class InferenceService:
                 code="context_length_exceeded",
             )
 
-    def _attach(self, tenant_id: str, retry: RetryIdentity) -> Submitted | None:
+    def _attach(self, tenant_id: str, retry: RetryIdentity) -> Submitted | str | None:
+        """The earlier attempt's job to attach to; None for a fresh try; the job id of an earlier
+        attempt that never ran (`NEVER_RAN`) when its claim is exclusive: a fresh try that takes it."""
         claimed = self._admission.find_claim(tenant_id, retry.fingerprint)
         if claimed is None:
             return None
@@ -183,6 +198,8 @@ class InferenceService:
             return None  # the earlier attempt was refused after its claim (nothing was admitted)
         if job.status in UNBILLED_ENDS and not retry.exclusive:
             return None  # the first attempt failed (nothing billed): the SDK's retry is a fresh try
+        if never_ran(job):
+            return job.job_id
         return Submitted(job, self._admission.current_window(tenant_id), attached=True)
 
     def get(self, tenant_id: str, job_id: str) -> Job:

@@ -172,3 +172,39 @@ def test_an_sdk_retry_of_a_failed_job_is_a_fresh_try_and_only_the_success_is_bil
     assert world.job_store.get("acme", again).status is JobStatus.COMPLETED  # type: ignore[union-attr]
     assert world.usage.report("acme", world.clock().date(), world.clock().date()).totals.requests == 1
     assert sdk_attempt(world, 2) == (again, True)  # a later retry finds the one that completed
+
+
+def test_a_keyed_retry_of_a_request_that_could_not_be_queued_is_a_fresh_try_billed_once() -> None:
+    """The first attempt was admitted, stored, then could not be queued: its client got a 500
+    (`enqueue_failed`), nothing ran and nothing was billed. A retry with the same Idempotency-Key runs
+    the request afresh and takes over the key; it used to get that 500 again, for every retry until
+    the key expired a day later (`make reliability` found it on the local cloud)."""
+    world = world_with_tenant()
+    keyed = {"idempotency-key": "order-42"}
+    world.requests.broken = True
+    with pytest.raises(ConnectionError):
+        world.inference.submit("acme", request(), retry_identity("acme", "key_1", ROUTE, BODY, keyed))
+    (failed,) = world.job_store.items.values()
+    assert failed.error is not None and failed.error.code == "enqueue_failed"
+
+    world.requests.broken = False
+    retried = world.inference.submit("acme", request(), retry_identity("acme", "key_1", ROUTE, BODY, keyed))
+    world.run()
+    again = world.inference.submit("acme", request(), retry_identity("acme", "key_1", ROUTE, BODY, keyed))
+
+    assert retried.job.job_id != failed.job_id and not retried.attached
+    assert (again.job.job_id, again.attached) == (retried.job.job_id, True)  # the key now names the one that ran
+    assert world.job_store.get("acme", retried.job.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+    assert world.usage.report("acme", world.clock().date(), world.clock().date()).totals.requests == 1
+
+
+def test_a_keyed_retry_of_a_job_that_failed_on_the_endpoint_gets_that_failure() -> None:
+    world = world_with_tenant()
+    keyed = {"idempotency-key": "order-43"}
+    first = world.inference.submit("acme", request(), retry_identity("acme", "key_1", ROUTE, BODY, keyed))
+    world.endpoint.fail_packs = True
+    world.run()
+
+    again = world.inference.submit("acme", request(), retry_identity("acme", "key_1", ROUTE, BODY, keyed))
+
+    assert (again.job.job_id, again.attached, again.job.status) == (first.job.job_id, True, JobStatus.FAILED)

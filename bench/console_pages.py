@@ -81,7 +81,7 @@ def main() -> None:
                 result=answer,
                 usage=Usage.of(120, 60),
             )
-            items.append(job_item(job, 30 * 86_400))
+            items.append(job_item(job, 30 * 86_400, timedelta(minutes=5)))
         client = aws.dynamodb()
         table = services.settings.jobs_table
         for start in range(0, len(items), 25):

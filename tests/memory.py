@@ -303,7 +303,7 @@ class MemoryJobStore:
         self.lock = lock
         self.result_check = result_check
         self.items: dict[tuple[str, str], Job] = {}
-        self.recheck_at: dict[tuple[str, str], datetime] = {}
+        self.sweep_at: dict[tuple[str, str], datetime] = {}  # let go (or never held) and not finished
         self.waiting: set[tuple[str, str]] = set()  # deferrable jobs held for the scheduler
 
     def create(self, job: Job) -> None:
@@ -315,6 +315,8 @@ class MemoryJobStore:
             self.items[(job.tenant_id, job.job_id)] = job
             if job.status is JobStatus.QUEUED and job.deferrable:
                 self.waiting.add((job.tenant_id, job.job_id))
+            elif not job.status.is_terminal:
+                self.sweep_at[(job.tenant_id, job.job_id)] = min(job.created_at + self.result_check, job.deadline)
 
     def held_summary(self) -> tuple[int, datetime | None]:
         with self.lock:
@@ -332,17 +334,18 @@ class MemoryJobStore:
                 taken.append(job)
             return taken
 
-    def let_go(self, job: Job) -> bool:
+    def let_go(self, job: Job, at: datetime) -> bool:
         with self.lock:
             key = (job.tenant_id, job.job_id)
             if key not in self.waiting or self.items[key].status is not JobStatus.QUEUED:
                 return False
             self.waiting.discard(key)
+            self.sweep_at[key] = min(at + self.result_check, self.items[key].deadline)
             return True
 
-    def dispatched_count(self) -> int:
+    def in_flight_count(self) -> int:
         with self.lock:
-            return sum(lines_of(job.job_id) for job in self.items.values() if job.status is JobStatus.DISPATCHED)
+            return sum(lines_of(job_id) for _, job_id in self.sweep_at)
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         with self.lock:
@@ -372,7 +375,7 @@ class MemoryJobStore:
                     "failure_location": failure_location,
                 }
             )
-            self.recheck_at[key] = at + self.result_check
+            self.sweep_at.setdefault(key, min(at + self.result_check, stored.deadline))
             self.waiting.discard(key)
             return True
 
@@ -380,27 +383,20 @@ class MemoryJobStore:
         with self.lock:
             return [j for (t, i), j in sorted(self.items.items()) if t == tenant_id and i.startswith(f"{batch_id}-")]
 
-    def overdue(self, before: datetime, limit: int) -> list[Job]:
+    def due(self, before: datetime, limit: int) -> list[Job]:
         with self.lock:
-            live = [j for j in self.items.values() if not j.status.is_terminal and j.deadline < before]
-            return sorted(live, key=lambda j: j.deadline)[:limit]
-
-    def unanswered(self, before: datetime, limit: int) -> list[Job]:
-        with self.lock:
-            late = [
-                (self.recheck_at[key], j)
-                for key, j in self.items.items()
-                if j.status is JobStatus.DISPATCHED and self.recheck_at.get(key, before) < before
-            ]
-            return [j for _, j in sorted(late, key=lambda pair: pair[0])][:limit]
+            looks = [(at, self.items[key]) for key, at in self.sweep_at.items() if at < before]
+            looks += [(self.items[key].deadline, self.items[key]) for key in self.waiting]
+            due = sorted(((at, j) for at, j in looks if at < before), key=lambda pair: (pair[0], pair[1].job_id))
+            return [j for _, j in due][:limit]
 
     def recheck_later(self, job: Job, now: datetime) -> None:
         with self.lock:
             key = (job.tenant_id, job.job_id)
             stored = self.items.get(key)
-            if stored is not None and stored.status is JobStatus.DISPATCHED:
+            if stored is not None and not stored.status.is_terminal and key not in self.waiting:
                 waited = now - (stored.dispatched_at or now)
-                self.recheck_at[key] = now + min(max(self.result_check, waited), MAX_RECHECK)
+                self.sweep_at[key] = min(now + min(max(self.result_check, waited), MAX_RECHECK), stored.deadline)
 
     def finish(self, change: TerminalChange) -> bool:
         """Move a non-terminal job to its terminal status, under the caller's lock."""
@@ -418,7 +414,7 @@ class MemoryJobStore:
         if change.output_location is not None:
             update["output_location"] = change.output_location
         self.items[key] = stored.model_copy(update=update)
-        self.recheck_at.pop(key, None)
+        self.sweep_at.pop(key, None)
         self.waiting.discard(key)
         return True
 

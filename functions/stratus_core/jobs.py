@@ -212,11 +212,16 @@ class JobStore(Protocol):
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime
     ) -> bool: ...
 
-    def overdue(self, before: datetime, limit: int) -> list[Job]: ...
+    def due(self, before: datetime, limit: int) -> list[Job]:
+        """Up to `limit` unfinished jobs the sweeper should look at before `before`, the longest due
+        first: those whose look-again time has come (`ResultCheckSeconds` after they were created or
+        let go, then `recheck_later`'s), and those held past their deadline."""
+        ...
 
-    def unanswered(self, before: datetime, limit: int) -> list[Job]: ...
-
-    def recheck_later(self, job: Job, now: datetime) -> None: ...
+    def recheck_later(self, job: Job, now: datetime) -> None:
+        """Look at this job again after as long as it has waited (at least `ResultCheckSeconds`, at
+        most an hour), and at its deadline at the latest."""
+        ...
 
 
 class HeldJobs(Protocol):
@@ -231,12 +236,15 @@ class HeldJobs(Protocol):
         chunk carries its lines), and at least one job."""
         ...
 
-    def let_go(self, job: Job) -> bool:
-        """No longer held; False when it was not (let go already, or finished)."""
+    def let_go(self, job: Job, at: datetime) -> bool:
+        """No longer held (its message went at `at`); False when it was not (let go already, or finished)."""
         ...
 
-    def dispatched_count(self) -> int:
-        """Requests sent to the endpoint and not finished, every lane (a batch chunk counts its lines)."""
+    def in_flight_count(self) -> int:
+        """Requests let go (an interactive one from its creation) and not finished, every lane (a
+        batch chunk counts its lines): those queued for the endpoint and those it runs. A request
+        whose message is still on a queue is counted here and in that queue's depth, for the
+        seconds before the dispatcher takes it."""
         ...
 
 

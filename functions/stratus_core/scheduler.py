@@ -3,12 +3,15 @@
 Once a minute (an EventBridge schedule; every few seconds in the local cloud):
 
 1. **Observe.** The endpoint's instances and status (`DescribeEndpoint`, uncached); the held
-   deferrable jobs and their earliest deadline (`WaitingJobsIndex`); the jobs sent to the endpoint
-   and not finished (`DispatchedJobsIndex`); the messages waiting in the interactive and the batch
-   lane's queues; and, from the scheduler's own item, when the dispatcher last sent work.
-   Dispatched jobs count both as interactive backlog (work the instances must drain: they size the
-   endpoint) and as released work (they hold slots: the release budget leaves them out), so the
-   policy never needs to know which lane an in-flight job came from.
+   deferrable jobs and their earliest deadline (`WaitingJobsIndex`); the jobs let go (interactive
+   ones from their creation) and not finished (`SweepJobsIndex`: queued for the endpoint or running
+   on it); the messages waiting in the interactive and the batch lane's queues; and, from the
+   scheduler's own item, when the dispatcher last sent work. In-flight jobs count both as
+   interactive backlog (work the instances must drain: they size the endpoint) and as released work
+   (they hold slots: the release budget leaves them out), so the policy never needs to know which
+   lane an in-flight job came from. A job whose message is still on a queue is counted twice (the
+   queue's depth and the index) for the seconds before the dispatcher takes it: a larger backlog,
+   never a smaller one.
 2. **Decide** with `scheduling.decide` (pure: the same code `stratus simulate` runs).
 3. **Carry out.** The capacity first (`CapacityControl`: the scalable target's range, only with
    `Scaling=Scheduler`), then the releases: the held jobs' messages go to the batch lane's queue,
@@ -135,7 +138,7 @@ class Scheduler:
         if capacity is None:
             return None
         waiting, earliest = self._held.held_summary()
-        dispatched = self._held.dispatched_count()
+        dispatched = self._held.in_flight_count()
         last = remembered.last_work_at
         return Observation(
             now=self._clock().timestamp(),
@@ -202,12 +205,13 @@ class Scheduler:
         """Send the held jobs' messages, then let go each one sent; returns (requests let go, errors). One
         not sent stays held, and so does one whose `let_go` raised (its message went: see step 3)."""
         sent = self._release_queue.send_batch([RequestMessage(tenant_id=j.tenant_id, job_id=j.job_id) for j in held])
+        at = self._clock()
         released = errors = 0
         for job, was_sent in zip(held, sent, strict=True):
             if not was_sent:
                 continue
             try:
-                if self._held.let_go(job):
+                if self._held.let_go(job, at):
                     released += lines_of(job.job_id)  # requests: a batch chunk's lines
             except Exception:  # one job's failure must not stop the others; counted and re-raised by the handler
                 logger.exception("could not let a held job go", extra={"job_id": job.job_id})

@@ -1,10 +1,12 @@
 """The sweeper's domain: nothing dispatched waits forever, nothing reserved is held forever.
 
-Each run, in order:
-1. dispatched jobs whose notification is late (`recheck_at` passed: `ResultCheckSeconds` after
-   dispatch, then backing off) are looked up in S3: SageMaker's output or failure file finishes
-   them (the notification was lost); with neither yet, they are looked at again after as long as
-   they have waited (at most an hour), so a job queued behind a cold start is not failed;
+Each run, in order, over the jobs that are due (`JobStore.due`: one read of the jobs table's
+`SweepJobsIndex`, plus the held jobs past their deadline):
+1. dispatched jobs whose notification is late (`ResultCheckSeconds` after they were created or let
+   go, then backing off) are looked up in S3: SageMaker's output or failure file finishes them (the
+   notification was lost); with neither yet, they are looked at again after as long as they have
+   waited (at most an hour, and at their deadline at the latest), so a job queued behind a cold
+   start is not failed; a job not dispatched yet is looked at again the same way;
 2. jobs past their deadline are finished the same way, or expire and release their reservation;
 3. reservations whose job was never recorded are given back, and those whose job ended without
    settling them are settled from the job;
@@ -87,13 +89,23 @@ class Sweeper:
     def run(self) -> SweepReport:
         now = self._clock()
         files = FileCache()
-        unanswered = self._step(lambda: self._jobs.unanswered(now, self._batch), files) or []
-        self._each(unanswered, files, lambda job: self._recover(job, files, now))
+        due = self._step(lambda: self._jobs.due(now, self._batch), files) or []
+        finished: set[tuple[str, str]] = set()
+
+        def recover(job: Job) -> bool:  # a dispatched job, even past its deadline, first from its files
+            if self._resolve_from_files(job, files):
+                finished.add((job.tenant_id, job.job_id))
+                return True
+            if job.deadline > now:
+                self._jobs.recheck_later(job, now)
+            return False
+
+        self._each((job for job in due if job.status is JobStatus.DISPATCHED or job.deadline > now), files, recover)
+        overdue = [job for job in due if job.deadline <= now and (job.tenant_id, job.job_id) not in finished]
         if files.jobs_finished:
             logger.warning("finished jobs whose notification never came", extra={"jobs": files.jobs_finished})
         recovered, errors = files.jobs_finished, files.errors
         overdue_files = FileCache()
-        overdue = self._step(lambda: self._jobs.overdue(now, self._batch), overdue_files) or []
         resolved = sum(self._each(overdue, overdue_files, self.resolve_overdue))
         orphans = self._step(lambda: self._settlement.release_orphans(self._orphan_grace, self._batch), overdue_files)
         moved = 0
@@ -101,22 +113,6 @@ class Sweeper:
             roll = self._usage_roll
             moved = self._step(lambda: roll(day_key(now)), overdue_files) or 0
         return SweepReport(recovered, len(overdue), resolved, orphans or 0, errors + overdue_files.errors, moved)
-
-    def recover_unanswered(self, now: datetime) -> int:
-        """Dispatched jobs whose notification is late: finish those whose output or failure file
-        exists; look again later at the others. Returns how many jobs this call finished (not those
-        a notification finished meanwhile). Each file is read once per call, however many jobs of
-        its pack are late."""
-        files = FileCache()
-        for job in self._jobs.unanswered(now, self._batch):
-            self._recover(job, files, now)
-        return files.jobs_finished
-
-    def _recover(self, job: Job, files: FileCache, now: datetime) -> bool:
-        if self._resolve_from_files(job, files):
-            return True
-        self._jobs.recheck_later(job, now)
-        return False
 
     @staticmethod
     def _each(jobs: Iterable[Job], files: FileCache, resolve: Callable[[Job], bool]) -> list[bool]:

@@ -12,9 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
+from stratus_core.adapters.dynamo.job_store import job_key
+from stratus_core.adapters.dynamo.sparse_index import shard_of
 from stratus_core.keys import IssuedKey, Scope
 from stratus_core.services import Services
-from tests.helpers import ApiResponse, principal_of
+from tests.helpers import ApiResponse, FakeContext, principal_of
 
 from .conftest import Pipeline, store_bodies_in_s3, stored_bodies
 
@@ -238,7 +240,6 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     body_storage: str,
 ) -> None:
     from sweeper import app as sweeper_app
-    from tests.helpers import FakeContext
 
     caller = principal_of(make_tenant("acme"))
     pipeline.endpoint.notify = False
@@ -283,6 +284,72 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     }
 
 
+def as_previous_layout(pipeline: Pipeline, job_id: str, recheck_at: datetime | None = None) -> None:
+    """Rewrite a job's item as the version before `SweepJobsIndex` wrote it: `active` (its shard)
+    instead of `sweep` and `sweep_at`, and `recheck_at` once dispatched."""
+    sets = "SET active = :shard" + (", recheck_at = :recheck" if recheck_at else "")
+    values = {":shard": {"S": shard_of(job_id)}, **({":recheck": {"S": recheck_at.isoformat()}} if recheck_at else {})}
+    boto3.client("dynamodb").update_item(
+        TableName=pipeline.created.refs["JobsTable"],
+        Key=job_key("acme", job_id),
+        UpdateExpression=sets + " REMOVE sweep, sweep_at",
+        ExpressionAttributeValues=values,
+    )
+
+
+def test_jobs_of_the_previous_layout_in_flight_during_the_deploy_each_end_once(
+    services: Services,
+    call_api: Api,
+    make_tenant: Callable[..., IssuedKey],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 25: items written by the previous version and in flight during a deploy still settle.
+    That version's jobs carry `active` (in `ActiveJobsIndex`, by deadline) and, once dispatched,
+    `recheck_at` (`DispatchedJobsIndex`); this one writes neither index and reads only the first."""
+    from sweeper import app as sweeper_app
+
+    caller = principal_of(make_tenant("acme"))
+    pipeline.endpoint.notify = False
+    # GIVEN a job the previous version dispatched (its output written, its notification lost) ...
+    before = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    pipeline.run()
+    pipeline.endpoint.pending.clear()
+    as_previous_layout(pipeline, before, recheck_at=datetime.now(UTC) + timedelta(minutes=5))
+    # ... one it queued and this version dispatched (the same) ...
+    after = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    as_previous_layout(pipeline, after)
+    pipeline.run()
+    pipeline.endpoint.pending.clear()
+    # ... and one it queued whose message never reaches the dispatcher
+    stuck = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
+    as_previous_layout(pipeline, stuck)
+
+    def status(job_id: str) -> str:
+        return str(call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"])
+
+    # WHEN the sweeper runs ResultCheckSeconds later: the one this version dispatched joined the
+    # new index, and is finished from its output
+    soon = datetime.now(UTC) + timedelta(minutes=6)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: soon))
+    report = sweeper_app.lambda_handler({}, FakeContext())
+    assert (report["recovered"], report["overdue"], report["errors"]) == (1, 0, 0)
+    assert [status(job_id) for job_id in (before, after, stuck)] == ["dispatched", "completed", "queued"]
+
+    # AND past their deadline, the other dispatched one is finished from its output, the stuck one expires
+    later = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(2), tzinfo=UTC)
+    monkeypatch.setattr(sweeper_app, "services", Services(clock=lambda: later))
+    report = sweeper_app.lambda_handler({}, FakeContext())
+    assert (report["recovered"], report["overdue"], report["resolved"], report["errors"]) == (1, 1, 1, 0)
+    assert [status(job_id) for job_id in (before, after, stuck)] == ["completed", "completed", "expired"]
+
+    # THEN each ended once: billed once, nothing left in flight, nothing left to sweep
+    assert Services().usage.report("acme", datetime.now(UTC).date(), later.date()).totals.requests == 2
+    assert services.tenants.get("acme").in_flight == 0
+    again = sweeper_app.lambda_handler({}, FakeContext())
+    assert (again["recovered"], again["overdue"]) == (0, 0)
+
+
 def test_lost_error_notification_fails_the_job_from_the_failure_file(
     services: Services,
     call_api: Api,
@@ -291,7 +358,6 @@ def test_lost_error_notification_fails_the_job_from_the_failure_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from sweeper import app as sweeper_app
-    from tests.helpers import FakeContext
 
     caller = principal_of(make_tenant("acme"))
     pipeline.endpoint.notify = False
@@ -475,7 +541,6 @@ def test_a_late_notification_is_looked_for_again_later_and_the_job_waits_for_its
     dispatched, is looked for again after longer and longer waits, and completes when the output
     appears, long before its deadline."""
     from sweeper import app as sweeper_app
-    from tests.helpers import FakeContext
 
     caller = principal_of(make_tenant("acme"))
     pipeline.endpoint.notify = False

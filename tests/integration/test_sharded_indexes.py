@@ -9,7 +9,7 @@ from `template.yaml`, so an index added later is checked too.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
@@ -18,7 +18,7 @@ from stratus.localcloud.resources import Created
 from stratus.template import load_template, resources_of_type
 from stratus_core.adapters.dynamo.job_store import job_key
 from stratus_core.adapters.dynamo.sparse_index import SHARDS, shard_of
-from stratus_core.jobs import JobStatus, new_job_id
+from stratus_core.jobs import Job, JobStatus, new_job_id
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
 from tests.memory import MODEL, Clock, chat_request
@@ -55,12 +55,16 @@ def live_item_indexes() -> list[tuple[str, str, str]]:
     ]
 
 
-def test_the_live_item_indexes_are_the_four_the_sweeper_and_the_scheduler_read() -> None:
+PREVIOUS_LAYOUT = {"ActiveJobsIndex", "DispatchedJobsIndex"}
+"""The jobs table's indexes of the previous layout: kept until its jobs are gone, written no more."""
+
+
+def test_the_live_item_indexes_are_the_three_the_sweeper_and_the_scheduler_read_and_the_previous_two() -> None:
     assert {(table, index) for table, index, _ in live_item_indexes()} == {
-        ("JobsTable", "ActiveJobsIndex"),
-        ("JobsTable", "DispatchedJobsIndex"),
+        ("JobsTable", "SweepJobsIndex"),
         ("JobsTable", "WaitingJobsIndex"),
         ("UsageTable", "PendingReservationsIndex"),
+        *(("JobsTable", index) for index in PREVIOUS_LAYOUT),
     }
 
 
@@ -74,7 +78,12 @@ def test_no_sparse_index_of_live_items_puts_them_under_one_partition_key(
         assert stack.job_store.mark_dispatched(job, "pack_1", "s3://b/out", "s3://b/fail", clock()) is True
         stack.intake.accept(chat_request(max_tokens=20), "flex", deadline=clock() + timedelta(hours=1))
         stack.admission.reserve_batch("acme", new_job_id(), MODEL, prompt_tokens_bound=10, max_tokens=10)
-    live = {"ActiveJobsIndex": 96, "DispatchedJobsIndex": 48, "WaitingJobsIndex": 48, "PendingReservationsIndex": 48}
+    live = {
+        "SweepJobsIndex": 48,
+        "WaitingJobsIndex": 48,
+        "PendingReservationsIndex": 48,
+        **dict.fromkeys(PREVIOUS_LAYOUT, 0),
+    }
 
     # WHEN each index is read back whole
     client = boto3.client("dynamodb")
@@ -88,28 +97,39 @@ def test_no_sparse_index_of_live_items_puts_them_under_one_partition_key(
         spread = Counter(entry[partition_key]["S"] for entry in entries)
 
         # THEN all of them are in it, under many partition key values, none holding a quarter of them
+        # (and nothing is written into the previous layout's indexes)
         assert sum(spread.values()) == live[index], index
+        if not live[index]:
+            continue
         assert len(spread) > 1, f"{index}: every live item has {partition_key} = {set(spread)}"
         assert set(spread) <= set(SHARDS), index
         assert max(spread.values()) <= live[index] // 4, f"{index}: {spread}"
+
+
+def as_previous_layout(created: Created, job: Job, shard: str, recheck_at: datetime | None = None) -> None:
+    """Rewrite a job's item as the previous layout wrote it: `active` (its shard) instead of `sweep`
+    and `sweep_at`, and `recheck_at` once dispatched."""
+    sets = "SET active = :shard" + (", recheck_at = :recheck" if recheck_at else "")
+    values = {":shard": {"S": shard}, **({":recheck": {"S": recheck_at.isoformat()}} if recheck_at else {})}
+    boto3.client("dynamodb").update_item(
+        TableName=created.refs["JobsTable"],
+        Key=job_key(job.tenant_id, job.job_id),
+        UpdateExpression=sets + " REMOVE sweep, sweep_at",
+        ExpressionAttributeValues=values,
+    )
 
 
 def test_jobs_and_reservations_written_before_sharding_are_still_swept(
     created: Created, stack: Services, clock: Clock
 ) -> None:
     """The code before sharding wrote "1" in every item; "1" is one of the shards."""
-    # GIVEN a job in another shard whose job item carries the old constant, and a batch line's
-    # reservation item (whose job was never written) that does too
+    # GIVEN a job in another shard whose job item carries the old constant (in the previous layout's
+    # ActiveJobsIndex), and a batch line's reservation item (whose job was never written) that does too
     job_id, line_id = [f"job_{n:024x}" for n in range(1000) if shard_of(f"job_{n:024x}") != "1"][:2]
     job = stack.intake.accept(chat_request(max_tokens=20).model_copy(update={"job_id": job_id}))
     stack.admission.reserve_batch("acme", line_id, MODEL, prompt_tokens_bound=10, max_tokens=10)
     client = boto3.client("dynamodb")
-    client.update_item(
-        TableName=created.refs["JobsTable"],
-        Key=job_key("acme", job.job_id),
-        UpdateExpression="SET active = :old",
-        ExpressionAttributeValues={":old": {"S": "1"}},
-    )
+    as_previous_layout(created, job, "1")
     client.update_item(
         TableName=created.refs["UsageTable"],
         Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"RESV#{line_id}"}},

@@ -112,11 +112,17 @@ def test_a_job_is_created_once_and_dispatched_once(stack: Any) -> None:
     assert stack.job_store.mark_dispatched(admitted, "pack_1", "s3://b/out", "s3://b/fail", now) is True
     assert stack.job_store.mark_dispatched(admitted, "pack_2", "s3://b/out", "s3://b/fail", now) is False
     assert stack.job_store.get("acme", admitted.job_id).pack_id == "pack_1"
-    assert stack.job_store.unanswered(now + timedelta(minutes=4), 10) == []
-    (late,) = stack.job_store.unanswered(now + timedelta(minutes=6), 10)
+    # the sweeper looks at it ResultCheckSeconds (5 min) after it was created, then after as long as it waited
+    assert stack.job_store.due(now + timedelta(minutes=4), 10) == []
+    (late,) = stack.job_store.due(now + timedelta(minutes=6), 10)
     assert late.job_id == admitted.job_id
     stack.job_store.recheck_later(late, now + timedelta(minutes=6))
-    assert stack.job_store.unanswered(now + timedelta(minutes=7), 10) == []
+    assert stack.job_store.due(now + timedelta(minutes=11), 10) == []
+    assert [j.job_id for j in stack.job_store.due(now + timedelta(minutes=13), 10)] == [admitted.job_id]
+    # and at its deadline at the latest, however long it waited
+    stack.job_store.recheck_later(late, admitted.deadline - timedelta(minutes=1))
+    assert stack.job_store.due(admitted.deadline, 10) == []
+    assert [j.job_id for j in stack.job_store.due(admitted.deadline + timedelta(seconds=1), 10)] == [admitted.job_id]
 
 
 def test_a_held_job_is_let_go_once_and_dispatching_one_ends_its_hold(stack: Any) -> None:
@@ -128,14 +134,30 @@ def test_a_held_job_is_let_go_once_and_dispatching_one_ends_its_hold(stack: Any)
     let_go, dispatched = (stack.intake.accept(chat_request(max_tokens=20), "batch", deadline=deadline) for _ in "ab")
     assert stack.job_store.held_summary()[0] == 2
 
-    assert stack.job_store.let_go(let_go) is True
-    assert stack.job_store.let_go(let_go) is False  # let go already
+    assert stack.job_store.in_flight_count() == 0  # held is not in flight
+    assert stack.job_store.due(deadline - timedelta(seconds=1), 10) == []  # nor due before its deadline
+
+    now = stack.clock()
+    assert stack.job_store.let_go(let_go, now) is True
+    assert stack.job_store.let_go(let_go, now) is False  # let go already
     assert [held.job_id for held in stack.job_store.held(10)] == [dispatched.job_id]
-    assert stack.job_store.mark_dispatched(dispatched, "pack_1", None, None, stack.clock()) is True
+    assert stack.job_store.mark_dispatched(dispatched, "pack_1", None, None, now) is True
 
     assert stack.job_store.held_summary() == (0, None)
     assert stack.job_store.held(10) == []
-    assert stack.job_store.let_go(dispatched) is False
+    assert stack.job_store.let_go(dispatched, now) is False
+    # both are in flight now, and the sweeper looks at each ResultCheckSeconds after it went
+    assert stack.job_store.in_flight_count() == 2
+    assert stack.job_store.due(now + timedelta(minutes=4), 10) == []
+    assert {j.job_id for j in stack.job_store.due(now + timedelta(minutes=6), 10)} == {let_go.job_id, dispatched.job_id}
+
+
+def test_a_held_job_past_its_deadline_is_due(stack: Any) -> None:
+    tenant(stack)
+    deadline = stack.clock() + timedelta(hours=24)
+    held = stack.intake.accept(chat_request(max_tokens=20), "batch", deadline=deadline)
+    assert stack.job_store.due(deadline, 10) == []
+    assert [j.job_id for j in stack.job_store.due(deadline + timedelta(seconds=1), 10)] == [held.job_id]
 
 
 def job_ids_filling_every_shard(per_shard: int) -> list[str]:
@@ -193,10 +215,8 @@ def test_the_oldest_live_items_come_first_whichever_shard_they_are_in(stack: Any
     def ids_of(found: list[Any]) -> list[str]:
         return [item.job_id for item in found]
 
-    assert ids_of(stack.job_store.overdue(later, 5)) == ids[:5]
-    assert ids_of(stack.job_store.overdue(later, 100)) == ids
-    assert ids_of(stack.job_store.unanswered(later, 5)) == list(reversed(ids))[:5]
-    assert ids_of(stack.job_store.unanswered(later, 100)) == list(reversed(ids))
+    assert ids_of(stack.job_store.due(later, 5)) == ids[:5]
+    assert ids_of(stack.job_store.due(later, 100)) == ids
     assert ids_of(stack.admission_store.pending_before(later, 5)) == ids[:5]
     assert ids_of(stack.admission_store.pending_before(later, 100)) == ids
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,15 +42,15 @@ def world_with_held_lines() -> tuple[MemoryWorld, list[str]]:
 def let_go_failing_once_for(world: MemoryWorld, job_id: str) -> list[str]:
     """`let_go` raises for `job_id` the first time, as DynamoDB's 500 after botocore's retries;
     returns the ids of the jobs it was asked to let go, in order."""
-    let_go: Callable[[Job], bool] = world.job_store.let_go
+    let_go: Callable[[Job, datetime], bool] = world.job_store.let_go
     asked: list[str] = []
 
-    def failing(job: Job) -> bool:
+    def failing(job: Job, at: datetime) -> bool:
         asked.append(job.job_id)
         if job.job_id == job_id and asked.count(job_id) == 1:
             message = "Internal server error (reached max retries: 9)"
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": message}}, "UpdateItem")
-        return let_go(job)
+        return let_go(job, at)
 
     world.job_store.let_go = failing  # type: ignore[method-assign]
     return asked

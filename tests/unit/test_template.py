@@ -19,7 +19,7 @@ def test_every_table_the_code_uses_is_in_the_template() -> None:
         "SchedulerTable",
     }
     job_indexes = {index["IndexName"] for index in tables["JobsTable"]["GlobalSecondaryIndexes"]}
-    assert job_indexes == {"ActiveJobsIndex", "DispatchedJobsIndex", "WaitingJobsIndex"}
+    assert job_indexes == {"SweepJobsIndex", "WaitingJobsIndex", "ActiveJobsIndex", "DispatchedJobsIndex"}
     key_indexes = {index["IndexName"] for index in tables["ApiKeysTable"]["GlobalSecondaryIndexes"]}
     assert key_indexes == {"KeyIdIndex", "TenantIndex"}
     assert tables["UsageTable"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

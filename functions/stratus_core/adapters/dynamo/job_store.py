@@ -1,20 +1,37 @@
 """Jobs table: `tenant_id` + `job_id`, so a job is only ever found under its own tenant.
 
-While a job is not terminal it carries `active` and `deadline`, which put it in the sparse
-`ActiveJobsIndex`; the sweeper queries that index for jobs past their deadline. Once dispatched it
-also carries `recheck_at`, which puts it in `DispatchedJobsIndex`: the sweeper looks for SageMaker's
-output of jobs whose notification is late (lost), and pushes `recheck_at` back when there is none
-yet. Every terminal transition removes `active`, which takes the job out of both indexes.
+**The sweeper's index.** A job that is on its way to the endpoint and not finished carries `sweep`
+(its index shard) and `sweep_at` (when the sweeper should look at it next), which put it in the
+sparse `SweepJobsIndex`. An interactive job is written with both, `sweep_at` its creation plus
+`ResultCheckSeconds`; a deferrable one gets them when the scheduler lets it go (`let_go`). The
+dispatcher's update leaves them as they are (`if_not_exists`), so that dispatching an interactive
+job writes no index entry: the job enters the index once (created) and leaves it once (finished),
+two index writes where the previous layout wrote four (`ActiveJobsIndex` in and out,
+`DispatchedJobsIndex` in and out). When the sweeper finds a job due and neither finished nor past
+its deadline (its notification is late, or it waits behind a cold start), it pushes `sweep_at` back
+by as long as the job has waited (`recheck_later`), never past its deadline, where it expires.
 
-A deferrable job (lane `flex` or `batch`) is created with `waiting` as well, its shard, which puts
-it in `WaitingJobsIndex` (sorted by `deadline`): it is held there, not queued on SQS, until the
-scheduler lets it go (the message goes to the batch lane's queue, then `let_go` removes `waiting`),
-it is dispatched (`mark_dispatched` removes `waiting` too: its message went, but the `let_go` after
-it failed), or it ends (a terminal transition removes `waiting` too).
+**Held deferrable jobs** (lane `flex` or `batch`) are created with `waiting` instead, their shard,
+which puts them in `WaitingJobsIndex` (sorted by `deadline`): held there, not queued on SQS, until
+the scheduler lets them go (the message goes to the batch lane's queue, then `let_go` swaps
+`waiting` for `sweep`). A held job past its deadline is found there by the sweeper. A job whose
+message went but whose `let_go` failed is still `waiting` when it is dispatched: `mark_dispatched`
+removes `waiting` and adds `sweep`. Every terminal transition removes all of them.
 
-`active` is there or not; its value is the job's index shard (`sparse_index.shard_of(job_id)`,
-"0" to "15"), so that the in-flight jobs spread over 16 index partitions instead of one. Jobs
-written before sharding carry "1", one of the shards, and are still found.
+So `SweepJobsIndex` holds exactly the jobs let go (or never held) and not finished: the scheduler
+counts it as the work queued for or running on the endpoint (`in_flight_count`).
+
+**Jobs of the previous layout** (in flight during the deploy that brought this one) carry `active`
+(and `recheck_at` once dispatched), which put them in `ActiveJobsIndex` (by `deadline`) and
+`DispatchedJobsIndex` (by `recheck_at`). The sweeper still reads `ActiveJobsIndex` for those past
+their deadline, so every one of them ends; one dispatched by this version joins `SweepJobsIndex`
+(`if_not_exists(sweep, ...)`) and is looked at like a new one. One the previous version dispatched
+and whose notification is lost is finished from its output at its deadline rather than after
+`ResultCheckSeconds`. Neither old index gets a new entry: a later release drops them, one per
+deploy (DynamoDB adds or deletes one GSI per table update), and this read with them.
+
+Every shard attribute's value is the job's index shard (`sparse_index.shard_of(job_id)`, "0" to
+"15"), so that the in-flight jobs spread over 16 index partitions instead of one.
 """
 
 from __future__ import annotations
@@ -36,9 +53,9 @@ from stratus_core.jobs import Job, JobStatus, JobSummary
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-ACTIVE_INDEX = "ActiveJobsIndex"
-DISPATCHED_INDEX = "DispatchedJobsIndex"
+SWEEP_INDEX = "SweepJobsIndex"
 WAITING_INDEX = "WaitingJobsIndex"
+LEGACY_ACTIVE_INDEX = "ActiveJobsIndex"  # the previous layout's; read until its jobs are gone
 MAX_RECHECK = timedelta(hours=1)
 NON_TERMINAL = {":queued": {"S": JobStatus.QUEUED.value}, ":dispatched": {"S": JobStatus.DISPATCHED.value}}
 
@@ -69,16 +86,21 @@ def within_requests(entries: list[dict[str, Any]], limit: int) -> list[dict[str,
     return taken
 
 
-def job_item(job: Job, retention_seconds: int) -> dict[str, Any]:
+def job_item(job: Job, retention_seconds: int, result_check: timedelta) -> dict[str, Any]:
     values = job.model_dump(exclude={"result"})
     item = to_item({**values, "expires_at": int(job.created_at.timestamp()) + retention_seconds})
     if job.result is not None:
         item["result_z"] = result_attribute(job.result)
-    if not job.status.is_terminal:
-        item["active"] = {"S": shard_of(job.job_id)}
     if job.status is JobStatus.QUEUED and job.deferrable:
         item["waiting"] = {"S": shard_of(job.job_id)}
+    elif not job.status.is_terminal:
+        item.update(sweep_entry(job, job.created_at + result_check))
     return item
+
+
+def sweep_entry(job: Job, at: datetime) -> dict[str, Any]:
+    """The attributes that put a job in `SweepJobsIndex`, to be looked at `at` (its deadline if sooner)."""
+    return {"sweep": {"S": shard_of(job.job_id)}, "sweep_at": to_attr(min(at, job.deadline))}
 
 
 def parse_job(item: dict[str, Any]) -> Job:
@@ -87,7 +109,7 @@ def parse_job(item: dict[str, Any]) -> Job:
     compressed = values.pop("result_z", None)
     if compressed is not None:
         result = zlib.decompress(bytes(compressed)).decode()
-    for internal in ("active", "expires_at", "recheck_at", "waiting"):
+    for internal in ("active", "expires_at", "recheck_at", "sweep", "sweep_at", "waiting"):
         values.pop(internal, None)
     if result is not None:
         values["result"] = json.loads(result)
@@ -123,7 +145,7 @@ class DynamoJobStore:
         """Store a new job; `Conflict` if another job with its id exists. The job's own put that
         landed on an attempt answered 500 is not a conflict (`transactions.created`): the caller
         would otherwise take the job for an earlier request's and never queue its message."""
-        item = job_item(job, self.retention)
+        item = job_item(job, self.retention, self.result_check)
         put = lambda: aws.dynamodb().put_item(  # noqa: E731
             TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(job_id)"
         )
@@ -161,14 +183,24 @@ class DynamoJobStore:
         self, job: Job, pack_id: str, output_location: str | None, failure_location: str | None, at: datetime
     ) -> bool:
         """queued → dispatched, and no longer held; False if the job had moved on (already
-        dispatched, or finished)."""
-        sets = ["#status = :dispatched", "pack_id = :pack", "dispatched_at = :at", "recheck_at = :recheck"]
+        dispatched, or finished). A job already in `SweepJobsIndex` keeps its entry as it is (no
+        index write); one that is not (held, its `let_go` failed; or written by the previous
+        layout) joins it, to be looked at `ResultCheckSeconds` from now."""
+        entry = sweep_entry(job, at + self.result_check)
+        sets = [
+            "#status = :dispatched",
+            "pack_id = :pack",
+            "dispatched_at = :at",
+            "sweep = if_not_exists(sweep, :sweep)",
+            "sweep_at = if_not_exists(sweep_at, :sweep_at)",
+        ]
         values: dict[str, Any] = {
             ":dispatched": {"S": JobStatus.DISPATCHED.value},
             ":queued": {"S": JobStatus.QUEUED.value},
             ":pack": {"S": pack_id},
             ":at": to_attr(at),
-            ":recheck": to_attr(at + self.result_check),
+            ":sweep": entry["sweep"],
+            ":sweep_at": entry["sweep_at"],
         }
         for name, location in (("output_location", output_location), ("failure_location", failure_location)):
             if location:
@@ -199,22 +231,21 @@ class DynamoJobStore:
             jobs.extend(parse_job(item) for item in page.get("Items", []))
         return jobs
 
-    def overdue(self, before: datetime, limit: int) -> list[Job]:
-        jobs = self._active_before(ACTIVE_INDEX, "deadline", before, limit)
-        return [job for job in jobs if not job.status.is_terminal]
-
-    def unanswered(self, before: datetime, limit: int) -> list[Job]:
-        """Dispatched jobs whose notification is overdue (`recheck_at` before `before`)."""
-        jobs = self._active_before(DISPATCHED_INDEX, "recheck_at", before, limit)
-        return [job for job in jobs if job.status is JobStatus.DISPATCHED]
-
-    def _active_before(self, index: str, sort_key: str, before: datetime, limit: int) -> list[Job]:
-        """Up to `limit` jobs of a sparse index of active jobs whose `sort_key` is before `before`,
-        oldest first over every shard, read again from the table (the index is eventually
-        consistent and keys only)."""
-        entries = entries_before(self.table, index, "active", sort_key, to_attr(before), limit)
-        keys = [(item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries]
-        return [job for job in (self.get(tenant_id, job_id) for tenant_id, job_id in keys) if job is not None]
+    def due(self, before: datetime, limit: int) -> list[Job]:
+        """Up to `limit` unfinished jobs the sweeper should look at before `before`, the longest
+        due first: those in `SweepJobsIndex` whose `sweep_at` has come, those held past their
+        deadline (`WaitingJobsIndex`), and the previous layout's past theirs (`ActiveJobsIndex`).
+        Each is read again from the table (the indexes are eventually consistent and keys only)."""
+        moment = to_attr(before)
+        entries = [
+            *entries_before(self.table, SWEEP_INDEX, "sweep", "sweep_at", moment, limit),
+            *entries_before(self.table, WAITING_INDEX, "waiting", "deadline", moment, limit),
+            *entries_before(self.table, LEGACY_ACTIVE_INDEX, "active", "deadline", moment, limit),
+        ]
+        entries.sort(key=lambda entry: str(next(iter((entry.get("sweep_at") or entry["deadline"]).values()))))
+        keys = list(dict.fromkeys((item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries))[:limit]
+        jobs = (self.get(tenant_id, job_id) for tenant_id, job_id in keys)
+        return [job for job in jobs if job is not None and not job.status.is_terminal]
 
     # -- deferrable jobs held for the scheduler --------------------------------------------------------
     def held_summary(self) -> tuple[int, datetime | None]:
@@ -238,22 +269,29 @@ class DynamoJobStore:
         jobs = (self.get(item["tenant_id"]["S"], item["job_id"]["S"]) for item in within_requests(entries, limit))
         return [job for job in jobs if job is not None and job.status is JobStatus.QUEUED]
 
-    def let_go(self, job: Job) -> bool:
+    def let_go(self, job: Job, at: datetime) -> bool:
+        """No longer held, and in `SweepJobsIndex` to be looked at `ResultCheckSeconds` after `at`."""
+        entry = sweep_entry(job, at + self.result_check)
         updated = conditionally(
             lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=job_key(job.tenant_id, job.job_id),
-                UpdateExpression="REMOVE waiting",
+                UpdateExpression="SET sweep = :sweep, sweep_at = :sweep_at REMOVE waiting",
                 ConditionExpression="attribute_exists(waiting) AND #status = :queued",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":queued": {"S": JobStatus.QUEUED.value}},
+                ExpressionAttributeValues={
+                    ":queued": {"S": JobStatus.QUEUED.value},
+                    ":sweep": entry["sweep"],
+                    ":sweep_at": entry["sweep_at"],
+                },
             )
         )
         return updated is not None
 
-    def dispatched_count(self) -> int:
-        """Requests dispatched and not finished: the index's keys, a chunk's job counting its lines."""
-        pages = (self._shard_pages(DISPATCHED_INDEX, "active", shard) for shard in SHARDS)
+    def in_flight_count(self) -> int:
+        """Requests let go (an interactive one from its creation) and not finished: the keys of
+        `SweepJobsIndex`, a chunk's job counting its lines."""
+        pages = (self._shard_pages(SWEEP_INDEX, "sweep", shard) for shard in SHARDS)
         return sum(
             lines_of(item["job_id"]["S"])
             for shard_pages in pages
@@ -276,18 +314,20 @@ class DynamoJobStore:
         )
 
     def recheck_later(self, job: Job, now: datetime) -> None:
-        """No output yet: look again after as long as the job has waited so far (the checks of a job
-        in a long queue thin out), at least the configured interval and at most an hour."""
+        """Not finished yet: look again after as long as it has waited since its dispatch (the checks
+        of a job in a long queue thin out), at least the configured interval (a job not dispatched
+        yet: that interval), at most an hour, and at its deadline at the latest. A job of the
+        previous layout joins `SweepJobsIndex` here."""
         waited = now - (job.dispatched_at or now)
-        later = now + min(max(self.result_check, waited), MAX_RECHECK)
+        entry = sweep_entry(job, now + min(max(self.result_check, waited), MAX_RECHECK))
         conditionally(  # not applied when it finished meanwhile: nothing to look for any more
             lambda: aws.dynamodb().update_item(
                 TableName=self.table,
                 Key=job_key(job.tenant_id, job.job_id),
-                UpdateExpression="SET recheck_at = :later",
-                ConditionExpression="#status = :dispatched",
+                UpdateExpression="SET sweep = :sweep, sweep_at = :sweep_at",
+                ConditionExpression="#status IN (:queued, :dispatched) AND attribute_not_exists(waiting)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":later": to_attr(later), ":dispatched": {"S": JobStatus.DISPATCHED.value}},
+                ExpressionAttributeValues={":sweep": entry["sweep"], ":sweep_at": entry["sweep_at"], **NON_TERMINAL},
             )
         )
 
@@ -300,7 +340,7 @@ class DynamoJobStore:
             "Update": {
                 "TableName": self.table,
                 "Key": job_key(job.tenant_id, job.job_id),
-                "UpdateExpression": "SET " + ", ".join(assignments) + " REMOVE active, waiting",
+                "UpdateExpression": "SET " + ", ".join(assignments) + " REMOVE active, waiting, sweep, sweep_at",
                 "ConditionExpression": "#status IN (:queued, :dispatched)",
                 "ExpressionAttributeNames": {"#status": "status", **{f"#{k}": k for k in sets}},
                 "ExpressionAttributeValues": {

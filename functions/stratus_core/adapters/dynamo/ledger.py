@@ -117,7 +117,7 @@ class DynamoLedger:
         put: TransactWriteItemTypeDef = {
             "Put": {
                 "TableName": self._jobs.table,
-                "Item": job_item(job, self._jobs.retention),
+                "Item": job_item(job, self._jobs.retention, self._jobs.result_check),
                 "ConditionExpression": "attribute_not_exists(job_id)",
             }
         }

@@ -1,7 +1,8 @@
 """Sharded sparse indexes: "every live job" spread over `INDEX_SHARDS` index partitions.
 
-`ActiveJobsIndex`, `DispatchedJobsIndex` (jobs table) and `PendingReservationsIndex` (usage table)
-hold the items that are still in flight; their partition key is an attribute an item carries only
+`SweepJobsIndex`, `WaitingJobsIndex` (jobs table) and `PendingReservationsIndex` (usage table)
+hold the items that are still in flight (and the previous layout's `ActiveJobsIndex`, read until its
+jobs are gone: `job_store.py`); their partition key is an attribute an item carries only
 while it is live. If every item wrote the same value there, the whole index would be one partition
 key, and one partition takes at most 1,000 write units a second: each job puts itself in and takes
 itself out of these indexes (a write each), and a GSI that cannot keep up throttles the writes to
@@ -19,7 +20,7 @@ is unchanged, so a deploy replaces no index.
 shards below it, and readers query all of the new ones); lowering it would hide the items in the
 shards it drops, so it needs a migration first.
 
-The readers query the shards one after another: each of a sweep's three index reads is 16 small
+The readers query the shards one after another: each of a sweep's four index reads is 16 small
 queries instead of one, a few milliseconds each, 16 × 0.5 read units when nothing is due.
 """
 

@@ -395,7 +395,7 @@ class MemoryJobStore:
             key = (job.tenant_id, job.job_id)
             stored = self.items.get(key)
             if stored is not None and not stored.status.is_terminal and key not in self.waiting:
-                waited = now - (stored.dispatched_at or now)
+                waited = now - (job.dispatched_at or job.created_at)  # the job as read, as DynamoDB's
                 self.sweep_at[key] = min(now + min(max(self.result_check, waited), MAX_RECHECK), stored.deadline)
 
     def finish(self, change: TerminalChange) -> bool:

@@ -51,9 +51,11 @@ SDK_RETRY_TTL = timedelta(hours=1)
 MAX_IDEMPOTENCY_KEY = 255
 UNBILLED_ENDS = {JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
 NEVER_RAN = "enqueue_failed"
-"""The error of a job the service could not store or queue (a 500 to its client): it never reached the
-endpoint and nothing was billed, so a retry with its Idempotency-Key is a fresh try, not that 500 again
-(as at Stripe, whose keys save no result for a request that never began executing)."""
+"""The error of a job the service could not store or queue (a 500 to its client): nothing was billed,
+and it did not reach the endpoint unless an SQS send that timed out had in fact delivered its message
+and the dispatcher took it before the job was failed (the endpoint's answer to it is then dropped,
+unbilled). So a retry with its Idempotency-Key is a fresh try, not that 500 again (as at Stripe,
+whose keys save no result for a request that never began executing)."""
 
 
 def never_ran(job: Job) -> bool:

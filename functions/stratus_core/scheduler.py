@@ -10,8 +10,8 @@ Once a minute (an EventBridge schedule; every few seconds in the local cloud):
    interactive backlog (work the instances must drain: they size the endpoint) and as released work
    (they hold slots: the release budget leaves them out), so the policy never needs to know which
    lane an in-flight job came from. A job whose message is still on a queue is counted twice (the
-   queue's depth and the index) for the seconds before the dispatcher takes it: a larger backlog,
-   never a smaller one.
+   queue's depth and the index) until the dispatcher takes it (seconds, longer while dispatches
+   fail and are retried): a larger backlog, never a smaller one.
 2. **Decide** with `scheduling.decide` (pure: the same code `stratus simulate` runs).
 3. **Carry out.** The capacity first (`CapacityControl`: the scalable target's range, only with
    `Scaling=Scheduler`), then the releases: the held jobs' messages go to the batch lane's queue,

@@ -1,7 +1,7 @@
 """The sweeper's domain: nothing dispatched waits forever, nothing reserved is held forever.
 
 Each run, in order, over the jobs that are due (`JobStore.due`: one read of the jobs table's
-`SweepJobsIndex`, plus the held jobs past their deadline):
+`SweepJobsIndex`, plus the held jobs past their deadline and the previous layout's past theirs):
 1. dispatched jobs whose notification is late (`ResultCheckSeconds` after they were created or let
    go, then backing off) are looked up in S3: SageMaker's output or failure file finishes them (the
    notification was lost); with neither yet, they are looked at again after as long as they have
@@ -89,7 +89,8 @@ class Sweeper:
     def run(self) -> SweepReport:
         now = self._clock()
         files = FileCache()
-        due = self._step(lambda: self._jobs.due(now, self._batch), files) or []
+        # twice the batch: what the two reads it replaced (late notifications, past deadlines) took
+        due = self._step(lambda: self._jobs.due(now, 2 * self._batch), files) or []
         finished: set[tuple[str, str]] = set()
 
         def recover(job: Job) -> bool:  # a dispatched job, even past its deadline, first from its files

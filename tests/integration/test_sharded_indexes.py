@@ -148,3 +148,31 @@ def test_jobs_and_reservations_written_before_sharding_are_still_swept(
     assert stored is not None and stored.status is JobStatus.EXPIRED
     assert stack.tenants.get("acme").in_flight == 0
     assert stack.admission_store.pending_before(later + timedelta(days=1), 10) == []
+
+
+def test_a_job_the_previous_versions_code_finished_leaves_the_sweep_index_when_it_comes_up(
+    created: Created, stack: Services, clock: Clock
+) -> None:
+    """During a deploy the previous version's functions still run, and their terminal update removes
+    only `active` and `waiting`: a job they finish keeps its `SweepJobsIndex` entry. The sweeper's
+    read removes it, and it neither takes a place among the jobs a sweep looks at nor counts as work
+    the endpoint still has (which would keep an instance up)."""
+    # GIVEN three interactive jobs, two of them finished by the previous version's code
+    first, second, third = (stack.intake.accept(chat_request(max_tokens=20)) for _ in range(3))
+    for job in (first, second):
+        boto3.client("dynamodb").update_item(
+            TableName=created.refs["JobsTable"],
+            Key=job_key("acme", job.job_id),
+            UpdateExpression="SET #status = :completed REMOVE active, waiting",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":completed": {"S": JobStatus.COMPLETED.value}},
+        )
+    assert stack.job_store.in_flight_count() == 3
+
+    # WHEN the sweeper asks for one due job
+    due = stack.job_store.due(clock.advance(minutes=6), 1)
+
+    # THEN it gets the unfinished one, and the finished ones are out of the index
+    assert [job.job_id for job in due] == [third.job_id]
+    assert stack.job_store.in_flight_count() == 1
+    assert [job.job_id for job in stack.job_store.due(clock(), 10)] == [third.job_id]

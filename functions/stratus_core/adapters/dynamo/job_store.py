@@ -18,8 +18,17 @@ the scheduler lets them go (the message goes to the batch lane's queue, then `le
 message went but whose `let_go` failed is still `waiting` when it is dispatched: `mark_dispatched`
 removes `waiting` and adds `sweep`. Every terminal transition removes all of them.
 
-So `SweepJobsIndex` holds exactly the jobs let go (or never held) and not finished: the scheduler
-counts it as the work queued for or running on the endpoint (`in_flight_count`).
+So `SweepJobsIndex` holds the jobs let go (or never held) and not finished: the scheduler counts it
+as the work queued for or running on the endpoint (`in_flight_count`).
+
+**While a deploy brings this layout** its functions and the previous version's run side by side
+(CloudFormation updates them in any order). A job the previous code finishes keeps its `sweep`
+entry: `due` removes it when it comes up. A held job the previous scheduler lets go (`REMOVE
+waiting`) joins `SweepJobsIndex` when it is dispatched by this version's dispatcher; one the
+previous dispatcher also dispatches is in no index and is found by nobody if its notification is
+lost: deploy at a quiet hour, as the README's deploy guide says. **A rollback** to the previous
+version leaves the jobs this one created unseen by its sweeper (they carry no `active`): roll
+forward instead.
 
 **Jobs of the previous layout** (in flight during the deploy that brought this one) carry `active`
 (and `recheck_at` once dispatched), which put them in `ActiveJobsIndex` (by `deadline`) and
@@ -235,17 +244,51 @@ class DynamoJobStore:
         """Up to `limit` unfinished jobs the sweeper should look at before `before`, the longest
         due first: those in `SweepJobsIndex` whose `sweep_at` has come, those held past their
         deadline (`WaitingJobsIndex`), and the previous layout's past theirs (`ActiveJobsIndex`).
-        Each is read again from the table (the indexes are eventually consistent and keys only)."""
+        Each is read again from the table (the indexes are eventually consistent and keys only).
+
+        A finished job whose item still carries `sweep` was ended by the previous version's code
+        (its functions and this version's run side by side while a deploy updates them, in any
+        order; its terminal update removes only `active` and `waiting`). Its entry is removed here,
+        so that it neither holds a place among the `limit` nor counts as work in flight."""
         moment = to_attr(before)
-        entries = [
-            *entries_before(self.table, SWEEP_INDEX, "sweep", "sweep_at", moment, limit),
-            *entries_before(self.table, WAITING_INDEX, "waiting", "deadline", moment, limit),
-            *entries_before(self.table, LEGACY_ACTIVE_INDEX, "active", "deadline", moment, limit),
-        ]
-        entries.sort(key=lambda entry: str(next(iter((entry.get("sweep_at") or entry["deadline"]).values()))))
-        keys = list(dict.fromkeys((item["tenant_id"]["S"], item["job_id"]["S"]) for item in entries))[:limit]
-        jobs = (self.get(tenant_id, job_id) for tenant_id, job_id in keys)
-        return [job for job in jobs if job is not None and not job.status.is_terminal]
+        jobs: list[Job] = []
+        seen: set[tuple[str, str]] = set()
+        for _ in range(4):  # another read only when finished entries took places in this one
+            wanted = limit - len(jobs) + len(seen)  # the index may still list what was removed
+            entries = [
+                *entries_before(self.table, SWEEP_INDEX, "sweep", "sweep_at", moment, wanted),
+                *entries_before(self.table, WAITING_INDEX, "waiting", "deadline", moment, wanted),
+                *entries_before(self.table, LEGACY_ACTIVE_INDEX, "active", "deadline", moment, wanted),
+            ]
+            entries.sort(key=lambda entry: str(next(iter((entry.get("sweep_at") or entry["deadline"]).values()))))
+            swept = {(e["tenant_id"]["S"], e["job_id"]["S"]) for e in entries if "sweep" in e}
+            keys = [key for key in dict.fromkeys((e["tenant_id"]["S"], e["job_id"]["S"]) for e in entries)]
+            finished = 0
+            for key in (key for key in keys if key not in seen):
+                seen.add(key)
+                job = self.get(*key)
+                if job is not None and not job.status.is_terminal:
+                    jobs.append(job)
+                elif job is not None and key in swept:
+                    self._forget_finished(*key)
+                    finished += 1
+                if len(jobs) == limit:
+                    return jobs
+            if not finished:
+                break
+        return jobs
+
+    def _forget_finished(self, tenant_id: str, job_id: str) -> None:
+        conditionally(  # only while it is finished: a job cannot become unfinished, so this is only a guard
+            lambda: aws.dynamodb().update_item(
+                TableName=self.table,
+                Key=job_key(tenant_id, job_id),
+                UpdateExpression="REMOVE sweep, sweep_at",
+                ConditionExpression="attribute_exists(sweep) AND NOT #status IN (:queued, :dispatched)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=NON_TERMINAL,
+            )
+        )
 
     # -- deferrable jobs held for the scheduler --------------------------------------------------------
     def held_summary(self) -> tuple[int, datetime | None]:
@@ -314,11 +357,11 @@ class DynamoJobStore:
         )
 
     def recheck_later(self, job: Job, now: datetime) -> None:
-        """Not finished yet: look again after as long as it has waited since its dispatch (the checks
-        of a job in a long queue thin out), at least the configured interval (a job not dispatched
-        yet: that interval), at most an hour, and at its deadline at the latest. A job of the
-        previous layout joins `SweepJobsIndex` here."""
-        waited = now - (job.dispatched_at or now)
+        """Not finished yet: look again after as long as it has waited since its dispatch (or, not
+        dispatched yet, its creation), so that the checks of a job in a long queue thin out: at
+        least the configured interval, at most an hour, and at its deadline at the latest. A job
+        of the previous layout joins `SweepJobsIndex` here."""
+        waited = now - (job.dispatched_at or job.created_at)
         entry = sweep_entry(job, now + min(max(self.result_check, waited), MAX_RECHECK))
         conditionally(  # not applied when it finished meanwhile: nothing to look for any more
             lambda: aws.dynamodb().update_item(

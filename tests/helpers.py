@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import boto3
+
+from stratus_core.adapters.dynamo.job_store import job_key
+from stratus_core.adapters.dynamo.sparse_index import shard_of
 from stratus_core.contract import PackedRequest, SamplingParams, Usage
 from stratus_core.jobs import Job, new_job_id
 from stratus_core.keys import IssuedKey, Principal, Scope
@@ -129,3 +133,20 @@ def bill(
     job = services.intake.accept(completion_request(tenant_id, model))
     assert services.settlement.complete(job, Usage.of(prompt_tokens, completion_tokens), {"object": "text_completion"})
     return job
+
+
+def as_previous_layout(
+    jobs_table: str, tenant_id: str, job_id: str, *, shard: str | None = None, recheck_at: datetime | None = None
+) -> None:
+    """Rewrite a job's item as the version before `SweepJobsIndex` wrote it: `active` (its shard,
+    or the one given) instead of `sweep` and `sweep_at`, and `recheck_at` once dispatched."""
+    sets = "SET active = :shard" + (", recheck_at = :recheck" if recheck_at else "")
+    values = {":shard": {"S": shard or shard_of(job_id)}}
+    if recheck_at:
+        values[":recheck"] = {"S": recheck_at.isoformat()}
+    boto3.client("dynamodb").update_item(
+        TableName=jobs_table,
+        Key=job_key(tenant_id, job_id),
+        UpdateExpression=sets + " REMOVE sweep, sweep_at",
+        ExpressionAttributeValues=values,
+    )

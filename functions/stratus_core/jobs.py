@@ -243,8 +243,8 @@ class HeldJobs(Protocol):
     def in_flight_count(self) -> int:
         """Requests let go (an interactive one from its creation) and not finished, every lane (a
         batch chunk counts its lines): those queued for the endpoint and those it runs. A request
-        whose message is still on a queue is counted here and in that queue's depth, for the
-        seconds before the dispatcher takes it."""
+        whose message is still on a queue is counted here and in that queue's depth until the
+        dispatcher takes it (seconds; longer while dispatches fail and are retried)."""
         ...
 
 

@@ -12,11 +12,9 @@ from typing import Any
 import boto3
 import pytest
 
-from stratus_core.adapters.dynamo.job_store import job_key
-from stratus_core.adapters.dynamo.sparse_index import shard_of
 from stratus_core.keys import IssuedKey, Scope
 from stratus_core.services import Services
-from tests.helpers import ApiResponse, FakeContext, principal_of
+from tests.helpers import ApiResponse, FakeContext, as_previous_layout, principal_of
 
 from .conftest import Pipeline, store_bodies_in_s3, stored_bodies
 
@@ -284,19 +282,6 @@ def test_lost_notification_is_recovered_by_the_sweeper(
     }
 
 
-def as_previous_layout(pipeline: Pipeline, job_id: str, recheck_at: datetime | None = None) -> None:
-    """Rewrite a job's item as the version before `SweepJobsIndex` wrote it: `active` (its shard)
-    instead of `sweep` and `sweep_at`, and `recheck_at` once dispatched."""
-    sets = "SET active = :shard" + (", recheck_at = :recheck" if recheck_at else "")
-    values = {":shard": {"S": shard_of(job_id)}, **({":recheck": {"S": recheck_at.isoformat()}} if recheck_at else {})}
-    boto3.client("dynamodb").update_item(
-        TableName=pipeline.created.refs["JobsTable"],
-        Key=job_key("acme", job_id),
-        UpdateExpression=sets + " REMOVE sweep, sweep_at",
-        ExpressionAttributeValues=values,
-    )
-
-
 def test_jobs_of_the_previous_layout_in_flight_during_the_deploy_each_end_once(
     services: Services,
     call_api: Api,
@@ -315,15 +300,16 @@ def test_jobs_of_the_previous_layout_in_flight_during_the_deploy_each_end_once(
     before = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
     pipeline.run()
     pipeline.endpoint.pending.clear()
-    as_previous_layout(pipeline, before, recheck_at=datetime.now(UTC) + timedelta(minutes=5))
+    jobs_table = pipeline.created.refs["JobsTable"]
+    as_previous_layout(jobs_table, "acme", before, recheck_at=datetime.now(UTC) + timedelta(minutes=5))
     # ... one it queued and this version dispatched (the same) ...
     after = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
-    as_previous_layout(pipeline, after)
+    as_previous_layout(jobs_table, "acme", after)
     pipeline.run()
     pipeline.endpoint.pending.clear()
     # ... and one it queued whose message never reaches the dispatcher
     stuck = no_wait(call_api, "/v1/chat/completions", CHAT, caller).body["id"]
-    as_previous_layout(pipeline, stuck)
+    as_previous_layout(jobs_table, "acme", stuck)
 
     def status(job_id: str) -> str:
         return str(call_api("GET", f"/v1/jobs/{job_id}", principal=caller).body["status"])

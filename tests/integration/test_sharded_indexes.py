@@ -9,7 +9,7 @@ from `template.yaml`, so an index added later is checked too.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -18,9 +18,10 @@ from stratus.localcloud.resources import Created
 from stratus.template import load_template, resources_of_type
 from stratus_core.adapters.dynamo.job_store import job_key
 from stratus_core.adapters.dynamo.sparse_index import SHARDS, shard_of
-from stratus_core.jobs import Job, JobStatus, new_job_id
+from stratus_core.jobs import JobStatus, new_job_id
 from stratus_core.services import Services
 from stratus_core.tenants import TenantCreate, TenantLimits
+from tests.helpers import as_previous_layout
 from tests.memory import MODEL, Clock, chat_request
 
 LIVE_ITEM_TABLES = ("JobsTable", "UsageTable")
@@ -106,19 +107,6 @@ def test_no_sparse_index_of_live_items_puts_them_under_one_partition_key(
         assert max(spread.values()) <= live[index] // 4, f"{index}: {spread}"
 
 
-def as_previous_layout(created: Created, job: Job, shard: str, recheck_at: datetime | None = None) -> None:
-    """Rewrite a job's item as the previous layout wrote it: `active` (its shard) instead of `sweep`
-    and `sweep_at`, and `recheck_at` once dispatched."""
-    sets = "SET active = :shard" + (", recheck_at = :recheck" if recheck_at else "")
-    values = {":shard": {"S": shard}, **({":recheck": {"S": recheck_at.isoformat()}} if recheck_at else {})}
-    boto3.client("dynamodb").update_item(
-        TableName=created.refs["JobsTable"],
-        Key=job_key(job.tenant_id, job.job_id),
-        UpdateExpression=sets + " REMOVE sweep, sweep_at",
-        ExpressionAttributeValues=values,
-    )
-
-
 def test_jobs_and_reservations_written_before_sharding_are_still_swept(
     created: Created, stack: Services, clock: Clock
 ) -> None:
@@ -129,7 +117,7 @@ def test_jobs_and_reservations_written_before_sharding_are_still_swept(
     job = stack.intake.accept(chat_request(max_tokens=20).model_copy(update={"job_id": job_id}))
     stack.admission.reserve_batch("acme", line_id, MODEL, prompt_tokens_bound=10, max_tokens=10)
     client = boto3.client("dynamodb")
-    as_previous_layout(created, job, "1")
+    as_previous_layout(created.refs["JobsTable"], "acme", job.job_id, shard="1")
     client.update_item(
         TableName=created.refs["UsageTable"],
         Key={"pk": {"S": "TENANT#acme"}, "sk": {"S": f"RESV#{line_id}"}},

@@ -262,7 +262,7 @@ class DynamoJobStore:
             ]
             entries.sort(key=lambda entry: str(next(iter((entry.get("sweep_at") or entry["deadline"]).values()))))
             swept = {(e["tenant_id"]["S"], e["job_id"]["S"]) for e in entries if "sweep" in e}
-            keys = [key for key in dict.fromkeys((e["tenant_id"]["S"], e["job_id"]["S"]) for e in entries)]
+            keys = dict.fromkeys((e["tenant_id"]["S"], e["job_id"]["S"]) for e in entries)
             finished = 0
             for key in (key for key in keys if key not in seen):
                 seen.add(key)
